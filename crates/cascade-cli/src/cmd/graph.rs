@@ -1,0 +1,35 @@
+//! `cascade graph FILE`: the job DAG as dot, mermaid or json.
+
+use crate::Outcome;
+use crate::output;
+use cascade_spec::graph;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GraphFormat {
+    #[default]
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Pipeline file
+    file: PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    format: GraphFormat,
+}
+
+pub fn run(args: &Args) -> Outcome {
+    let pipeline = match super::load_or_report(&args.file) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    match args.format {
+        GraphFormat::Dot => output::data(&graph::to_dot(&pipeline)),
+        GraphFormat::Mermaid => output::data(&graph::to_mermaid(&pipeline)),
+        GraphFormat::Json => output::json(&graph::to_json(&pipeline)),
+    }
+    Outcome::Success
+}

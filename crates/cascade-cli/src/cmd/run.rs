@@ -1,0 +1,343 @@
+//! `cascade run FILE`: plan and run a pipeline on this machine.
+
+use crate::Outcome;
+use crate::output;
+use crate::progress::{Mode, Progress};
+use anyhow::Context as _;
+use cascade_engine::{Bus, Secrets, Subscriber};
+use cascade_plan::{Event, RunId, RunOutcome, Trigger};
+use cascade_spec::config::AdminConfig;
+use cascade_store::{RunMeta, Writer};
+use indexmap::IndexMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RunOutput {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Pipeline file (ci.yaml)
+    file: PathBuf,
+    /// Run only these jobs and what they need (repeatable)
+    #[arg(long = "job", value_name = "JOB")]
+    jobs_selected: Vec<String>,
+    /// An input, `name=value` (repeatable)
+    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    inputs: Vec<(String, String)>,
+    /// The triggering event: push, `pull_request`, schedule, `workflow_dispatch`, `repository_dispatch`
+    #[arg(long)]
+    event: Option<String>,
+    /// The event payload, a JSON file (read as `event.*`)
+    #[arg(long, value_name = "FILE")]
+    event_file: Option<PathBuf>,
+    /// How many tasks run at once [default: number of CPUs]
+    #[arg(long = "jobs", short = 'j', value_name = "N")]
+    parallelism: Option<usize>,
+    /// Run jobs that have an `image:` in podman
+    #[arg(long)]
+    containers: bool,
+    /// Secrets, `NAME=value` lines (multi-line: `NAME<<EOF` … `EOF`)
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    /// Admin config [default: ./cascade.toml if present, else built-in runners]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where runs are recorded (`SQLite` database `cascade.db` inside)
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".cascade",
+        env = "CASCADE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Compare with this git ref to find changed files (job-level `paths:` filters)
+    #[arg(long, value_name = "REF")]
+    base: Option<String>,
+    /// The changed side of `--base` [default: the working tree]
+    #[arg(long, value_name = "REF", requires = "base")]
+    head: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when a task is stopped
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    kill_grace: f64,
+    /// `human` (live view and summary) or `json` (one event per line on stdout)
+    #[arg(long, value_enum, default_value_t)]
+    output: RunOutput,
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, found `{text}`"))
+}
+
+struct StoreSink(Writer);
+
+impl Subscriber for StoreSink {
+    fn on_event(&self, event: &Event) {
+        self.0.record(event);
+    }
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "the steps of one run, in order, each a call"
+)]
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    let pipeline = match super::load_or_report(&args.file) {
+        Ok(p) => p,
+        Err(outcome) => return Ok(outcome),
+    };
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(message) => {
+            output::error(&message);
+            return Ok(Outcome::Failure);
+        }
+    };
+    let trigger = match trigger(args) {
+        Ok(t) => t,
+        Err(message) => {
+            output::error(&message);
+            return Ok(Outcome::Usage);
+        }
+    };
+    let plan = match cascade_plan::plan(&pipeline, &trigger, &args.jobs_selected) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&format!(
+                "{e}; see `cascade validate {}`",
+                args.file.display()
+            ));
+            return Ok(Outcome::Failure);
+        }
+    };
+    let mut secrets = match &args.secrets_file {
+        Some(path) => Secrets::from_file(path)?,
+        None => Secrets::default(),
+    };
+    let declared: Vec<&str> = plan
+        .jobs
+        .iter()
+        .flat_map(|j| j.secrets.iter().map(String::as_str))
+        .collect();
+    if let Err(e) = secrets.resolve(declared, &|name| std::env::var(name).ok()) {
+        output::error(&e.to_string());
+        return Ok(Outcome::Failure);
+    }
+    if !args.containers && plan.jobs.iter().any(|j| j.image.is_some()) {
+        output::note("note: `image:` is ignored without --containers; jobs run on this machine");
+    }
+
+    let now = jiff::Timestamp::now();
+    let run_id = RunId::generate(u64::try_from(now.as_millisecond()).unwrap_or(0), random());
+    let db = args.data_dir.join("cascade.db");
+    let writer = Writer::start(
+        &db,
+        &RunMeta {
+            run_id: run_id.clone(),
+            dag_id: plan.name.clone(),
+            source: Some(args.file.display().to_string()),
+            trigger: plan.event_name.clone(),
+        },
+    )
+    .with_context(|| format!("cannot record the run in {}", db.display()))?;
+    let store = Arc::new(StoreSink(writer));
+    let mode = match args.output {
+        RunOutput::Json => Mode::Json,
+        RunOutput::Human if std::io::stderr().is_terminal() => Mode::Tty,
+        RunOutput::Human => Mode::Plain,
+    };
+    let progress = Arc::new(Progress::new(mode));
+    let bus = Bus::new().with(store.clone()).with(progress.clone());
+    let slots = args
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        .max(1);
+    let workspace = std::env::current_dir().context("cannot read the current directory")?;
+    let options = cascade_engine::Options {
+        run_id: run_id.clone(),
+        run_dir: absolute(
+            &args.data_dir.join("runs").join(run_id.as_str()),
+            &workspace,
+        ),
+        workspace,
+        capacity: cascade_engine::capacity(&config, slots),
+        grace: Duration::from_secs_f64(args.kill_grace.max(0.0)),
+        containers: args.containers,
+        base_env: std::env::vars_os().collect(),
+        config,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let cancel = CancellationToken::new();
+    let summary = runtime.block_on(async {
+        let signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                signal.cancel();
+                // A second Ctrl-C stops at once.
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        cascade_engine::run(&plan, &secrets, options, bus, cancel).await
+    });
+    progress.finish();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&e.to_string());
+            return Ok(Outcome::Failure);
+        }
+    };
+    for task in &summary.tasks {
+        if !task.outputs.is_empty() {
+            store.0.outputs(
+                &run_id,
+                &task.id.to_string(),
+                &serde_json::Value::Object(task.outputs.clone()),
+            );
+        }
+    }
+    drop(runtime);
+    if let Ok(StoreSink(writer)) = Arc::try_unwrap(store) {
+        writer.close().context("cannot finish writing the run")?;
+    }
+    if mode != Mode::Json {
+        output::data(&summary_table(&summary, &run_id));
+    }
+    Ok(match summary.outcome {
+        RunOutcome::Succeeded => Outcome::Success,
+        RunOutcome::Failed => Outcome::Failure,
+        RunOutcome::Cancelled => Outcome::Cancelled,
+    })
+}
+
+fn absolute(path: &Path, base: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn load_config(path: Option<&Path>) -> Result<AdminConfig, String> {
+    let (path, required) = match path {
+        Some(p) => (p.to_owned(), true),
+        None => (PathBuf::from("cascade.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => AdminConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(_) if !required => Ok(AdminConfig::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn trigger(args: &Args) -> Result<Trigger, String> {
+    let mut trigger = Trigger::manual();
+    if let Some(event) = &args.event {
+        const EVENTS: &[&str] = &[
+            "push",
+            "pull_request",
+            "schedule",
+            "workflow_dispatch",
+            "repository_dispatch",
+            "manual",
+        ];
+        if !EVENTS.contains(&event.as_str()) {
+            return Err(format!(
+                "unknown event `{event}`; expected one of {}",
+                EVENTS.join(", ")
+            ));
+        }
+        trigger.event_name.clone_from(event);
+    }
+    if let Some(path) = &args.event_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        trigger.payload = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{}:{}: invalid JSON: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+    }
+    trigger.inputs = args.inputs.iter().cloned().collect::<IndexMap<_, _>>();
+    if let Some(base) = &args.base {
+        let files = cascade_git::changed_files(Path::new("."), base, args.head.as_deref())
+            .map_err(|e| e.to_string())?;
+        trigger.changed_paths = Some(files);
+    }
+    Ok(trigger)
+}
+
+/// The summary table and the last line `N passed, N failed, N skipped`.
+fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let width = summary
+        .tasks
+        .iter()
+        .map(|t| t.id.to_string().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:<9}  {:>8}  {:>4}  NOTE",
+        "TASK", "STATE", "TIME", "TRY"
+    );
+    for t in &summary.tasks {
+        let note = match (&t.label, &t.error) {
+            (_, Some(e)) => e.clone(),
+            (Some(l), None) => l.clone(),
+            (None, None) => String::new(),
+        };
+        let time = if t.attempts == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.2}s", t.duration.as_secs_f64())
+        };
+        let row = format!(
+            "{:<width$}  {:<9}  {:>8}  {:>4}  {note}",
+            t.id.to_string(),
+            t.state.as_str(),
+            time,
+            t.attempts
+        );
+        let _ = writeln!(out, "{}", row.trim_end());
+    }
+    let _ = writeln!(
+        out,
+        "\nrun {run_id} {} in {:.2}s (logs: cascade logs {run_id})",
+        summary.outcome.as_str(),
+        summary.duration.as_secs_f64()
+    );
+    let _ = write!(
+        out,
+        "{} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped
+    );
+    out
+}

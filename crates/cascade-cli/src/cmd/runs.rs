@@ -1,0 +1,140 @@
+//! `cascade runs` and `cascade logs RUN [JOB]`: what ran, read back from the store.
+
+use crate::Outcome;
+use crate::output::{self, ListFormat};
+use cascade_store::Reader;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// How many runs to list, newest first
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".cascade",
+        env = "CASCADE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    output: ListFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// A run id from `cascade runs`, or `last`
+    run: String,
+    /// Only this job (all its copies) or task (`lint[2]`)
+    job: Option<String>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".cascade",
+        env = "CASCADE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    output: ListFormat,
+}
+
+fn reader(data_dir: &std::path::Path) -> Result<Reader, Outcome> {
+    let db = data_dir.join("cascade.db");
+    if !db.exists() {
+        output::error(&format!(
+            "no runs recorded in {} yet; `cascade run FILE` records one",
+            data_dir.display()
+        ));
+        return Err(Outcome::Failure);
+    }
+    Reader::open(&db).map_err(|e| {
+        output::error(&format!("{e:#}"));
+        Outcome::Failure
+    })
+}
+
+pub fn runs(args: &RunsArgs) -> anyhow::Result<Outcome> {
+    let reader = match reader(&args.data_dir) {
+        Ok(r) => r,
+        Err(o) => return Ok(o),
+    };
+    let runs = reader.runs(args.limit)?;
+    match args.output {
+        ListFormat::Json => output::json(&serde_json::to_value(&runs)?),
+        ListFormat::Table => {
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.run_id.clone(),
+                        r.dag_id.clone(),
+                        r.status.clone(),
+                        format!("{}/{}/{}", r.passed, r.failed, r.skipped),
+                        r.duration_ms.map_or_else(
+                            || "-".to_owned(),
+                            |d| {
+                                format!(
+                                    "{:.2}s",
+                                    f64::from(u32::try_from(d).unwrap_or(u32::MAX)) / 1000.0
+                                )
+                            },
+                        ),
+                        r.created_at.clone(),
+                    ]
+                })
+                .collect();
+            output::data(&output::table(
+                &[
+                    "RUN",
+                    "PIPELINE",
+                    "STATUS",
+                    "PASS/FAIL/SKIP",
+                    "TIME",
+                    "STARTED",
+                ],
+                &rows,
+            ));
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn logs(args: &LogsArgs) -> anyhow::Result<Outcome> {
+    let reader = match reader(&args.data_dir) {
+        Ok(r) => r,
+        Err(o) => return Ok(o),
+    };
+    let run = match reader.run(&args.run) {
+        Ok(r) => r,
+        Err(e) => {
+            output::error(&e.to_string());
+            return Ok(Outcome::Failure);
+        }
+    };
+    let logs = reader.logs(&run.run_id, args.job.as_deref())?;
+    match args.output {
+        ListFormat::Json => output::json(&serde_json::json!({
+            "run": run, "tasks": reader.tasks(&run.run_id)?, "logs": logs,
+        })),
+        ListFormat::Table => {
+            let mut text = String::new();
+            for l in &logs {
+                let _ = writeln!(text, "{} │ {}", l.task_id, l.line);
+            }
+            if logs.is_empty() {
+                output::note(&format!(
+                    "no log lines for run {}{}",
+                    run.run_id,
+                    args.job
+                        .as_ref()
+                        .map(|j| format!(" job {j}"))
+                        .unwrap_or_default()
+                ));
+            } else {
+                output::data(&text);
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,80 @@
+//! The `cascade` binary: argument parsing, output formats, exit codes.
+//!
+//! Exit codes: 0 success; 1 the pipeline is invalid or a job failed; 2 usage error (bad
+//! flags, unreadable file); 3 internal error; 130 cancelled by Ctrl-C.
+
+mod cmd;
+mod output;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cascade",
+    version,
+    about = "CI/CD and DAG workflows: one pipeline file, run anywhere"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check pipeline files and report every problem with its line and column
+    Validate(cmd::validate::Args),
+    /// Print the job DAG of a pipeline (dot, mermaid or json)
+    Graph(cmd::graph::Args),
+    /// Print the JSON Schema of ci.yaml for editor completion
+    Schema,
+    /// Run a pipeline on this machine
+    Run(Box<cmd::run::Args>),
+    /// List recorded runs
+    Runs(cmd::runs::RunsArgs),
+    /// Print the logs of a run, or of one of its jobs
+    Logs(cmd::runs::LogsArgs),
+    /// Print the packages (or files) changed since a git ref, as a JSON list
+    Changed(cmd::changed::Args),
+}
+
+/// How a command ended, mapped to the documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Usage,
+    Cancelled,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failure => ExitCode::from(1),
+            Outcome::Usage => ExitCode::from(2),
+            Outcome::Cancelled => ExitCode::from(130),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => Ok(cmd::validate::run(&args)),
+        Command::Graph(args) => Ok(cmd::graph::run(&args)),
+        Command::Schema => cmd::schema::run(),
+        Command::Run(args) => cmd::run::run(&args),
+        Command::Runs(args) => cmd::runs::runs(&args),
+        Command::Logs(args) => cmd::runs::logs(&args),
+        Command::Changed(args) => cmd::changed::run(&args),
+    };
+    match result {
+        Ok(outcome) => outcome.into(),
+        Err(error) => {
+            output::error(&format!("{error:#}"));
+            ExitCode::from(3)
+        }
+    }
+}

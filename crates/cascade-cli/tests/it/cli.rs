@@ -1,0 +1,105 @@
+//! `cascade validate`, `graph` and `schema` as a user runs them.
+
+use crate::{cascade, transcript};
+
+#[test]
+fn validate_every_example() {
+    let mut cmd = cascade();
+    cmd.arg("validate");
+    let mut files: Vec<_> = std::fs::read_dir(crate::root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in &files {
+        cmd.arg(f.strip_prefix(crate::root()).unwrap());
+    }
+    insta::assert_snapshot!(transcript(&mut cmd));
+}
+
+#[test]
+fn validate_reports_problems_with_exit_code_1() {
+    let out = transcript(cascade().args([
+        "validate",
+        "crates/cascade-spec/tests/fixtures/invalid/many_errors.yaml",
+    ]));
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn validate_json_has_line_column_and_help_per_error() {
+    let out = cascade()
+        .args([
+            "validate",
+            "--output",
+            "json",
+            "examples/hello.yaml",
+            "crates/cascade-spec/tests/fixtures/invalid/cycle.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[0]["errors"], serde_json::json!([]));
+    assert_eq!(lines[1]["ok"], false);
+    assert_eq!(
+        lines[1]["file"],
+        "crates/cascade-spec/tests/fixtures/invalid/cycle.yaml"
+    );
+    let error = &lines[1]["errors"][0];
+    assert_eq!(error["message"], "dependency cycle: a → b → c → a");
+    assert_eq!(error["line"], 3);
+    assert_eq!(error["column"], 13);
+    assert!(error["help"].as_str().unwrap().contains("DAG"));
+}
+
+#[test]
+fn validate_a_missing_file_says_so() {
+    let out = cascade()
+        .args(["validate", "no/such.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such.yaml"));
+}
+
+#[test]
+fn graph_formats() {
+    for format in ["json", "dot", "mermaid"] {
+        let out =
+            transcript(cascade().args(["graph", "examples/monorepo.yaml", "--format", format]));
+        insta::assert_snapshot!(format!("graph_monorepo_{format}"), out);
+    }
+}
+
+#[test]
+fn graph_of_an_invalid_file_fails_with_the_diagnostics() {
+    let out = transcript(cascade().args([
+        "graph",
+        "crates/cascade-spec/tests/fixtures/invalid/cycle.yaml",
+    ]));
+    assert!(out.starts_with("exit: 1\n"));
+    assert!(out.contains("dependency cycle: a → b → c → a"));
+}
+
+#[test]
+fn schema_is_valid_json_and_describes_jobs() {
+    let out = cascade().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert!(
+        schema
+            .pointer("/$defs/JobField/properties/for_each")
+            .is_some()
+    );
+}

@@ -1,0 +1,52 @@
+//! Integration tests of the `cascade` binary: real processes, real files.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    clippy::format_push_string,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+mod cli;
+mod layering;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn cascade() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
+    cmd.current_dir(root()).env("NO_COLOR", "1");
+    cmd
+}
+
+/// Exit code, stdout and stderr of a run, as one snapshot-friendly text.
+pub fn transcript(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Snapshots of runs with what changes from run to run (ids, times) filtered.
+#[macro_export]
+macro_rules! assert_run_snapshot {
+    ($value:expr) => {
+        insta::with_settings!({filters => vec![
+            (r"\b[0-9a-z]{8,11}-[0-9a-z]{1,6}\b", "[run-id]"),
+            (r"\b\d+\.\d+s\b", "[time]"),
+        ]}, {
+            insta::assert_snapshot!($value);
+        });
+    };
+}

@@ -1,0 +1,21 @@
+//! Runs a [`cascade_plan::Plan`] on this machine: the dispatcher, processes in their own
+//! process groups, retries, timeouts, outputs, secret masking, resource limits.
+//!
+//! The engine knows nothing of storage, terminals or connectors: it emits
+//! [`cascade_plan::Event`]s on a [`Bus`] and its caller decides who listens.
+
+pub mod bus;
+pub mod container;
+pub mod engine;
+pub mod error;
+pub mod mask;
+pub mod outputs;
+pub mod process;
+pub mod resources;
+pub mod secrets;
+
+pub use bus::{Bus, Recorder, Subscriber};
+pub use engine::{Options, Summary, TaskSummary, capacity, run};
+pub use error::EngineError;
+pub use resources::Capacity;
+pub use secrets::Secrets;

@@ -1,0 +1,250 @@
+//! One attempt of one task: the command builder (cwd, environment, process group), output
+//! capture through the masker, timeout and cancellation that kill the whole process group
+//! (SIGTERM, then SIGKILL after a grace period).
+
+use crate::mask::Masker;
+use cascade_plan::Stream;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+/// Called with each masked line of output.
+pub type LineSink = Arc<dyn Fn(Stream, String) + Send + Sync>;
+
+/// How to start one attempt.
+#[derive(Clone)]
+pub struct Launch {
+    /// The program and its arguments (e.g. `sh -ec SCRIPT` or `podman run …`).
+    pub argv: Vec<OsString>,
+    /// The complete environment of the process (nothing else is inherited).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    pub masker: Masker,
+    /// Keep (masked) stdout for outputs, up to this many bytes.
+    pub capture_stdout: usize,
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment may hold secrets: never print it.
+        f.debug_struct("Launch")
+            .field("argv0", &self.argv.first())
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    TimedOut(Duration),
+    Cancelled,
+    SpawnFailed(String),
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        *self == Exit::Code(0)
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Exit::Code(c) => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// Why the attempt failed, for the task's error field.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Exit::Code(0) => None,
+            Exit::Code(c) => Some(format!("exited with code {c}")),
+            Exit::Signal(s) => Some(format!("killed by signal {s}")),
+            Exit::TimedOut(d) => Some(format!(
+                "timed out after {}",
+                cascade_spec::duration::format(*d)
+            )),
+            Exit::Cancelled => Some("cancelled".to_owned()),
+            Exit::SpawnFailed(e) => Some(format!("could not start: {e}")),
+        }
+    }
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+pub struct Finished {
+    pub exit: Exit,
+    pub stdout: Vec<u8>,
+    pub duration: Duration,
+}
+
+/// Runs one attempt to the end.
+pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -> Finished {
+    let started = Instant::now();
+    let Some((program, args)) = launch.argv.split_first() else {
+        return Finished {
+            exit: Exit::SpawnFailed("empty command".to_owned()),
+            stdout: Vec::new(),
+            duration: Duration::ZERO,
+        };
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Finished {
+                exit: Exit::SpawnFailed(format!("{}: {e}", program.to_string_lossy())),
+                stdout: Vec::new(),
+                duration: started.elapsed(),
+            };
+        }
+    };
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let out = child.stdout.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stdout,
+            launch.masker.clone(),
+            Arc::clone(&on_line),
+            launch.capture_stdout,
+        ))
+    });
+    let err = child.stderr.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stderr,
+            launch.masker.clone(),
+            Arc::clone(&on_line),
+            0,
+        ))
+    });
+
+    let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let exit = tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => s.code().map_or_else(|| Exit::Signal(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)), Exit::Code),
+            Err(e) => Exit::SpawnFailed(e.to_string()),
+        },
+        () = sleep => {
+            terminate(pgid, &mut child, launch.grace).await;
+            Exit::TimedOut(launch.timeout.unwrap_or_default())
+        }
+        () = cancel.cancelled() => {
+            terminate(pgid, &mut child, launch.grace).await;
+            Exit::Cancelled
+        }
+    };
+    // Whatever the script left behind in its group (background jobs holding the pipes
+    // open) goes now, so the readers reach end of file.
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let stdout = match out {
+        Some(h) => h.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if let Some(h) = err {
+        let _ = h.await;
+    }
+    Finished {
+        exit,
+        stdout,
+        duration: started.elapsed(),
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period.
+async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGTERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let _ = child.kill().await;
+}
+
+/// Reads a stream to its end: masks, splits into lines, keeps up to `keep` bytes.
+async fn pump(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    stream: Stream,
+    masker: Masker,
+    on_line: LineSink,
+    keep: usize,
+) -> Vec<u8> {
+    const MAX_LINE: usize = 64 * 1024;
+    let mut kept = Vec::new();
+    let mut masking = masker.stream();
+    let mut line: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let emit = |bytes: &[u8], line: &mut Vec<u8>, kept: &mut Vec<u8>| {
+        if kept.len() < keep {
+            let room = keep - kept.len();
+            kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        for &b in bytes {
+            if b == b'\n' || line.len() >= MAX_LINE {
+                let text = String::from_utf8_lossy(line)
+                    .trim_end_matches('\r')
+                    .to_owned();
+                on_line(stream, text);
+                line.clear();
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            line.push(b);
+        }
+    };
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let safe = masking.push(&buf[..n]);
+                emit(&safe, &mut line, &mut kept);
+            }
+        }
+    }
+    let rest = masking.finish();
+    emit(&rest, &mut line, &mut kept);
+    if !line.is_empty() {
+        on_line(
+            stream,
+            String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_owned(),
+        );
+    }
+    kept
+}

@@ -1,0 +1,83 @@
+//! The local secret store: values from the environment or a `--secrets-file`
+//! (`NAME=value` lines, `NAME<<EOF` blocks for multi-line values, as `$CASCADE_OUTPUT`).
+//! A job gets only the secrets it declares; every known value is masked everywhere.
+
+use crate::error::EngineError;
+use crate::mask::Masker;
+use indexmap::IndexMap;
+use std::path::Path;
+
+/// Secret names and values known to this run.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    values: IndexMap<String, String>,
+}
+
+impl Secrets {
+    /// Reads a secrets file; the environment is consulted later, per declared name.
+    pub fn from_file(path: &Path) -> Result<Self, EngineError> {
+        let bytes = std::fs::read(path).map_err(|source| EngineError::SecretsFile {
+            path: path.display().to_string(),
+            reason: source.to_string(),
+        })?;
+        let entries =
+            crate::outputs::parse_bytes(&bytes).map_err(|errors| EngineError::SecretsFile {
+                path: path.display().to_string(),
+                reason: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+        Ok(Self {
+            values: entries.into_iter().collect(),
+        })
+    }
+
+    pub fn insert(&mut self, name: &str, value: &str) {
+        self.values.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Looks up each name in the file first, then in `env`. A missing one is an error
+    /// that names it and says how to provide it.
+    pub fn resolve<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), EngineError> {
+        let mut missing = Vec::new();
+        for name in names {
+            if self.values.contains_key(name) {
+                continue;
+            }
+            match env(name) {
+                Some(v) => {
+                    self.values.insert(name.to_owned(), v);
+                }
+                None => missing.push(name.to_owned()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            missing.sort();
+            missing.dedup();
+            Err(EngineError::MissingSecrets {
+                names: missing.join(", "),
+            })
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// A masker for every known value.
+    pub fn masker(&self) -> Masker {
+        Masker::new(self.values.values())
+    }
+}

@@ -1,0 +1,241 @@
+//! DAG behaviour: fan-out from a real job's output, fan-in, retries, timeouts, `if:`.
+
+use crate::{Setup, run};
+use cascade_plan::{EventKind, JobResult, RunOutcome, TaskState};
+use std::time::Duration;
+
+#[test]
+fn fan_out_over_a_real_output_and_fan_in() {
+    let ran = run(
+        r#"
+jobs:
+  detect:
+    run: echo '["alpha", "beta", "gamma"]'
+    outputs: { packages: stdout-json }
+  lint:
+    needs: [detect]
+    for_each: ${{ needs.detect.outputs.packages }}
+    run: |
+      echo "linting ${{ item }}"
+      echo "size=$(printf %s ${{ item }} | wc -c | tr -d ' ')" >> "$CASCADE_OUTPUT"
+    outputs: { size: file }
+  report:
+    needs: [lint]
+    run: echo "sizes ${{ needs.lint.outputs.size }} result ${{ needs.lint.result }}"
+"#,
+        Setup::default(),
+    );
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+    for (i, name) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        assert_eq!(ran.state(&format!("lint[{i}]")), TaskState::Completed);
+        assert!(
+            ran.logs().contains(&format!("lint[{i}]: linting {name}")),
+            "{:?}",
+            ran.logs()
+        );
+    }
+    assert!(
+        ran.logs()
+            .contains(&"report: sizes [\"5\",\"4\",\"5\"] result success".to_owned()),
+        "{:?}",
+        ran.logs()
+    );
+}
+
+#[test]
+fn an_empty_fan_out_skips_the_job_and_its_dependents() {
+    let ran = run(
+        "jobs:\n  detect: { run: \"echo '[]'\", outputs: { p: stdout-json } }\n  lint: { needs: [detect], for_each: '${{ needs.detect.outputs.p }}', run: 'echo ${{ item }}' }\n  after: { needs: [lint], run: echo after }\n  always: { needs: [lint], if: always(), run: echo always }\n",
+        Setup::default(),
+    );
+    assert_eq!(ran.state("lint"), TaskState::Skipped);
+    assert_eq!(ran.state("after"), TaskState::Skipped);
+    assert_eq!(ran.state("always"), TaskState::Completed);
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+}
+
+#[test]
+fn a_flaky_job_succeeds_on_its_second_retry() {
+    let ran = run(
+        r#"
+jobs:
+  flaky:
+    run: |
+      n=$(cat count 2>/dev/null || echo 0)
+      n=$((n + 1))
+      echo $n > count
+      echo "attempt $n"
+      [ "$n" -ge 3 ]
+    retry: { limit: 2, backoff: 10ms }
+"#,
+        Setup::default(),
+    );
+    let flaky = ran.task("flaky");
+    assert_eq!(flaky.state, TaskState::Completed);
+    assert_eq!(flaky.attempts, 3);
+    let retries: Vec<u32> = ran
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskRetrying {
+                attempt, delay_ms, ..
+            } => Some(attempt * 1000 + u32::try_from(*delay_ms).unwrap()),
+            _ => None,
+        })
+        .collect();
+    // Attempt 2 after 10 ms, attempt 3 after 20 ms (exponential backoff).
+    assert_eq!(retries, [2010, 3020]);
+}
+
+#[test]
+fn retries_stop_at_the_limit_and_only_on_listed_codes() {
+    let ran = run(
+        "jobs:\n  a: { run: exit 3, retry: { limit: 2, backoff: 1ms } }\n  b: { run: exit 4, retry: { limit: 2, backoff: 1ms, on_exit_codes: [3] } }\n",
+        Setup::default(),
+    );
+    assert_eq!(
+        (ran.task("a").attempts, ran.task("a").exit_code),
+        (3, Some(3))
+    );
+    assert_eq!(
+        (ran.task("b").attempts, ran.task("b").exit_code),
+        (1, Some(4))
+    );
+    assert_eq!(ran.summary.outcome, RunOutcome::Failed);
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_including_grandchildren() {
+    let ran = run(
+        r"
+jobs:
+  slow:
+    run: |
+      sh -c 'sleep 30; touch grandchild-survived' &
+      echo $! > grandchild.pid
+      sleep 30
+    timeout: 300ms
+",
+        Setup::default(),
+    );
+    let slow = ran.task("slow");
+    assert_eq!(slow.state, TaskState::Failed);
+    assert_eq!(slow.error.as_deref(), Some("timed out after 300ms"));
+    let pid: i32 = std::fs::read_to_string(ran.dir.path().join("grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The grandchild is gone: signal 0 finds no such process (or only a zombie being reaped).
+    let alive =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    assert!(!alive, "grandchild {pid} survived the timeout");
+}
+
+#[test]
+fn always_runs_after_a_failure_and_success_is_skipped() {
+    let ran = run(
+        "jobs:\n  build: { run: exit 1 }\n  deploy: { needs: [build], run: echo deploy }\n  cleanup: { needs: [deploy], if: always(), run: echo cleanup }\n  on-failure: { needs: [deploy], if: failure(), run: echo failed }\n  report: { needs: [build], if: \"needs.build.result == 'failure'\", run: echo report }\n",
+        Setup::default(),
+    );
+    assert_eq!(ran.state("build"), TaskState::Failed);
+    assert_eq!(ran.state("deploy"), TaskState::Skipped);
+    assert_eq!(ran.state("cleanup"), TaskState::Completed);
+    assert_eq!(
+        ran.state("on-failure"),
+        TaskState::Completed,
+        "failure() sees a failed ancestor"
+    );
+    assert_eq!(ran.state("report"), TaskState::Completed);
+    assert_eq!(ran.summary.jobs["deploy"], JobResult::Skipped);
+    assert_eq!(
+        (ran.summary.passed, ran.summary.failed, ran.summary.skipped),
+        (3, 1, 1)
+    );
+}
+
+#[test]
+fn continue_on_error_keeps_the_run_green() {
+    let ran = run(
+        "jobs:\n  lint: { run: exit 2, continue_on_error: true }\n  next: { needs: [lint], run: echo ok }\n",
+        Setup::default(),
+    );
+    assert_eq!(ran.state("lint"), TaskState::Failed);
+    assert_eq!(ran.state("next"), TaskState::Completed);
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+}
+
+#[test]
+fn cancellation_kills_running_jobs_and_still_runs_always_jobs() {
+    let ran = run(
+        "jobs:\n  long: { run: sleep 30 }\n  next: { needs: [long], run: echo next }\n  cleanup: { needs: [long], if: always(), run: echo cleanup }\n  on-cancel: { needs: [long], if: cancelled(), run: echo cancelled }\n",
+        Setup {
+            cancel_after: Some(Duration::from_millis(300)),
+            ..Setup::default()
+        },
+    );
+    assert_eq!(ran.summary.outcome, RunOutcome::Cancelled);
+    assert_eq!(ran.state("long"), TaskState::Cancelled);
+    assert_eq!(ran.state("next"), TaskState::Cancelled);
+    assert_eq!(ran.state("cleanup"), TaskState::Completed);
+    assert_eq!(ran.state("on-cancel"), TaskState::Completed);
+    assert!(ran.logs().contains(&"cleanup: cleanup".to_owned()));
+}
+
+#[test]
+fn matrix_copies_see_their_values() {
+    let ran = run(
+        "jobs:\n  test:\n    matrix: { os: [linux, mac], py: ['3.10', '3.11'] }\n    env: { PY: '${{ matrix.py }}' }\n    run: echo \"${{ matrix.os }} $PY\"\n",
+        Setup::default(),
+    );
+    let mut logs = ran.logs();
+    logs.sort();
+    assert_eq!(
+        logs,
+        [
+            "test[0]: linux 3.10",
+            "test[1]: linux 3.11",
+            "test[2]: mac 3.10",
+            "test[3]: mac 3.11"
+        ]
+    );
+}
+
+#[test]
+fn the_engine_never_runs_more_than_its_slots() {
+    let ran = run(
+        "jobs:\n  a: { matrix: { i: [1, 2, 3, 4, 5, 6] }, run: 'sleep 0.05' }\n",
+        Setup {
+            slots: 2,
+            ..Setup::default()
+        },
+    );
+    let mut running = 0i32;
+    let mut peak = 0;
+    for e in &ran.events {
+        match e.kind {
+            EventKind::TaskStarted { .. } => running += 1,
+            EventKind::TaskFinished { .. } => running -= 1,
+            _ => {}
+        }
+        peak = peak.max(running);
+    }
+    assert_eq!(peak, 2);
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+}
+
+#[test]
+fn invalid_stdout_json_fails_the_task_with_a_reason() {
+    let ran = run(
+        "jobs:\n  a: { run: echo not-json, outputs: { x: stdout-json } }\n",
+        Setup::default(),
+    );
+    assert_eq!(ran.state("a"), TaskState::Failed);
+    assert!(
+        ran.task("a")
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("output `x`: stdout is not valid JSON")
+    );
+}

@@ -1,0 +1,132 @@
+//! Integration tests of the engine with real processes: fan-out and fan-in, retries,
+//! timeouts, conditions, cancellation, injection and masking corpora.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    clippy::format_push_string,
+    clippy::needless_pass_by_value,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+mod flow;
+mod safety;
+
+use cascade_engine::{Bus, Recorder, Secrets, Summary};
+use cascade_plan::{Event, EventKind, Trigger};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A run's summary and every event it emitted.
+#[derive(Debug)]
+pub struct Ran {
+    pub summary: Summary,
+    pub events: Vec<Event>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Ran {
+    pub fn state(&self, task: &str) -> cascade_plan::TaskState {
+        self.summary
+            .tasks
+            .iter()
+            .find(|t| t.id.to_string() == task)
+            .unwrap_or_else(|| panic!("no task {task}: {:?}", self.summary.tasks))
+            .state
+    }
+
+    pub fn task(&self, task: &str) -> &cascade_engine::TaskSummary {
+        self.summary
+            .tasks
+            .iter()
+            .find(|t| t.id.to_string() == task)
+            .unwrap()
+    }
+
+    /// Every log line of the run, as `task: line`.
+    pub fn logs(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::TaskLog { task, line, .. } => Some(format!("{task}: {line}")),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Setup {
+    pub trigger: Trigger,
+    pub secrets: Secrets,
+    pub slots: u32,
+    pub cancel_after: Option<Duration>,
+    pub grace: Duration,
+    /// Extra variables in the environment the engine inherits.
+    pub env: Vec<(&'static str, &'static str)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            trigger: Trigger::manual(),
+            secrets: Secrets::default(),
+            slots: 4,
+            cancel_after: None,
+            grace: Duration::from_millis(500),
+            env: Vec::new(),
+        }
+    }
+}
+
+pub fn run(yaml: &str, setup: Setup) -> Ran {
+    let pipeline =
+        cascade_spec::parse_pipeline("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let plan = cascade_plan::plan(&pipeline, &setup.trigger, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let options = cascade_engine::Options {
+        run_id: cascade_plan::RunId::generate(1, 1),
+        workspace: dir.path().to_owned(),
+        run_dir: dir.path().join(".run"),
+        capacity: cascade_engine::Capacity {
+            slots: setup.slots,
+            cpu_milli: 4000,
+            memory_mib: 8192,
+        },
+        grace: setup.grace,
+        containers: false,
+        base_env: std::env::vars_os()
+            .filter(|(k, _)| k == "PATH" || k == "HOME")
+            .chain(setup.env.iter().map(|(k, v)| ((*k).into(), (*v).into())))
+            .collect(),
+        config: cascade_spec::config::AdminConfig::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    if let Some(after) = setup.cancel_after {
+        let c = cancel.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(after).await;
+            c.cancel();
+        });
+    }
+    let summary = runtime
+        .block_on(cascade_engine::run(
+            &plan,
+            &setup.secrets,
+            options,
+            Bus::new().with(recorder.clone()),
+            cancel,
+        ))
+        .unwrap();
+    Ran {
+        summary,
+        events: recorder.events(),
+        dir,
+    }
+}

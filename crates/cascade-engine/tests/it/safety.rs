@@ -1,0 +1,176 @@
+//! Untrusted data never becomes shell text; secrets never reach a log or an output.
+
+use crate::{Setup, run};
+use base64::Engine as _;
+use cascade_plan::{RunOutcome, TaskState, Trigger};
+
+/// Values an attacker would put in a PR title, a branch name or an input. Each tries to
+/// create the file `pwned` in the workspace.
+const INJECTIONS: &[&str] = &[
+    "\"; touch pwned #",
+    "'; touch pwned #",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "x\ntouch pwned",
+    "${IFS}touch${IFS}pwned",
+    "a && touch pwned",
+    "a; touch pwned",
+    "a | touch pwned",
+    "$(touch${IFS}pwned)",
+    "\\\"; touch pwned; echo \\\"",
+    "'\"$(touch pwned)\"'",
+];
+
+fn injection_pipeline() -> &'static str {
+    r#"
+on:
+  workflow_dispatch:
+    inputs:
+      value: { default: "" }
+jobs:
+  unquoted:
+    run: printf '%s\n' ${{ inputs.value }} ${{ event.pull_request.title }}
+  double:
+    run: printf '%s\n' "input ${{ inputs.value }} title ${{ event.pull_request.title }}"
+  single:
+    run: printf '%s\n' 'input ${{ inputs.value }} title ${{ event.pull_request.title }}'
+  env:
+    env: { TITLE: "${{ event.pull_request.title }}" }
+    run: printf '%s\n' "$TITLE"
+  fan:
+    for_each: ${{ fromJSON(event.items) }}
+    run: printf '%s\n' ${{ item }}
+  check:
+    if: event.pull_request.title == inputs.value
+    run: echo "equal"
+"#
+}
+
+#[test]
+fn the_injection_corpus_never_runs_as_code() {
+    for value in INJECTIONS {
+        let mut trigger = Trigger::manual();
+        trigger.inputs.insert("value".into(), (*value).to_owned());
+        trigger.payload = serde_json::json!({
+            "pull_request": {"title": value},
+            "items": serde_json::to_string(&[value]).unwrap(),
+        });
+        let ran = run(
+            injection_pipeline(),
+            Setup {
+                trigger,
+                ..Setup::default()
+            },
+        );
+        assert!(
+            !ran.dir.path().join("pwned").exists(),
+            "{value:?} ran as code"
+        );
+        assert_eq!(
+            ran.summary.outcome,
+            RunOutcome::Succeeded,
+            "{value:?}: {:?}",
+            ran.summary.tasks
+        );
+        // The value arrives as data, byte for byte.
+        let logs = ran.logs().join("\n");
+        let first_line = value.lines().next().unwrap();
+        assert!(
+            logs.contains(&format!("double: input {first_line}")),
+            "{value:?} not passed intact: {logs}"
+        );
+        assert!(
+            logs.contains(&format!("single: input {first_line}")),
+            "{value:?} not passed intact in single quotes: {logs}"
+        );
+        assert!(
+            logs.contains(&format!("env: {first_line}")),
+            "{value:?}: {logs}"
+        );
+        assert!(
+            logs.contains(&format!("fan[0]: {first_line}")),
+            "{value:?}: {logs}"
+        );
+        assert_eq!(ran.state("check"), TaskState::Completed);
+    }
+}
+
+/// Secrets with characters that break naive masking (regex, shell, multi-line).
+const SECRETS: &[(&str, &str)] = &[
+    ("PLAIN", "hunter2-super-secret"),
+    ("SHELLY", "p@$$w0rd$(x)`y`*?[a]"),
+    (
+        "MULTI",
+        "-----BEGIN KEY-----\nline-one-of-key\nline-two-of-key\n-----END KEY-----",
+    ),
+    ("UNICODE", "sécret-✓-value"),
+];
+
+#[test]
+fn the_masking_corpus_never_leaks() {
+    let mut secrets = cascade_engine::Secrets::default();
+    for (k, v) in SECRETS {
+        secrets.insert(k, v);
+    }
+    let ran = run(
+        r#"
+jobs:
+  leak:
+    secrets: [PLAIN, SHELLY, MULTI, UNICODE]
+    outputs: { token: file, raw: stdout }
+    run: |
+      echo "plain $PLAIN"
+      echo "shelly $SHELLY"
+      echo "$MULTI"
+      echo "unicode $UNICODE"
+      printf '%s' "$PLAIN" | base64
+      printf 'user:%s' "$PLAIN" | base64
+      printf '%s' "$PLAIN" | cut -c1-6; sleep 0.05; printf '%s\n' "$PLAIN" | cut -c7-
+      printf '%s' "$PLAIN" | head -c 8 >&2; sleep 0.05; printf '%s\n' "$PLAIN" | tail -c +9 >&2
+      echo "token=$PLAIN" >> "$CASCADE_OUTPUT"
+  undeclared:
+    run: echo "plain=[${PLAIN:-unset}]"
+  failing:
+    secrets: [PLAIN]
+    run: echo "$PLAIN" >&2; exit 1
+"#,
+        // The user also exported PLAIN in the shell that started the engine.
+        Setup {
+            secrets,
+            env: vec![("PLAIN", "hunter2-super-secret")],
+            ..Setup::default()
+        },
+    );
+    let logs = ran.logs().join("\n");
+    let outputs = serde_json::to_string(
+        &ran.summary
+            .tasks
+            .iter()
+            .map(|t| &t.outputs)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (_, value) in SECRETS {
+        for line in value.lines().filter(|l| l.len() >= 4) {
+            assert!(
+                !logs.contains(line),
+                "secret line {line:?} leaked into logs:\n{logs}"
+            );
+            assert!(
+                !outputs.contains(line),
+                "secret line {line:?} leaked into outputs: {outputs}"
+            );
+        }
+        assert!(
+            !logs.contains(&b64.encode(value)),
+            "base64 of a secret leaked:\n{logs}"
+        );
+    }
+    assert!(logs.contains("leak: plain ***"), "{logs}");
+    // The secret split across two writes is still masked, on stdout and stderr.
+    assert!(!logs.contains("hunter2"), "{logs}");
+    // A job that does not declare a secret does not get it, even though the engine knows it.
+    assert!(logs.contains("undeclared: plain=[unset]"), "{logs}");
+    assert_eq!(ran.state("failing"), TaskState::Failed);
+}

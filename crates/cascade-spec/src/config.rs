@@ -1,0 +1,233 @@
+//! The admin config (`cascade.toml` locally, a `ConfigMap` on Kubernetes): runner aliases
+//! and secret mappings. Pipelines name runners and secrets; only this file says what they
+//! are, so a pipeline author cannot ask for more than an admin allowed.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The whole admin config.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Runner aliases by name (`runner: small` in ci.yaml).
+    #[serde(default = "default_runners")]
+    pub runners: IndexMap<String, Runner>,
+    /// Secret names (as in a job's `secrets:`) → where the secret lives on Kubernetes.
+    #[serde(default)]
+    pub secrets: IndexMap<String, SecretRef>,
+    /// Limits of the local engine.
+    #[serde(default)]
+    pub engine: EngineLimits,
+}
+
+/// What a runner alias gives a job.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Runner {
+    /// CPU cores the job may use (Kubernetes requests/limits; local weight).
+    pub cpu: f64,
+    /// Memory, in Kubernetes quantity syntax (`512Mi`, `2Gi`).
+    pub memory: String,
+    /// Kubernetes node selector of the job's pod.
+    #[serde(default)]
+    pub node_selector: IndexMap<String, String>,
+    /// Kubernetes tolerations of the job's pod.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// A Kubernetes toleration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    pub key: Option<String>,
+    /// `Equal` or `Exists`.
+    pub operator: Option<String>,
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: Option<String>,
+}
+
+/// Where a secret lives in Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of the Kubernetes Secret.
+    pub secret: String,
+    /// Key inside the Secret.
+    pub key: String,
+}
+
+/// Capacity of the local engine; unset means this machine's CPU count and memory.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngineLimits {
+    /// CPU cores the engine may hand out to jobs at once.
+    pub cpu: Option<f64>,
+    /// Memory the engine may hand out at once (`8Gi`).
+    pub memory: Option<String>,
+}
+
+/// Why a config could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid cascade.toml at line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "runner `{runner}`: invalid memory `{memory}` (expected a quantity like `512Mi` or `2Gi`)"
+    )]
+    BadMemory { runner: String, memory: String },
+    #[error("runner `{runner}`: cpu must be more than 0, found {cpu}")]
+    BadCpu { runner: String, cpu: String },
+}
+
+fn default_runners() -> IndexMap<String, Runner> {
+    let runner = |cpu: f64, memory: &str| Runner {
+        cpu,
+        memory: memory.to_owned(),
+        node_selector: IndexMap::new(),
+        tolerations: Vec::new(),
+    };
+    [
+        ("small".to_owned(), runner(1.0, "1Gi")),
+        ("medium".to_owned(), runner(2.0, "4Gi")),
+        ("large".to_owned(), runner(4.0, "8Gi")),
+    ]
+    .into_iter()
+    .collect()
+}
+
+impl Default for AdminConfig {
+    /// The embedded defaults: runners `small`, `medium`, `large`; no secret mappings.
+    fn default() -> Self {
+        Self {
+            runners: default_runners(),
+            secrets: IndexMap::new(),
+            engine: EngineLimits::default(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Reads `cascade.toml` text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: AdminConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map_or(crate::LineColumn { line: 1, column: 1 }, |s| {
+                    crate::LineColumn::of(text, s.start)
+                });
+            ConfigError::Syntax {
+                line: at.line,
+                column: at.column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        for (name, runner) in &config.runners {
+            if !(runner.cpu > 0.0 && runner.cpu.is_finite()) {
+                return Err(ConfigError::BadCpu {
+                    runner: name.clone(),
+                    cpu: runner.cpu.to_string(),
+                });
+            }
+            if memory_bytes(&runner.memory).is_none() {
+                return Err(ConfigError::BadMemory {
+                    runner: name.clone(),
+                    memory: runner.memory.clone(),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// A runner alias, or the list of known ones for the error message.
+    pub fn runner(&self, name: &str) -> Result<&Runner, String> {
+        self.runners
+            .get(name)
+            .ok_or_else(|| self.runners.keys().cloned().collect::<Vec<_>>().join(", "))
+    }
+
+    /// The JSON Schema of cascade.toml.
+    pub fn schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(AdminConfig)).unwrap_or_default()
+    }
+}
+
+/// Bytes of a Kubernetes memory quantity (`512Mi`, `2Gi`, `1G`, `1000`).
+pub fn memory_bytes(quantity: &str) -> Option<u64> {
+    let quantity = quantity.trim();
+    let split = quantity
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(quantity.len());
+    let (number, unit) = quantity.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0_f64.powi(4),
+        "k" | "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked finite and non-negative"
+    )]
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_three_runners() {
+        let c = AdminConfig::default();
+        assert_eq!(
+            c.runners.keys().collect::<Vec<_>>(),
+            ["small", "medium", "large"]
+        );
+        assert_eq!(AdminConfig::parse("").unwrap(), c);
+    }
+
+    #[test]
+    fn parses_runners_and_secrets() {
+        let c = AdminConfig::parse(
+            "[runners.gpu]\ncpu = 8\nmemory = \"32Gi\"\nnode_selector = { accelerator = \"a100\" }\ntolerations = [{ key = \"gpu\", operator = \"Exists\", effect = \"NoSchedule\" }]\n[secrets.PYPI_TOKEN]\nsecret = \"pypi\"\nkey = \"token\"\n",
+        )
+        .unwrap();
+        assert!((c.runners["gpu"].cpu - 8.0).abs() < f64::EPSILON);
+        assert_eq!(c.secrets["PYPI_TOKEN"].secret, "pypi");
+        assert_eq!(c.runner("nope").unwrap_err(), "gpu");
+    }
+
+    #[test]
+    fn reports_errors_with_position() {
+        let e =
+            AdminConfig::parse("[runners.x]\ncpu = 1\nmemory = \"1Gi\"\nmemroy = 2\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 4, .. }), "{e}");
+        let e = AdminConfig::parse("[runners.x]\ncpu = 1\nmemory = \"lots\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "runner `x`: invalid memory `lots` (expected a quantity like `512Mi` or `2Gi`)"
+        );
+    }
+
+    #[test]
+    fn memory_quantities() {
+        assert_eq!(memory_bytes("512Mi"), Some(512 * 1024 * 1024));
+        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(memory_bytes("1.5Gi"), Some(1_610_612_736));
+        assert_eq!(memory_bytes("x"), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! ci.yaml and DAG JSON: models, parsing with spans, validation, expressions, diagnostics.
+//!
+//! Values in, values out: nothing here does IO. [`parse_pipeline`] turns text into a
+//! validated [`Pipeline`] or a [`SpecErrors`] listing every problem of the file.
+
+pub mod config;
+pub mod diagnostic;
+pub mod duration;
+pub mod expr;
+pub mod graph;
+pub mod model;
+pub mod parse;
+pub mod schedule;
+pub mod schema;
+pub mod source;
+mod validate;
+
+pub use diagnostic::{Code, Diagnostic, LineColumn, SpecErrors};
+pub use model::{Job, JobId, Pipeline};
+pub use parse::{MAX_FILE_BYTES, parse_pipeline, parse_pipeline_bytes};

@@ -1,0 +1,25 @@
+//! Storage errors.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the directory {path}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the database schema could not be migrated")]
+    Migrate(#[source] rusqlite_migration::Error),
+    #[error("database query failed")]
+    Query(#[from] rusqlite::Error),
+    #[error("no run `{0}`; `cascade runs` lists the runs")]
+    NoRun(String),
+    #[error("the store's writer thread stopped")]
+    WriterGone,
+}

@@ -1,0 +1,258 @@
+//! Reading runs back: the list, one run with its tasks, and logs.
+
+use crate::db;
+use crate::error::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::Path;
+
+/// One row of `cascade runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub dag_id: String,
+    pub source: Option<String>,
+    pub trigger: String,
+    /// `running`, `succeeded`, `failed`, `cancelled`, or `interrupted` (its process died).
+    pub status: String,
+    pub passed: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub created_at: String,
+    pub duration_ms: Option<i64>,
+}
+
+/// One task of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRow {
+    pub task_id: String,
+    pub label: Option<String>,
+    pub status: String,
+    pub attempt: i64,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub output: Option<serde_json::Value>,
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogRow {
+    pub task_id: String,
+    pub stream: String,
+    pub line: String,
+}
+
+/// Read access to a store.
+#[derive(Debug)]
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: db::open(path)?,
+        })
+    }
+
+    /// Most recent first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid
+             FROM dag_runs ORDER BY created_at DESC, run_id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], run_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A run by id; `last` means the most recent one.
+    pub fn run(&self, id: &str) -> Result<RunRow, StoreError> {
+        let sql = "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid FROM dag_runs";
+        let row = if id == "last" {
+            self.conn
+                .query_row(
+                    &format!("{sql} ORDER BY created_at DESC, run_id DESC LIMIT 1"),
+                    [],
+                    run_row,
+                )
+                .optional()?
+        } else {
+            self.conn
+                .query_row(&format!("{sql} WHERE run_id = ?1"), [id], run_row)
+                .optional()?
+        };
+        row.ok_or_else(|| StoreError::NoRun(id.to_owned()))
+    }
+
+    pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task_id, label, status, attempt, exit_code, duration_ms, error, output FROM task_executions WHERE run_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            let output: Option<String> = r.get(7)?;
+            Ok(TaskRow {
+                task_id: r.get(0)?,
+                label: r.get(1)?,
+                status: r.get(2)?,
+                attempt: r.get(3)?,
+                exit_code: r.get(4)?,
+                duration_ms: r.get(5)?,
+                error: r.get(6)?,
+                output: output.and_then(|o| serde_json::from_str(&o).ok()),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Logs of a run, of one job (all its copies) or one task when given.
+    pub fn logs(&self, run_id: &str, job: Option<&str>) -> Result<Vec<LogRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task_id, stream, line FROM task_logs WHERE run_id = ?1
+             AND (?2 IS NULL OR task_id = ?2 OR task_id LIKE ?2 || '[%') ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run_id, job], |r| {
+            Ok(LogRow {
+                task_id: r.get(0)?,
+                stream: r.get(1)?,
+                line: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let mut status: String = r.get(4)?;
+    let pid: Option<i64> = r.get(10)?;
+    if status == "running" && !pid.is_some_and(alive) {
+        "interrupted".clone_into(&mut status);
+    }
+    Ok(RunRow {
+        run_id: r.get(0)?,
+        dag_id: r.get(1)?,
+        source: r.get(2)?,
+        trigger: r.get(3)?,
+        status,
+        passed: r.get(5)?,
+        failed: r.get(6)?,
+        skipped: r.get(7)?,
+        created_at: r.get(8)?,
+        duration_ms: r.get(9)?,
+    })
+}
+
+/// Whether a process still exists (signal 0 probes without sending).
+fn alive(pid: i64) -> bool {
+    i32::try_from(pid)
+        .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{RunMeta, Writer};
+    use cascade_plan::{Event, EventKind, RunId, RunOutcome, Stream, TaskId, TaskState};
+
+    fn event(run: &RunId, kind: EventKind) -> Event {
+        Event {
+            run_id: run.clone(),
+            ts: jiff::Timestamp::now(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_run_written_through_events_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cascade.db");
+        let run = RunId::generate(1, 2);
+        let writer = Writer::start(
+            &db,
+            &RunMeta {
+                run_id: run.clone(),
+                dag_id: "demo".into(),
+                source: Some("ci.yaml".into()),
+                trigger: "manual".into(),
+            },
+        )
+        .unwrap();
+        let task = TaskId::parse("lint[0]").unwrap();
+        writer.record(&event(
+            &run,
+            EventKind::TaskPending {
+                task: task.clone(),
+                label: Some("a".into()),
+            },
+        ));
+        writer.record(&event(
+            &run,
+            EventKind::TaskStarted {
+                task: task.clone(),
+                attempt: 1,
+            },
+        ));
+        writer.record(&event(
+            &run,
+            EventKind::TaskLog {
+                task: task.clone(),
+                stream: Stream::Stdout,
+                line: "hello".into(),
+            },
+        ));
+        writer.record(&event(
+            &run,
+            EventKind::TaskFinished {
+                task: task.clone(),
+                state: TaskState::Completed,
+                attempt: 1,
+                exit_code: Some(0),
+                duration_ms: 5,
+                error: None,
+            },
+        ));
+        writer.outputs(&run, "lint[0]", &serde_json::json!({"x": "1"}));
+        writer.record(&event(
+            &run,
+            EventKind::RunFinished {
+                outcome: RunOutcome::Succeeded,
+                passed: 1,
+                failed: 0,
+                skipped: 0,
+                duration_ms: 9,
+            },
+        ));
+        writer.close().unwrap();
+
+        let reader = Reader::open(&db).unwrap();
+        let runs = reader.runs(10).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, "succeeded");
+        assert_eq!(reader.run("last").unwrap().run_id, run.as_str());
+        let tasks = reader.tasks(run.as_str()).unwrap();
+        assert_eq!(tasks[0].status, "completed");
+        assert_eq!(tasks[0].output, Some(serde_json::json!({"x": "1"})));
+        let logs = reader.logs(run.as_str(), Some("lint")).unwrap();
+        assert_eq!(
+            logs,
+            vec![LogRow {
+                task_id: "lint[0]".into(),
+                stream: "stdout".into(),
+                line: "hello".into()
+            }]
+        );
+        assert!(reader.logs(run.as_str(), Some("other")).unwrap().is_empty());
+        assert!(matches!(reader.run("nope"), Err(StoreError::NoRun(_))));
+    }
+
+    #[test]
+    fn a_run_whose_process_died_reads_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cascade.db");
+        let conn = db::open(&db).unwrap();
+        // pid 0x7fffffff does not exist.
+        conn.execute("INSERT INTO dag_runs (run_id, dag_id, trigger, status, pid, created_at) VALUES ('r', 'd', 'manual', 'running', 2147483647, 'now')", []).unwrap();
+        let reader = Reader::open(&db).unwrap();
+        assert_eq!(reader.run("r").unwrap().status, "interrupted");
+    }
+}
