@@ -208,6 +208,7 @@ struct Dispatcher<'p> {
     started: Instant,
     /// Names of every secret, removed from the inherited environment.
     secret_names: Vec<String>,
+    programs: std::cell::RefCell<std::collections::HashMap<String, OsString>>,
 }
 
 impl<'p> Dispatcher<'p> {
@@ -245,6 +246,7 @@ impl<'p> Dispatcher<'p> {
             kill: CancellationToken::new(),
             started: Instant::now(),
             secret_names,
+            programs: std::cell::RefCell::default(),
         }
     }
 
@@ -641,11 +643,13 @@ impl<'p> Dispatcher<'p> {
                 &output_file,
                 options,
             ),
-            _ => vec![
-                planned.shell.program().into(),
-                "-ec".into(),
-                planned.script.text.clone().into(),
-            ],
+            _ => self.direct(&planned.script.text).unwrap_or_else(|| {
+                vec![
+                    self.program(planned.shell.program()),
+                    "-ec".into(),
+                    planned.script.text.clone().into(),
+                ]
+            }),
         };
         Prepared {
             job,
@@ -664,6 +668,35 @@ impl<'p> Dispatcher<'p> {
             outputs: planned.outputs.clone(),
             retry: planned.retry.clone(),
         }
+    }
+
+    /// The argv of a script that needs no shell, if its program is on `PATH`.
+    fn direct(&self, script: &str) -> Option<Vec<OsString>> {
+        let words = process::plain_words(script)?;
+        let program = self.program(words.first()?);
+        std::path::Path::new(&program).is_absolute().then(|| {
+            std::iter::once(program)
+                .chain(words.iter().skip(1).map(OsString::from))
+                .collect()
+        })
+    }
+
+    /// A program's absolute path on the jobs' `PATH`, looked up once per run.
+    fn program(&self, name: &str) -> OsString {
+        let mut cache = self.programs.borrow_mut();
+        cache
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let path = self
+                    .shared
+                    .options
+                    .base_env
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.as_os_str());
+                process::resolve(name, path)
+            })
+            .clone()
     }
 
     fn summary(&self) -> Summary {

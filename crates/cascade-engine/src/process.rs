@@ -43,6 +43,54 @@ impl std::fmt::Debug for Launch {
     }
 }
 
+/// Finds a program on a `PATH` (as the child would), once per run.
+///
+/// Spawning by absolute path also lets the standard library use `posix_spawn` instead
+/// of `fork` + `exec` (it must fork when the child's `PATH` differs from ours and the
+/// program needs a lookup), which is most of the per-task cost of a no-op job.
+pub fn resolve(program: &str, path: Option<&std::ffi::OsStr>) -> OsString {
+    if program.contains('/') {
+        return program.into();
+    }
+    let Some(path) = path else {
+        return program.into();
+    };
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map_or_else(|| program.into(), std::path::PathBuf::into_os_string)
+}
+
+/// The words of a script that needs no shell: one line of plain words (letters, digits
+/// and `_-./=:,+@%`), whose first word is not an assignment or a shell builtin whose
+/// behaviour differs from the program of the same name. Like GNU make, such a command
+/// is executed directly, which saves starting a shell per task; anything else, and any
+/// program not found on `PATH`, goes through the shell as written.
+pub fn plain_words(script: &str) -> Option<Vec<&str>> {
+    const BUILTINS: &[&str] = &[
+        ".", ":", "alias", "bg", "break", "cd", "command", "continue", "echo", "eval", "exec",
+        "exit", "export", "fc", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd",
+        "read", "readonly", "return", "set", "shift", "source", "test", "times", "trap", "type",
+        "ulimit", "umask", "unalias", "unset", "wait",
+    ];
+    let script = script.trim();
+    let plain = !script.is_empty()
+        && script
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " _-./=:,+@%".contains(c));
+    if !plain {
+        return None;
+    }
+    let words: Vec<&str> = script.split(' ').filter(|w| !w.is_empty()).collect();
+    let first = *words.first()?;
+    (!first.contains('=') && !BUILTINS.contains(&first)).then_some(words)
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
@@ -247,4 +295,44 @@ async fn pump(
         );
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_commands_skip_the_shell() {
+        assert_eq!(plain_words("true"), Some(vec!["true"]));
+        assert_eq!(
+            plain_words("  make -j4 all  "),
+            Some(vec!["make", "-j4", "all"])
+        );
+        for script in [
+            "echo hi",
+            "exit 3",
+            "cd x",
+            "A=1 make",
+            "make && true",
+            "ls *.rs",
+            "echo $HOME",
+            "a\nb",
+            "x # c",
+            "'q'",
+            "ls ~",
+        ] {
+            assert_eq!(plain_words(script), None, "{script}");
+        }
+    }
+
+    #[test]
+    fn resolve_finds_executables_on_path() {
+        let sh = resolve("sh", std::env::var_os("PATH").as_deref());
+        assert!(std::path::Path::new(&sh).is_absolute(), "{sh:?}");
+        assert_eq!(
+            resolve("no-such-program-x", std::env::var_os("PATH").as_deref()),
+            OsString::from("no-such-program-x")
+        );
+        assert_eq!(resolve("/bin/sh", None), OsString::from("/bin/sh"));
+    }
 }

@@ -4,6 +4,7 @@
 //! validated [`Pipeline`] or a [`SpecErrors`] listing every problem of the file.
 
 pub mod config;
+pub mod dag;
 pub mod diagnostic;
 pub mod duration;
 pub mod expr;
@@ -12,9 +13,12 @@ pub mod model;
 pub mod parse;
 pub mod schedule;
 pub mod schema;
+pub mod scope;
 pub mod source;
 mod validate;
 
+pub use dag::{Dag, parse_dag};
 pub use diagnostic::{Code, Diagnostic, LineColumn, SpecErrors};
 pub use model::{Job, JobId, Pipeline};
 pub use parse::{MAX_FILE_BYTES, parse_pipeline, parse_pipeline_bytes};
+pub use scope::{Scope, WorkerId};

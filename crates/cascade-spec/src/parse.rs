@@ -164,7 +164,7 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<Pipeline, SpecErrors> {
     }
 }
 
-fn single(name: &str, text: &str, diagnostic: Diagnostic) -> SpecErrors {
+pub(crate) fn single(name: &str, text: &str, diagnostic: Diagnostic) -> SpecErrors {
     SpecErrors {
         name: name.to_owned(),
         source: Arc::new(text.to_owned()),
@@ -230,30 +230,30 @@ fn syntax_message(error: &serde_saphyr::Error) -> String {
 }
 
 /// The known fields of one mapping, first occurrence of each.
-struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     entries: IndexMap<&'static str, (&'n Node, &'n Node)>,
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, name: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'n Node> {
         self.entries.get(name).map(|(_, v)| *v)
     }
-    fn key(&self, name: &str) -> Option<&'n Node> {
+    pub(crate) fn key(&self, name: &str) -> Option<&'n Node> {
         self.entries.get(name).map(|(k, _)| *k)
     }
 }
 
-struct Walker<'s> {
-    src: &'s str,
-    diags: Vec<Diagnostic>,
+pub(crate) struct Walker<'s> {
+    pub(crate) src: &'s str,
+    pub(crate) diags: Vec<Diagnostic>,
 }
 
 impl Walker<'_> {
-    fn push(&mut self, diagnostic: Diagnostic) {
+    pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
         self.diags.push(diagnostic);
     }
 
-    fn wrong_type(&mut self, node: &Node, expected: &str, context: &str) {
+    pub(crate) fn wrong_type(&mut self, node: &Node, expected: &str, context: &str) {
         let found = node.value.kind();
         let mut d = Diagnostic::new(
             Code::WrongType,
@@ -283,7 +283,7 @@ impl Walker<'_> {
     }
 
     /// Entries of a mapping (null counts as empty), reporting duplicate and unknown keys.
-    fn fields<'n>(
+    pub(crate) fn fields<'n>(
         &mut self,
         node: &'n Node,
         allowed: &[&'static str],
@@ -339,7 +339,11 @@ impl Walker<'_> {
     }
 
     /// Entries of a user-keyed mapping (job ids, env names), reporting duplicates.
-    fn entries<'n>(&mut self, node: &'n Node, context: &str) -> Vec<(&'n Node, &'n str, &'n Node)> {
+    pub(crate) fn entries<'n>(
+        &mut self,
+        node: &'n Node,
+        context: &str,
+    ) -> Vec<(&'n Node, &'n str, &'n Node)> {
         let entries = match &node.value {
             Value::Map(entries) => entries.as_slice(),
             Value::Null => &[],
@@ -374,7 +378,7 @@ impl Walker<'_> {
         out
     }
 
-    fn string(&mut self, node: &Node, context: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, node: &Node, context: &str) -> Option<String> {
         if let Some(s) = node.as_str() {
             Some(s.to_owned())
         } else {
@@ -383,7 +387,7 @@ impl Walker<'_> {
         }
     }
 
-    fn bool(&mut self, node: &Node, context: &str) -> Option<bool> {
+    pub(crate) fn bool(&mut self, node: &Node, context: &str) -> Option<bool> {
         if let Value::Bool(b) = node.value {
             Some(b)
         } else {
@@ -393,7 +397,12 @@ impl Walker<'_> {
     }
 
     /// A list of strings; a single string is accepted as a list of one when `single_ok`.
-    fn strings(&mut self, node: &Node, context: &str, single_ok: bool) -> Vec<Located<String>> {
+    pub(crate) fn strings(
+        &mut self,
+        node: &Node,
+        context: &str,
+        single_ok: bool,
+    ) -> Vec<Located<String>> {
         match &node.value {
             Value::Str(s) if single_ok => vec![Located {
                 value: s.clone(),
@@ -416,7 +425,7 @@ impl Walker<'_> {
         }
     }
 
-    fn plain_strings(&mut self, node: Option<&Node>, context: &str) -> Vec<String> {
+    pub(crate) fn plain_strings(&mut self, node: Option<&Node>, context: &str) -> Vec<String> {
         node.map(|n| {
             self.strings(n, context, true)
                 .into_iter()
@@ -426,7 +435,7 @@ impl Walker<'_> {
         .unwrap_or_default()
     }
 
-    fn duration(&mut self, node: &Node, context: &str) -> Option<std::time::Duration> {
+    pub(crate) fn duration(&mut self, node: &Node, context: &str) -> Option<std::time::Duration> {
         let Some(text) = node.as_str() else {
             let mut d = Diagnostic::new(
                 Code::BadDuration,
@@ -461,7 +470,7 @@ impl Walker<'_> {
     }
 
     /// Text that may contain `${{ }}`; bad expressions are reported with file spans.
-    fn text(&mut self, node: &Node, context: &str) -> Option<Text> {
+    pub(crate) fn text(&mut self, node: &Node, context: &str) -> Option<Text> {
         let raw = match &node.value {
             Value::Str(s) => s.clone(),
             Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
@@ -805,7 +814,7 @@ impl Walker<'_> {
         );
     }
 
-    fn env(&mut self, node: &Node, context: &str) -> IndexMap<String, Text> {
+    pub(crate) fn env(&mut self, node: &Node, context: &str) -> IndexMap<String, Text> {
         let mut env = IndexMap::new();
         for (key, name, value) in self.entries(node, context) {
             if !is_env_name(name) {
@@ -1038,7 +1047,7 @@ impl Walker<'_> {
         })
     }
 
-    fn condition(&mut self, node: &Node, context: &str) -> Option<Condition> {
+    pub(crate) fn condition(&mut self, node: &Node, context: &str) -> Option<Condition> {
         let context = format!("`if` of {context}");
         match &node.value {
             Value::Bool(b) => Some(Condition {
@@ -1202,7 +1211,7 @@ impl Walker<'_> {
         }
     }
 
-    fn retry(&mut self, node: &Node, context: &str) -> Option<Retry> {
+    pub(crate) fn retry(&mut self, node: &Node, context: &str) -> Option<Retry> {
         let context = format!("`retry` of {context}");
         if let Value::Int(_) = node.value {
             return self.retry_limit(node, &context).map(|limit| Retry {
@@ -1279,7 +1288,7 @@ impl Walker<'_> {
         })
     }
 
-    fn retry_limit(&mut self, node: &Node, context: &str) -> Option<u32> {
+    pub(crate) fn retry_limit(&mut self, node: &Node, context: &str) -> Option<u32> {
         match node.value {
             Value::Int(n) if (0..=100).contains(&n) => u32::try_from(n).ok(),
             _ => {

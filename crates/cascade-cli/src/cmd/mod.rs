@@ -19,11 +19,25 @@ pub enum LoadError {
     Invalid(SpecErrors),
 }
 
-/// Reads and validates a pipeline file.
+/// Reads and validates a pipeline file, or a DAG JSON file (`*.json`, DESIGN §3).
 pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
     let bytes = read_limited(path).map_err(LoadError::Io)?;
-    cascade_spec::parse_pipeline_bytes(&path.display().to_string(), &bytes)
-        .map_err(LoadError::Invalid)
+    let name = path.display().to_string();
+    if path.extension().is_some_and(|e| e == "json") {
+        let text = String::from_utf8(bytes).map_err(|e| {
+            LoadError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not valid UTF-8 ({e})"),
+            ))
+        })?;
+        let dag = cascade_spec::parse_dag(&name, &text).map_err(LoadError::Invalid)?;
+        let mut pipeline = dag.pipeline;
+        if pipeline.name.is_none() {
+            pipeline.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        return Ok(pipeline);
+    }
+    cascade_spec::parse_pipeline_bytes(&name, &bytes).map_err(LoadError::Invalid)
 }
 
 /// Reads at most one byte more than the size limit, so a huge file is refused cheaply.

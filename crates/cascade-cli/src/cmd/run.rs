@@ -176,7 +176,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         config,
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

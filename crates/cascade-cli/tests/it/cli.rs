@@ -6,9 +6,11 @@ use crate::{cascade, transcript};
 fn validate_every_example() {
     let mut cmd = cascade();
     cmd.arg("validate");
-    let mut files: Vec<_> = std::fs::read_dir(crate::root().join("examples"))
-        .unwrap()
+    let mut files: Vec<_> = ["examples", "examples/dags"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(crate::root().join(d)).unwrap())
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
     for f in &files {

@@ -117,3 +117,27 @@ fn the_table_itself_forbids_sibling_edges() {
         }
     }
 }
+
+#[test]
+fn no_aws_lc_or_openssl_in_the_dependency_graph() {
+    // Cargo.lock holds the whole resolved graph, for every platform.
+    let lock = std::fs::read_to_string(crate::root().join("Cargo.lock")).unwrap();
+    let names: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    assert!(names.contains(&"tokio"), "the lock file was read");
+    for banned in [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "openssl",
+        "openssl-sys",
+        "native-tls",
+    ] {
+        assert!(
+            !names.contains(&banned),
+            "{banned} is in the dependency graph; use ring-backed rustls"
+        );
+    }
+}

@@ -275,3 +275,41 @@ fn in_a_monorepo_only_changed_packages_are_linted() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_dag_json_runs_like_a_pipeline() {
+    let data = tempfile::tempdir().unwrap();
+    let out = cascade()
+        .args(["run", "examples/dags/proj-a-nightly.json"])
+        .env("CASCADE_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("3 passed, 0 failed, 0 skipped"),
+        "{stdout}"
+    );
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bad.path().join("d.json"),
+        "{\"tasks\": [{\"id\": \"a\", \"run\": \"x\", \"needs\": [\"b\"]}]}",
+    )
+    .unwrap();
+    let out = cascade()
+        .args(["validate", "d.json"])
+        .current_dir(bad.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("d.json:1:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
