@@ -9,6 +9,7 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
+mod container;
 mod flow;
 mod safety;
 
@@ -65,6 +66,8 @@ pub struct Setup {
     pub grace: Duration,
     /// Extra variables in the environment the engine inherits.
     pub env: Vec<(&'static str, &'static str)>,
+    /// Run jobs with `image:` in podman.
+    pub containers: bool,
 }
 
 impl Default for Setup {
@@ -76,6 +79,7 @@ impl Default for Setup {
             cancel_after: None,
             grace: Duration::from_millis(500),
             env: Vec::new(),
+            containers: false,
         }
     }
 }
@@ -96,7 +100,7 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
             memory_mib: 8192,
         },
         grace: setup.grace,
-        containers: false,
+        containers: setup.containers,
         base_env: std::env::vars_os()
             .filter(|(k, _)| k == "PATH" || k == "HOME")
             .chain(setup.env.iter().map(|(k, v)| ((*k).into(), (*v).into())))
