@@ -33,7 +33,8 @@ for shape in fanout layered; do
   # Peak RSS of cascade, three runs, the largest.
   peak=0
   for _ in 1 2 3; do
-    kb=$( { /usr/bin/time -f '%M' "$CASCADE" run "$WORK/$shape/ci.yaml" -j"$JOBS" --output json >/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -f '%M' -o "$WORK/rss" "$CASCADE" run "$WORK/$shape/ci.yaml" -j"$JOBS" --output json >/dev/null
+    kb=$(tail -1 "$WORK/rss")
     ((kb > peak)) && peak=$kb
   done
   echo

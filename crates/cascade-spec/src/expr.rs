@@ -837,24 +837,7 @@ fn check_shape(r: &Reference) -> Result<(), ExprError> {
 }
 
 fn suggestion(found: &str, candidates: &[&str], what: &str) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (*c, strsim::jaro_winkler(found, c)))
-        .filter(|(c, score)| {
-            *score > 0.8 || (found.len() > 2 && strsim::levenshtein(found, c) <= 2)
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    match best {
-        Some((c, _)) => format!("did you mean `{c}`?"),
-        None => format!(
-            "expected one of {what}: {}",
-            candidates
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    crate::diagnostic::suggest(found, candidates, what)
 }
 
 // ---------------------------------------------------------------- templates

@@ -289,37 +289,14 @@ impl Walker<'_> {
         allowed: &[&'static str],
         context: &str,
     ) -> Option<Fields<'n>> {
-        let entries = match &node.value {
-            Value::Map(entries) => entries.as_slice(),
-            Value::Null => &[],
-            _ => {
-                self.wrong_type(node, "a mapping", context);
-                return None;
-            }
-        };
+        if !matches!(node.value, Value::Map(_) | Value::Null) {
+            self.wrong_type(node, "a mapping", context);
+            return None;
+        }
         let mut fields = Fields {
             entries: IndexMap::new(),
         };
-        let mut seen: IndexMap<String, Span> = IndexMap::new();
-        for (key, value) in entries {
-            let Some(name) = key.as_str() else {
-                self.wrong_type(key, "a string key", context);
-                continue;
-            };
-            if let Some(first) = seen.get(name) {
-                self.push(
-                    Diagnostic::new(
-                        Code::DuplicateKey,
-                        key.span,
-                        format!("duplicate key `{name}` in {context}"),
-                        "defined again here",
-                    )
-                    .related(*first, "first defined here")
-                    .help("remove one of them; YAML keys must be unique"),
-                );
-                continue;
-            }
-            seen.insert(name.to_owned(), key.span);
+        for (key, name, value) in self.entries(node, context) {
             match allowed.iter().find(|a| **a == name) {
                 Some(known) => {
                     fields.entries.insert(known, (key, value));
@@ -338,7 +315,8 @@ impl Walker<'_> {
         Some(fields)
     }
 
-    /// Entries of a user-keyed mapping (job ids, env names), reporting duplicates.
+    /// Entries of a mapping in file order (null counts as empty), reporting non-text and
+    /// duplicate keys; the first of duplicates is kept.
     pub(crate) fn entries<'n>(
         &mut self,
         node: &'n Node,
