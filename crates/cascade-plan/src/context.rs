@@ -30,12 +30,15 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// Evaluates a job's condition; `None` is the default `success()`.
+    /// Evaluates a job's condition; `None` is the default `success()`. As in GitHub
+    /// Actions, a condition without a status function means `success() && (condition)`.
     pub fn condition(&self, condition: Option<&expr::Expr>) -> bool {
-        condition.map_or_else(
-            || expr::Context::status(self, Func::Success),
-            |c| expr::truthy(&expr::eval(c, self)),
-        )
+        let success = || expr::Context::status(self, Func::Success);
+        match condition {
+            None => success(),
+            Some(c) if c.status_functions().is_empty() => success() && expr::truthy(&expr::eval(c, self)),
+            Some(c) => expr::truthy(&expr::eval(c, self)),
+        }
     }
 
     /// Renders a template to text (env values).

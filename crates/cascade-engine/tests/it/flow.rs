@@ -135,7 +135,7 @@ jobs:
 #[test]
 fn always_runs_after_a_failure_and_success_is_skipped() {
     let ran = run(
-        "jobs:\n  build: { run: exit 1 }\n  deploy: { needs: [build], run: echo deploy }\n  cleanup: { needs: [deploy], if: always(), run: echo cleanup }\n  on-failure: { needs: [deploy], if: failure(), run: echo failed }\n  report: { needs: [build], if: \"needs.build.result == 'failure'\", run: echo report }\n",
+        "jobs:\n  build: { run: exit 1 }\n  deploy: { needs: [build], run: echo deploy }\n  cleanup: { needs: [deploy], if: always(), run: echo cleanup }\n  on-failure: { needs: [deploy], if: failure(), run: echo failed }\n  report: { needs: [build], if: \"always() && needs.build.result == 'failure'\", run: echo report }\n  implicit: { needs: [build], if: \"needs.build.result == 'failure'\", run: echo implicit }\n",
         Setup::default(),
     );
     assert_eq!(ran.state("build"), TaskState::Failed);
@@ -147,10 +147,12 @@ fn always_runs_after_a_failure_and_success_is_skipped() {
         "failure() sees a failed ancestor"
     );
     assert_eq!(ran.state("report"), TaskState::Completed);
+    // Without a status function, `if:` means `success() && (...)`, as in GitHub Actions.
+    assert_eq!(ran.state("implicit"), TaskState::Skipped);
     assert_eq!(ran.summary.jobs["deploy"], JobResult::Skipped);
     assert_eq!(
         (ran.summary.passed, ran.summary.failed, ran.summary.skipped),
-        (3, 1, 1)
+        (3, 1, 2)
     );
 }
 
