@@ -37,6 +37,9 @@ enum Command {
     Logs(cmd::runs::LogsArgs),
     /// Print the packages (or files) changed since a git ref, as a JSON list
     Changed(cmd::changed::Args),
+    /// Run pipelines on Kubernetes through Argo Workflows
+    #[command(subcommand)]
+    Argo(cmd::argo::Command),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => cmd::runs::runs(&args),
         Command::Logs(args) => cmd::runs::logs(&args),
         Command::Changed(args) => cmd::changed::run(&args),
+        Command::Argo(command) => cmd::argo::run(&command),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -900,7 +900,7 @@ fn collect_outputs(
                 "invalid $CASCADE_OUTPUT: {}",
                 errors
                     .iter()
-                    .map(ToString::to_string)
+                    .map(|e| masker.mask_str(&e.to_string()))
                     .collect::<Vec<_>>()
                     .join("; ")
             )

@@ -1,123 +1,227 @@
-//! The `$CASCADE_OUTPUT` file (and `--secrets-file`): `name=value` lines and heredoc
-//! blocks (`name<<DELIM` … `DELIM`), like GitHub's `$GITHUB_OUTPUT`.
+//! The `$CASCADE_OUTPUT` file format (also used by `--secrets-file`), like GitHub's
+//! `$GITHUB_OUTPUT`.
+//!
+//! This module owns the parsing rules:
+//! - `name=value`: the value is the rest of the line and may contain `=`;
+//! - a heredoc block: a line `name<<DELIM`, the value lines, then a line exactly `DELIM`;
+//!   the value is those lines joined with `\n`, without a trailing newline;
+//! - on a line holding both `=` and `<<`, whichever comes first decides the form;
+//! - a trailing `\r` is dropped from every line, so CRLF files read the same;
+//! - blank (empty or whitespace-only) lines outside a heredoc are ignored;
+//! - a later definition of a name replaces the earlier value, keeping its first position;
+//! - names match `[A-Za-z_][A-Za-z0-9_-]*`.
+//!
+//! Every problem in a file is reported, each with its 1-based line number, so a job author
+//! fixes them all in one go. Error texts quote parts of the file, which may hold a secret:
+//! mask them before they reach a log.
 
-/// Why an output file could not be read; each names its 1-based line.
+use std::collections::HashMap;
+
+/// The largest output file accepted: outputs are for small values, not artifacts.
+pub const MAX_OUTPUT_FILE_BYTES: usize = 1 << 20;
+
+/// How much of a quoted line, name or delimiter an error shows, in characters.
+const EXCERPT_CHARS: usize = 60;
+
+/// Why an output file could not be read; each variant but `TooLarge` names its 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutputFileError {
+    /// `found` is the offending line, cut to 60 characters (ending in `…` when cut).
     #[error("line {line}: expected `name=value` or `name<<DELIMITER`, found `{found}`")]
     Malformed { line: usize, found: String },
     #[error(
         "line {line}: invalid output name `{name}` (letters, digits, `_` and `-`, not starting with a digit)"
     )]
     BadName { line: usize, name: String },
+    /// `line` is the line that opened the heredoc.
     #[error("line {line}: heredoc `{delimiter}` is never closed")]
     Unclosed { line: usize, delimiter: String },
     #[error("the output file is {size} bytes; the limit is {limit} bytes")]
     TooLarge { size: usize, limit: usize },
 }
 
-pub const MAX_OUTPUT_FILE_BYTES: usize = 1 << 20;
-
-/// Reads raw bytes: size limit first, then UTF-8, then [`parse`].
-pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<(String, String)>, Vec<OutputFileError>> {
-    if bytes.len() > MAX_OUTPUT_FILE_BYTES {
-        return Err(vec![OutputFileError::TooLarge {
-            size: bytes.len(),
-            limit: MAX_OUTPUT_FILE_BYTES,
-        }]);
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parse(text),
-        Err(e) => {
-            let line = bytes[..e.valid_up_to()].split(|b| *b == b'\n').count();
-            Err(vec![OutputFileError::Malformed {
-                line,
-                found: "bytes that are not UTF-8".to_owned(),
-            }])
+impl OutputFileError {
+    /// The 1-based line the error is about, if it is about one.
+    #[must_use]
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Malformed { line, .. }
+            | Self::BadName { line, .. }
+            | Self::Unclosed { line, .. } => Some(*line),
+            Self::TooLarge { .. } => None,
         }
     }
 }
 
-/// Parses the text; a later definition of a name replaces the earlier one (keeping its
-/// place). Reports every problem.
+/// Parses raw file contents: the size limit first, then UTF-8, then [`parse`].
+///
+/// Each line that is not valid UTF-8 is reported as `Malformed` (with the bad bytes shown
+/// as `\u{FFFD}`), together with every other problem in the file.
+///
+/// # Errors
+///
+/// `TooLarge` alone when over [`MAX_OUTPUT_FILE_BYTES`]; otherwise every problem found,
+/// ordered by line.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<(String, String)>, Vec<OutputFileError>> {
+    if let Some(too_large) = check_size(bytes.len()) {
+        return Err(vec![too_large]);
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return parse(text);
+    }
+    let mut errors: Vec<OutputFileError> = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| std::str::from_utf8(line).is_err())
+        .map(|(i, line)| {
+            let line_text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+            OutputFileError::Malformed {
+                line: i + 1,
+                found: excerpt(&line_text),
+            }
+        })
+        .collect();
+    // Lossy decoding never adds or removes a `\n` (it is never part of an invalid
+    // sequence), so line numbers agree. One error per line: the encoding one wins.
+    if let Err(others) = parse(&String::from_utf8_lossy(bytes)) {
+        let bad_lines: Vec<Option<usize>> = errors.iter().map(OutputFileError::line).collect();
+        errors.extend(
+            others
+                .into_iter()
+                .filter(|e| !bad_lines.contains(&e.line())),
+        );
+        errors.sort_by_key(OutputFileError::line);
+    }
+    Err(errors)
+}
+
+/// Parses the text of an output file into `(name, value)` pairs in order of first
+/// definition, a later definition replacing the earlier value.
+///
+/// # Errors
+///
+/// `TooLarge` alone when over [`MAX_OUTPUT_FILE_BYTES`]; otherwise every problem found,
+/// ordered by line.
 pub fn parse(text: &str) -> Result<Vec<(String, String)>, Vec<OutputFileError>> {
-    let mut out: Vec<(String, String)> = Vec::new();
+    if let Some(too_large) = check_size(text.len()) {
+        return Err(vec![too_large]);
+    }
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut errors = Vec::new();
-    let lines: Vec<&str> = text
+    let mut lines = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        let number = i + 1;
-        i += 1;
+        .zip(1..);
+    while let Some((line, number)) = lines.next() {
         if line.trim().is_empty() {
             continue;
         }
-        let (name, value) = if let Some((name, delimiter)) = heredoc(line) {
-            let mut body = Vec::new();
-            let mut closed = false;
-            while i < lines.len() {
-                let l = lines[i];
-                i += 1;
-                if l == delimiter {
-                    closed = true;
-                    break;
+        let (name, value) = match split_definition(line) {
+            Definition::Value(name, value) => (name, value.to_owned()),
+            Definition::Heredoc(name, delimiter) => {
+                // Consume the body even when the name is bad, so its lines are not
+                // mistaken for definitions.
+                let mut body: Vec<&str> = Vec::new();
+                let mut closed = false;
+                for (body_line, _) in lines.by_ref() {
+                    if body_line == delimiter {
+                        closed = true;
+                        break;
+                    }
+                    body.push(body_line);
                 }
-                body.push(l);
+                if !closed {
+                    errors.push(OutputFileError::Unclosed {
+                        line: number,
+                        delimiter: excerpt(delimiter),
+                    });
+                    continue;
+                }
+                (name, body.join("\n"))
             }
-            if !closed {
-                errors.push(OutputFileError::Unclosed {
+            Definition::Neither => {
+                errors.push(OutputFileError::Malformed {
                     line: number,
-                    delimiter: delimiter.to_owned(),
+                    found: excerpt(line),
                 });
                 continue;
             }
-            (name, body.join("\n"))
-        } else if let Some((name, value)) = line.split_once('=') {
-            (name, value.to_owned())
-        } else {
+        };
+        if name.is_empty() {
             errors.push(OutputFileError::Malformed {
                 line: number,
-                found: line.chars().take(60).collect(),
+                found: excerpt(line),
             });
-            continue;
-        };
-        if !valid_name(name) {
+        } else if !valid_name(name) {
             errors.push(OutputFileError::BadName {
                 line: number,
-                name: name.to_owned(),
+                name: excerpt(name),
             });
-            continue;
-        }
-        match out.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = value,
-            None => out.push((name.to_owned(), value)),
+        } else if let Some(&at) = index.get(name) {
+            if let Some(slot) = outputs.get_mut(at) {
+                slot.1 = value;
+            }
+        } else {
+            index.insert(name.to_owned(), outputs.len());
+            outputs.push((name.to_owned(), value));
         }
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok(outputs)
     } else {
         Err(errors)
     }
 }
 
-/// `name<<DELIM` with a non-empty delimiter and no `=` before the `<<`.
-fn heredoc(line: &str) -> Option<(&str, &str)> {
-    let (name, delimiter) = line.split_once("<<")?;
-    (!name.contains('=') && !delimiter.is_empty()).then_some((name, delimiter))
+enum Definition<'a> {
+    /// `name=value`
+    Value(&'a str, &'a str),
+    /// `name<<DELIM`, with a non-empty delimiter
+    Heredoc(&'a str, &'a str),
+    Neither,
 }
 
+/// Splits a line at whichever of `=` and `<<` comes first.
+fn split_definition(line: &str) -> Definition<'_> {
+    let equals = line.find('=');
+    let heredoc = line.find("<<");
+    match (equals, heredoc) {
+        (Some(e), h) if h.is_none_or(|h| e < h) => Definition::Value(&line[..e], &line[e + 1..]),
+        (_, Some(h)) if h + 2 < line.len() => Definition::Heredoc(&line[..h], &line[h + 2..]),
+        _ => Definition::Neither,
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_-]*`
 fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
+    let mut bytes = name.bytes();
+    bytes
         .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_size(size: usize) -> Option<OutputFileError> {
+    (size > MAX_OUTPUT_FILE_BYTES).then_some(OutputFileError::TooLarge {
+        size,
+        limit: MAX_OUTPUT_FILE_BYTES,
+    })
+}
+
+/// `text` cut to [`EXCERPT_CHARS`] characters, the last one `…` when cut, so one long
+/// line cannot flood an error message.
+fn excerpt(text: &str) -> String {
+    if text.chars().count() <= EXCERPT_CHARS {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(EXCERPT_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -125,70 +229,214 @@ mod tests {
         parse(text).unwrap()
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    fn errs(text: &str) -> Vec<OutputFileError> {
+        parse(text).unwrap_err()
+    }
+
+    fn malformed(line: usize, found: &str) -> OutputFileError {
+        OutputFileError::Malformed {
+            line,
+            found: found.to_owned(),
+        }
     }
 
     #[test]
     fn name_value_lines() {
         assert_eq!(
-            ok("a=1\nb=x=y\n\nc=\n"),
-            pairs(&[("a", "1"), ("b", "x=y"), ("c", "")])
+            ok("a=1\nb_2=two words\n_c-d=x\n"),
+            pairs(&[("a", "1"), ("b_2", "two words"), ("_c-d", "x")])
         );
-        assert_eq!(ok("a=1\r\nb=2\r\n"), pairs(&[("a", "1"), ("b", "2")]));
     }
 
     #[test]
-    fn heredocs_and_redefinition() {
-        let text = "notes<<EOF\nline one\n\nk=v inside\nEOF\nn=1\nn=2\n";
+    fn value_may_contain_equals_and_heredoc_marker() {
         assert_eq!(
-            ok(text),
-            pairs(&[("notes", "line one\n\nk=v inside"), ("n", "2")])
+            ok("url=https://x/?a=b&c=d\nm=<<EOF\n"),
+            pairs(&[("url", "https://x/?a=b&c=d"), ("m", "<<EOF")])
         );
     }
 
     #[test]
-    fn every_error_with_its_line() {
-        let errors = parse("ok=1\njust text\n9bad=x\nbody<<END\nno end\n").unwrap_err();
+    fn empty_value() {
+        assert_eq!(ok("empty=\n"), pairs(&[("empty", "")]));
+    }
+
+    #[test]
+    fn empty_file_and_blank_lines() {
+        assert_eq!(ok(""), vec![]);
+        assert_eq!(ok("\n\n  \n\t\r\n"), vec![]);
+        assert_eq!(ok("\na=1\n\n\nb=2"), pairs(&[("a", "1"), ("b", "2")]));
+    }
+
+    #[test]
+    fn crlf_lines() {
+        assert_eq!(
+            ok("a=1\r\nb<<EOF\r\nx\r\n\r\ny\r\nEOF\r\n"),
+            pairs(&[("a", "1"), ("b", "x\n\ny")])
+        );
+    }
+
+    #[test]
+    fn heredoc_block() {
+        assert_eq!(
+            ok("notes<<EOF\nline one\nk=v with = signs\n\nlast\nEOF\nafter=1\n"),
+            pairs(&[
+                ("notes", "line one\nk=v with = signs\n\nlast"),
+                ("after", "1")
+            ])
+        );
+    }
+
+    #[test]
+    fn heredoc_edge_cases() {
+        // Empty body, a body of one blank line, delimiter needing an exact match.
+        assert_eq!(
+            ok("a<<X\nX\nb<<X\n\nX\nc<<END\n END\nEND \nEND\n"),
+            pairs(&[("a", ""), ("b", ""), ("c", " END\nEND ")])
+        );
+        // `<<` before `=`: the delimiter is the rest of the line.
+        assert_eq!(ok("a<<E=F\nv\nE=F\n"), pairs(&[("a", "v")]));
+    }
+
+    #[test]
+    fn redefinition_replaces_in_place() {
+        assert_eq!(
+            ok("a=1\nb=2\na<<EOF\nnew\nEOF\n"),
+            pairs(&[("a", "new"), ("b", "2")])
+        );
+    }
+
+    #[test]
+    fn malformed_lines_report_their_number() {
+        assert_eq!(
+            errs("a=1\njust text\n\n=value\nname<<\n<<EOF\nbody\nEOF\n"),
+            vec![
+                malformed(2, "just text"),
+                malformed(4, "=value"),
+                malformed(5, "name<<"),
+                malformed(6, "<<EOF"),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_found_is_truncated() {
+        let long = "x".repeat(200);
+        let errors = errs(&long);
+        let [OutputFileError::Malformed { line: 1, found }] = errors.as_slice() else {
+            panic!("expected one Malformed error");
+        };
+        assert_eq!(found.chars().count(), 60);
+        assert!(found.ends_with('…'));
+        // Exactly 60 characters are shown whole.
+        assert_eq!(errs(&"é".repeat(60)), vec![malformed(1, &"é".repeat(60))]);
+    }
+
+    #[test]
+    fn bad_names() {
+        let bad = |line, name: &str| OutputFileError::BadName {
+            line,
+            name: name.to_owned(),
+        };
+        assert_eq!(
+            errs("1a=x\nok=1\na b=x\n-x=y\nnäme=z\nname =v\nbad.name<<E\nok=not a def\nE\n"),
+            vec![
+                bad(1, "1a"),
+                bad(3, "a b"),
+                bad(4, "-x"),
+                bad(5, "näme"),
+                bad(6, "name "),
+                bad(7, "bad.name"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unclosed_heredoc() {
+        assert_eq!(
+            errs("a=1\nb<<EOF\nx\nEOF \n"),
+            vec![OutputFileError::Unclosed {
+                line: 2,
+                delimiter: "EOF".to_owned()
+            }]
+        );
+    }
+
+    #[test]
+    fn all_errors_are_reported() {
+        let errors = errs("oops\n9=x\nfine=1\nz<<END\nnever");
+        let lines: Vec<_> = errors.iter().map(OutputFileError::line).collect();
+        assert_eq!(lines, [Some(1), Some(2), Some(4)]);
+    }
+
+    #[test]
+    fn messages_say_what_was_expected_and_found() {
+        assert_eq!(
+            malformed(3, "huh").to_string(),
+            "line 3: expected `name=value` or `name<<DELIMITER`, found `huh`"
+        );
+        assert_eq!(
+            errs("2x=1")[0].to_string(),
+            "line 1: invalid output name `2x` (letters, digits, `_` and `-`, not starting with a digit)"
+        );
+        assert_eq!(
+            errs("a<<EOF")[0].to_string(),
+            "line 1: heredoc `EOF` is never closed"
+        );
+    }
+
+    #[test]
+    fn too_large() {
+        let big = "a=".to_owned() + &"x".repeat(MAX_OUTPUT_FILE_BYTES);
+        let expected = vec![OutputFileError::TooLarge {
+            size: MAX_OUTPUT_FILE_BYTES + 2,
+            limit: MAX_OUTPUT_FILE_BYTES,
+        }];
+        assert_eq!(parse_bytes(big.as_bytes()).unwrap_err(), expected);
+        assert_eq!(parse(&big).unwrap_err(), expected);
+        assert_eq!(expected[0].line(), None);
+        assert_eq!(
+            expected[0].to_string(),
+            "the output file is 1048578 bytes; the limit is 1048576 bytes"
+        );
+        // Exactly at the limit is fine.
+        let at_limit = "a=".to_owned() + &"x".repeat(MAX_OUTPUT_FILE_BYTES - 2);
+        assert_eq!(
+            parse_bytes(at_limit.as_bytes()).unwrap()[0].1.len(),
+            MAX_OUTPUT_FILE_BYTES - 2
+        );
+    }
+
+    #[test]
+    fn parse_bytes_reads_utf8() {
+        assert_eq!(
+            parse_bytes("a=é\r\nb<<E\nü\nE\n".as_bytes()).unwrap(),
+            pairs(&[("a", "é"), ("b", "ü")])
+        );
+    }
+
+    #[test]
+    fn parse_bytes_reports_non_utf8_lines() {
+        let errors = parse_bytes(b"a=1\nb=\xff\xfe\r\nbroken\nc<<E\n\x80\nE\n").unwrap_err();
         assert_eq!(
             errors,
             vec![
-                OutputFileError::Malformed {
-                    line: 2,
-                    found: "just text".into()
-                },
-                OutputFileError::BadName {
-                    line: 3,
-                    name: "9bad".into()
-                },
-                OutputFileError::Unclosed {
-                    line: 4,
-                    delimiter: "END".into()
-                },
+                malformed(2, "b=\u{FFFD}\u{FFFD}"),
+                malformed(3, "broken"),
+                malformed(5, "\u{FFFD}"),
             ]
         );
+        // A bad line that is also malformed is reported once.
         assert_eq!(
-            errors[0].to_string(),
-            "line 2: expected `name=value` or `name<<DELIMITER`, found `just text`"
-        );
-    }
-
-    #[test]
-    fn limits_and_encoding() {
-        let big = vec![b'a'; MAX_OUTPUT_FILE_BYTES + 1];
-        assert!(matches!(
-            parse_bytes(&big).unwrap_err()[0],
-            OutputFileError::TooLarge { .. }
-        ));
-        let errors = parse_bytes(b"a=1\nb=\xff\n").unwrap_err();
-        assert_eq!(
-            errors[0],
-            OutputFileError::Malformed {
-                line: 2,
-                found: "bytes that are not UTF-8".into()
-            }
+            parse_bytes(b"x\xff").unwrap_err(),
+            vec![malformed(1, "x\u{FFFD}")]
         );
     }
 }

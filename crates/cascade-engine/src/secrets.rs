@@ -23,11 +23,15 @@ impl Secrets {
         let entries =
             crate::outputs::parse_bytes(&bytes).map_err(|errors| EngineError::SecretsFile {
                 path: path.display().to_string(),
-                reason: errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                // The lines hold secret values: name the lines, never quote them.
+                reason: format!(
+                    "malformed at line {}; expected `NAME=value` or `NAME<<EOF` … `EOF` blocks",
+                    errors
+                        .iter()
+                        .map(|e| e.line().map_or_else(|| "?".to_owned(), |l| l.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             })?;
         Ok(Self {
             values: entries.into_iter().collect(),
@@ -79,5 +83,36 @@ impl Secrets {
     /// A masker for every known value.
     pub fn masker(&self) -> Masker {
         Masker::new(self.values.values())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_secrets_file_never_quotes_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets");
+        std::fs::write(&path, "GOOD=fine\nthis-line-is-the-secret-value\n").unwrap();
+        let e = Secrets::from_file(&path).unwrap_err().to_string();
+        assert!(!e.contains("this-line-is-the-secret-value"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn declared_secrets_come_from_the_file_then_the_environment() {
+        let mut s = Secrets::default();
+        s.insert("A", "from-file");
+        s.resolve(["A", "B"], &|name| {
+            (name == "B").then(|| "from-env".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            (s.get("A"), s.get("B")),
+            (Some("from-file"), Some("from-env"))
+        );
+        let e = s.resolve(["C", "D"], &|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("secrets not set: C, D;"), "{e}");
     }
 }

@@ -36,7 +36,9 @@ impl Scope<'_> {
         let success = || expr::Context::status(self, Func::Success);
         match condition {
             None => success(),
-            Some(c) if c.status_functions().is_empty() => success() && expr::truthy(&expr::eval(c, self)),
+            Some(c) if c.status_functions().is_empty() => {
+                success() && expr::truthy(&expr::eval(c, self))
+            }
             Some(c) => expr::truthy(&expr::eval(c, self)),
         }
     }

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+pub mod argo;
 pub mod changed;
 pub mod graph;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod trigger;
 pub mod validate;
 
 use crate::output;

@@ -5,10 +5,8 @@ use crate::output;
 use crate::progress::{Mode, Progress};
 use anyhow::Context as _;
 use cascade_engine::{Bus, Secrets, Subscriber};
-use cascade_plan::{Event, RunId, RunOutcome, Trigger};
-use cascade_spec::config::AdminConfig;
+use cascade_plan::{Event, RunId, RunOutcome};
 use cascade_store::{RunMeta, Writer};
-use indexmap::IndexMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,15 +27,8 @@ pub struct Args {
     /// Run only these jobs and what they need (repeatable)
     #[arg(long = "job", value_name = "JOB")]
     jobs_selected: Vec<String>,
-    /// An input, `name=value` (repeatable)
-    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
-    inputs: Vec<(String, String)>,
-    /// The triggering event: push, `pull_request`, schedule, `workflow_dispatch`, `repository_dispatch`
-    #[arg(long)]
-    event: Option<String>,
-    /// The event payload, a JSON file (read as `event.*`)
-    #[arg(long, value_name = "FILE")]
-    event_file: Option<PathBuf>,
+    #[command(flatten)]
+    trigger: super::trigger::TriggerArgs,
     /// How many tasks run at once [default: number of CPUs]
     #[arg(long = "jobs", short = 'j', value_name = "N")]
     parallelism: Option<usize>,
@@ -72,12 +63,6 @@ pub struct Args {
     output: RunOutput,
 }
 
-fn parse_input(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("expected NAME=VALUE, found `{text}`"))
-}
-
 struct StoreSink(Writer);
 
 impl Subscriber for StoreSink {
@@ -95,14 +80,17 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         Ok(p) => p,
         Err(outcome) => return Ok(outcome),
     };
-    let config = match load_config(args.config.as_deref()) {
+    let config = match super::trigger::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(message) => {
             output::error(&message);
             return Ok(Outcome::Failure);
         }
     };
-    let trigger = match trigger(args) {
+    let trigger = match args
+        .trigger
+        .trigger(args.base.as_deref(), args.head.as_deref())
+    {
         Ok(t) => t,
         Err(message) => {
             output::error(&message);
@@ -238,58 +226,6 @@ fn random() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     h.finish()
-}
-
-fn load_config(path: Option<&Path>) -> Result<AdminConfig, String> {
-    let (path, required) = match path {
-        Some(p) => (p.to_owned(), true),
-        None => (PathBuf::from("cascade.toml"), false),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => AdminConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(_) if !required => Ok(AdminConfig::default()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-fn trigger(args: &Args) -> Result<Trigger, String> {
-    let mut trigger = Trigger::manual();
-    if let Some(event) = &args.event {
-        const EVENTS: &[&str] = &[
-            "push",
-            "pull_request",
-            "schedule",
-            "workflow_dispatch",
-            "repository_dispatch",
-            "manual",
-        ];
-        if !EVENTS.contains(&event.as_str()) {
-            return Err(format!(
-                "unknown event `{event}`; expected one of {}",
-                EVENTS.join(", ")
-            ));
-        }
-        trigger.event_name.clone_from(event);
-    }
-    if let Some(path) = &args.event_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        trigger.payload = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "{}:{}:{}: invalid JSON: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            )
-        })?;
-    }
-    trigger.inputs = args.inputs.iter().cloned().collect::<IndexMap<_, _>>();
-    if let Some(base) = &args.base {
-        let files = cascade_git::changed_files(Path::new("."), base, args.head.as_deref())
-            .map_err(|e| e.to_string())?;
-        trigger.changed_paths = Some(files);
-    }
-    Ok(trigger)
 }
 
 /// The summary table and the last line `N passed, N failed, N skipped`.

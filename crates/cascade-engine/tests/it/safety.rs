@@ -174,3 +174,21 @@ jobs:
     assert!(logs.contains("undeclared: plain=[unset]"), "{logs}");
     assert_eq!(ran.state("failing"), TaskState::Failed);
 }
+
+#[test]
+fn a_malformed_output_file_does_not_quote_a_secret_in_the_error() {
+    let mut secrets = cascade_engine::Secrets::default();
+    secrets.insert("TOKEN", "output-file-secret");
+    let ran = run(
+        "jobs:\n  a: { secrets: [TOKEN], outputs: { x: file }, run: 'echo \"$TOKEN\" >> \"$CASCADE_OUTPUT\"' }\n",
+        Setup {
+            secrets,
+            ..Setup::default()
+        },
+    );
+    let error = ran.task("a").error.clone().unwrap();
+    assert!(error.starts_with("invalid $CASCADE_OUTPUT"), "{error}");
+    assert!(!error.contains("output-file-secret"), "{error}");
+    let events = serde_json::to_string(&ran.events).unwrap();
+    assert!(!events.contains("output-file-secret"));
+}

@@ -1,0 +1,1035 @@
+//! Plan → Argo `Workflow` (or `CronWorkflow` for scheduled pipelines). Pure: no IO.
+//!
+//! One DAG template `main`, one container template per job (`job-<name>`). Safety is the
+//! engine's: `${{ }}` values reach a container only as env values fed from template input
+//! parameters, never inside `command`/`args`; user text that contains Argo's own `{{` is
+//! escaped (`{{='{{'}}`) so it stays literal. Pods run as non-root without privilege
+//! escalation, under a fixed service account, with no `podSpecPatch`.
+
+use crate::manifest::{
+    Arguments, Backoff, CronWorkflow, CronWorkflowSpec, DagTask, DagTemplate, Io, Parameter,
+    RetryStrategy, Template, ValueFrom, Workflow, WorkflowSpec,
+};
+use cascade_plan::{FanOut, Plan, PlannedJob};
+use cascade_spec::Pipeline;
+use cascade_spec::config::AdminConfig;
+use cascade_spec::expr::{self, Expr, Func, Root, Segment, Template as TextTemplate};
+use cascade_spec::model::{OutputSource, Shell};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PodSecurityContext, ResourceRequirements, SecretKeySelector,
+    SecurityContext, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+/// Argo's CRDs cap `dag.tasks` and `templates` at this many items.
+pub const MAX_TASKS: usize = 200;
+/// Where a job's outputs are collected inside its container.
+const OUTPUT_DIR: &str = "/tmp/cascade/outputs";
+
+/// Which Argo the manifest is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArgoVersion {
+    /// 3.6 and later (4.x): `CronWorkflow.spec.schedules` is a list.
+    #[default]
+    Current,
+    /// 3.5 and older: the singular `schedule`.
+    Legacy35,
+}
+
+/// Choices that are not in the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    pub argo_version: ArgoVersion,
+    /// Image of jobs without `image:`.
+    pub default_image: String,
+    /// The executor service account of the scope (never taken from ci.yaml).
+    pub service_account: String,
+    pub namespace: Option<String>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            argo_version: ArgoVersion::Current,
+            default_image: "docker.io/library/alpine:3.20".to_owned(),
+            service_account: "cascade-executor".to_owned(),
+            namespace: None,
+        }
+    }
+}
+
+/// A rendered manifest.
+#[derive(Debug, Clone)]
+pub enum Manifest {
+    Workflow(Box<Workflow>),
+    CronWorkflow(Box<CronWorkflow>),
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Manifest::Workflow(w) => serde_json::to_value(w),
+            Manifest::CronWorkflow(c) => serde_json::to_value(c),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// Why a pipeline cannot be rendered; raised before anything is submitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "job `{job}` asks for runner `{runner}`, which the admin config does not define (known runners: {known})"
+    )]
+    UnknownRunner {
+        job: String,
+        runner: String,
+        known: String,
+    },
+    #[error(
+        "job `{job}` declares secret `{secret}`, which the admin config does not map to a Kubernetes Secret (known secrets: {known})"
+    )]
+    UnknownSecret {
+        job: String,
+        secret: String,
+        known: String,
+    },
+    #[error("jobs `{first}` and `{second}` both become Argo task `{name}`; rename one of them")]
+    NameCollision {
+        first: String,
+        second: String,
+        name: String,
+    },
+    #[error("job `{job}`: `{expr}` cannot run on Argo yet ({reason})")]
+    Unsupported {
+        job: String,
+        expr: String,
+        reason: String,
+    },
+    #[error(
+        "the pipeline has {count} jobs; rendering more than {MAX_TASKS} (nested DAGs) is not supported yet"
+    )]
+    TooManyJobs { count: usize },
+}
+
+/// Renders a plan. A scheduled pipeline becomes a `CronWorkflow` (when rendered for the
+/// `schedule` event or for none in particular); anything else a `Workflow`.
+pub fn render(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    config: &AdminConfig,
+    options: &RenderOptions,
+) -> Result<Manifest, RenderError> {
+    if plan.jobs.len() > MAX_TASKS - 1 {
+        return Err(RenderError::TooManyJobs {
+            count: plan.jobs.len(),
+        });
+    }
+    let names = task_names(plan)?;
+    let mut tasks = Vec::new();
+    let mut templates = Vec::new();
+    for (index, job) in plan.jobs.iter().enumerate() {
+        let (task, template) = job_parts(plan, index, job, &names, config, options)?;
+        tasks.push(task);
+        templates.push(template);
+    }
+    templates.insert(
+        0,
+        Template {
+            name: "main".to_owned(),
+            dag: Some(DagTemplate { tasks }),
+            ..Template::default()
+        },
+    );
+    let spec = workflow_spec(plan, templates, options);
+    let generate_name = format!("{}-", sanitize(&plan.name).to_lowercase());
+    let metadata = ObjectMeta {
+        generate_name: Some(generate_name.clone()),
+        namespace: options.namespace.clone(),
+        labels: Some(BTreeMap::from([(
+            "app.kubernetes.io/managed-by".to_owned(),
+            "cascade".to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    };
+    // A scheduled pipeline becomes a CronWorkflow, unless rendered for another event.
+    let cron = !pipeline.on.schedule.is_empty()
+        && matches!(plan.event_name.as_str(), "schedule" | "manual");
+    if !cron {
+        let mut w = Workflow::new("", spec);
+        w.metadata = metadata;
+        return Ok(Manifest::Workflow(Box::new(w)));
+    }
+    let crons: Vec<String> = pipeline
+        .on
+        .schedule
+        .iter()
+        .map(|s| s.cron.clone())
+        .collect();
+    let (schedules, schedule) = match options.argo_version {
+        ArgoVersion::Current => (crons, None),
+        ArgoVersion::Legacy35 => (Vec::new(), crons.first().cloned()),
+    };
+    let cron = CronWorkflowSpec {
+        schedules,
+        schedule,
+        timezone: pipeline
+            .on
+            .schedule
+            .first()
+            .and_then(|s| s.timezone.clone()),
+        concurrency_policy: Some("Forbid".to_owned()),
+        starting_deadline_seconds: None,
+        workflow_spec: spec,
+    };
+    let mut c = CronWorkflow::new(generate_name.trim_end_matches('-'), cron);
+    c.metadata.namespace.clone_from(&options.namespace);
+    c.metadata.labels = metadata.labels;
+    Ok(Manifest::CronWorkflow(Box::new(c)))
+}
+
+/// The workflow spec around the templates: trigger context, service account, pod security.
+fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions) -> WorkflowSpec {
+    let param = |name: &str, value: String| Parameter {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let sha = text_at(&plan.payload, &["after"])
+        .or_else(|| text_at(&plan.payload, &["pull_request", "head", "sha"]))
+        .unwrap_or_default();
+    WorkflowSpec {
+        entrypoint: "main".to_owned(),
+        arguments: Arguments {
+            parameters: vec![
+                param("event", plan.event_name.clone()),
+                param("sha", escape(&sha)),
+                param(
+                    "ref",
+                    escape(&text_at(&plan.payload, &["ref"]).unwrap_or_default()),
+                ),
+            ],
+        },
+        templates,
+        on_exit: None,
+        service_account_name: Some(options.service_account.clone()),
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65_532),
+            ..PodSecurityContext::default()
+        }),
+        active_deadline_seconds: None,
+    }
+}
+
+/// Argo names: `^[a-zA-Z0-9][-a-zA-Z0-9]*$`.
+pub fn sanitize(id: &str) -> String {
+    let name: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_start_matches('-');
+    if name.is_empty() {
+        "job".to_owned()
+    } else {
+        name.chars().take(100).collect()
+    }
+}
+
+fn task_names(plan: &Plan) -> Result<Vec<String>, RenderError> {
+    let mut names: Vec<String> = Vec::new();
+    for job in &plan.jobs {
+        let name = sanitize(job.id.as_str());
+        if let Some(first) = names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(&name) || name == "main")
+        {
+            return Err(RenderError::NameCollision {
+                first: plan.jobs[first].id.to_string(),
+                second: job.id.to_string(),
+                name,
+            });
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Escapes Argo's `{{` in text that must stay literal.
+pub fn escape(text: &str) -> String {
+    text.replace("{{", "{{='{{'}}")
+}
+
+fn text_at(value: &serde_json::Value, path: &[&str]) -> Option<String> {
+    let mut v = value;
+    for p in path {
+        v = v.get(p)?;
+    }
+    Some(expr::to_text(v))
+}
+
+/// The task in `main` and the container template of one job.
+fn job_parts(
+    plan: &Plan,
+    index: usize,
+    job: &PlannedJob,
+    names: &[String],
+    config: &AdminConfig,
+    options: &RenderOptions,
+) -> Result<(DagTask, Template), RenderError> {
+    let name = names[index].clone();
+    let template_name = format!("job-{name}");
+    let cx = Cx { plan, job, names };
+    let mut params: Vec<(String, String)> = Vec::new();
+    // Environment: every value through an input parameter, so Argo fills in task outputs.
+    for (var, template) in &job.env {
+        params.push((var.clone(), cx.text(template)?));
+    }
+    for binding in &job.script.bindings {
+        params.push((binding.var.clone(), cx.value(&binding.expr)?));
+    }
+    let mut env: Vec<EnvVar> = params
+        .iter()
+        .map(|(var, _)| EnvVar {
+            name: var.clone(),
+            value: Some(format!("{{{{inputs.parameters.{var}}}}}")),
+            value_from: None,
+        })
+        .collect();
+    env.extend(secret_env(job, config)?);
+    let (command, args, outputs) = command(job);
+    env.extend(
+        outputs
+            .iter()
+            .filter(|(_, s)| **s != OutputSource::File)
+            .take(1)
+            .map(|_| EnvVar {
+                name: "CASCADE_STDOUT_TO".to_owned(),
+                value: Some(
+                    outputs
+                        .iter()
+                        .filter(|(_, s)| **s != OutputSource::File)
+                        .map(|(n, _)| (*n).clone())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                value_from: None,
+            }),
+    );
+    let mut template = Template {
+        name: template_name.clone(),
+        inputs: Io {
+            parameters: params
+                .iter()
+                .map(|(var, _)| Parameter {
+                    name: var.clone(),
+                    ..Parameter::default()
+                })
+                .collect(),
+        },
+        outputs: Io {
+            parameters: output_params(plan, job),
+        },
+        container: Some(Container {
+            name: "main".to_owned(),
+            image: Some(
+                job.image
+                    .clone()
+                    .unwrap_or_else(|| options.default_image.clone()),
+            ),
+            command: Some(command),
+            args: Some(args),
+            env: (!env.is_empty()).then_some(env),
+            security_context: Some(SecurityContext {
+                run_as_non_root: Some(true),
+                allow_privilege_escalation: Some(false),
+                ..SecurityContext::default()
+            }),
+            ..Container::default()
+        }),
+        retry_strategy: job.retry.as_ref().map(retry_strategy),
+        active_deadline_seconds: job
+            .timeout
+            .map(|t| i64::try_from(t.as_secs().max(1)).unwrap_or(i64::MAX)),
+        ..Template::default()
+    };
+    if let Some(runner) = &job.runner {
+        apply_runner(&mut template, job, runner, config)?;
+    }
+    let (with_items, with_param) = cx.fan_out()?;
+    let (depends, when) = cx.depends()?;
+    let task = DagTask {
+        name,
+        template: template_name,
+        depends,
+        when,
+        arguments: Arguments {
+            parameters: params
+                .into_iter()
+                .map(|(var, value)| Parameter {
+                    name: var,
+                    value: Some(value),
+                    value_from: None,
+                })
+                .collect(),
+        },
+        with_items,
+        with_param,
+    };
+    Ok((task, template))
+}
+
+/// Declared secrets as `secretKeyRef`s; a secret the admin config does not map is an error.
+fn secret_env(job: &PlannedJob, config: &AdminConfig) -> Result<Vec<EnvVar>, RenderError> {
+    job.secrets
+        .iter()
+        .map(|secret| {
+            let Some(r) = config.secrets.get(secret) else {
+                return Err(RenderError::UnknownSecret {
+                    job: job.id.to_string(),
+                    secret: secret.clone(),
+                    known: config
+                        .secrets
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            Ok(EnvVar {
+                name: secret.clone(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: r.secret.clone(),
+                        key: r.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            })
+        })
+        .collect()
+}
+
+/// `retry` → `retryStrategy` (limit counts retries, as ours does).
+fn retry_strategy(r: &cascade_spec::model::Retry) -> RetryStrategy {
+    RetryStrategy {
+        limit: i64::from(r.limit),
+        retry_policy: "OnFailure".to_owned(),
+        backoff: Some(Backoff {
+            duration: cascade_spec::duration::format(r.backoff),
+            factor: 2,
+            cap: r.max_backoff.map(cascade_spec::duration::format),
+        }),
+        expression: (!r.on_exit_codes.is_empty()).then(|| {
+            format!(
+                "asInt(lastRetry.exitCode) in [{}]",
+                r.on_exit_codes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
+    }
+}
+
+/// A runner alias → requests/limits, node selector and tolerations.
+fn apply_runner(
+    template: &mut Template,
+    job: &PlannedJob,
+    runner: &str,
+    config: &AdminConfig,
+) -> Result<(), RenderError> {
+    let r = config
+        .runner(runner)
+        .map_err(|known| RenderError::UnknownRunner {
+            job: job.id.to_string(),
+            runner: runner.to_owned(),
+            known,
+        })?;
+    let amounts = BTreeMap::from([
+        ("cpu".to_owned(), Quantity(format_cpu(r.cpu))),
+        ("memory".to_owned(), Quantity(r.memory.clone())),
+    ]);
+    if let Some(c) = template.container.as_mut() {
+        c.resources = Some(ResourceRequirements {
+            requests: Some(amounts.clone()),
+            limits: Some(amounts),
+            ..ResourceRequirements::default()
+        });
+    }
+    template.node_selector = r
+        .node_selector
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    template.tolerations = r
+        .tolerations
+        .iter()
+        .map(|t| Toleration {
+            key: t.key.clone(),
+            operator: t.operator.clone(),
+            value: t.value.clone(),
+            effect: t.effect.clone(),
+            toleration_seconds: None,
+        })
+        .collect();
+    Ok(())
+}
+
+/// Output parameters, read from the files the wrapper writes; a list that some job fans
+/// out over defaults to `[]` so a skipped producer does not fail its consumer.
+fn output_params(plan: &Plan, job: &PlannedJob) -> Vec<Parameter> {
+    job.outputs
+        .keys()
+        .map(|o| Parameter {
+            name: o.clone(),
+            value: None,
+            value_from: Some(ValueFrom {
+                path: Some(format!("{OUTPUT_DIR}/{o}")),
+                default: Some(
+                    if feeds_fan_out(plan, &job.id, o) {
+                        "[]"
+                    } else {
+                        ""
+                    }
+                    .to_owned(),
+                ),
+            }),
+        })
+        .collect()
+}
+
+fn format_cpu(cpu: f64) -> String {
+    if cpu.fract() == 0.0 {
+        format!("{cpu:.0}")
+    } else {
+        format!("{:.0}m", cpu * 1000.0)
+    }
+}
+
+/// Whether an output of `producer` is the list some job fans out over.
+fn feeds_fan_out(plan: &Plan, producer: &cascade_spec::JobId, output: &str) -> bool {
+    plan.jobs.iter().any(|j| match &j.fan_out {
+        FanOut::Dynamic(e) => e
+            .references()
+            .iter()
+            .any(|r| r.job() == Some(producer.as_str()) && r.output_name() == Some(output)),
+        _ => false,
+    })
+}
+
+/// The wrapper that turns `$CASCADE_OUTPUT` lines (and stdout, when declared) into one
+/// file per output for Argo. Fixed text: user data never appears in it.
+const WRAPPER: &str = r#"set -e
+mkdir -p /tmp/cascade/outputs
+export CASCADE_OUTPUT=/tmp/cascade/output
+: > "$CASCADE_OUTPUT"
+if [ -n "${CASCADE_STDOUT_TO:-}" ]; then
+  status=0
+  "$CASCADE_SHELL" -ec "$1" > /tmp/cascade/stdout || status=$?
+  cat /tmp/cascade/stdout
+  for n in $CASCADE_STDOUT_TO; do cp /tmp/cascade/stdout "/tmp/cascade/outputs/$n"; done
+  [ "$status" -eq 0 ] || exit "$status"
+else
+  "$CASCADE_SHELL" -ec "$1"
+fi
+awk -v dir=/tmp/cascade/outputs '
+  d != "" { if ($0 == d) { close(f); d = ""; next } printf "%s%s", sep, $0 > f; sep = "\n"; next }
+  /^[A-Za-z_][A-Za-z0-9_-]*<</ { i = index($0, "<<"); f = dir "/" substr($0, 1, i - 1); d = substr($0, i + 2); printf "" > f; sep = ""; next }
+  /^[A-Za-z_][A-Za-z0-9_-]*=/ { i = index($0, "="); f = dir "/" substr($0, 1, i - 1); printf "%s", substr($0, i + 1) > f; close(f); next }
+' "$CASCADE_OUTPUT""#;
+
+/// `command` and `args` of a job's container, and its outputs.
+fn command(job: &PlannedJob) -> (Vec<String>, Vec<String>, Vec<(&String, &OutputSource)>) {
+    let shell = match job.shell {
+        Shell::Sh => "sh",
+        Shell::Bash => "bash",
+    };
+    let script = escape(&job.script.text);
+    let outputs: Vec<(&String, &OutputSource)> = job.outputs.iter().collect();
+    if outputs.is_empty() {
+        return (
+            vec![shell.to_owned(), "-ec".to_owned()],
+            vec![script],
+            outputs,
+        );
+    }
+    (
+        vec!["sh".to_owned(), "-c".to_owned()],
+        vec![
+            escape(WRAPPER).replace("\"$CASCADE_SHELL\"", shell),
+            "cascade-job".to_owned(),
+            script,
+        ],
+        outputs,
+    )
+}
+
+/// Translation context of one job.
+struct Cx<'a> {
+    plan: &'a Plan,
+    job: &'a PlannedJob,
+    names: &'a [String],
+}
+
+impl Cx<'_> {
+    fn unsupported(&self, e: &Expr, reason: &str) -> RenderError {
+        RenderError::Unsupported {
+            job: self.job.id.to_string(),
+            expr: e.to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn task_of(&self, job: &str) -> String {
+        self.plan
+            .jobs
+            .iter()
+            .position(|j| j.id.as_str() == job)
+            .map_or_else(|| sanitize(job), |i| self.names[i].clone())
+    }
+
+    /// A text with expressions as an Argo parameter value.
+    fn text(&self, template: &TextTemplate) -> Result<String, RenderError> {
+        let mut out = String::new();
+        for s in &template.segments {
+            match s {
+                Segment::Text(t) => out.push_str(&escape(t)),
+                Segment::Expr { expr, .. } => out.push_str(&self.value(expr)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One expression as an Argo parameter value: run-time references become Argo
+    /// variables; everything known now (inputs, event) is evaluated and escaped.
+    fn value(&self, e: &Expr) -> Result<String, RenderError> {
+        if let Expr::Ref(r) = e {
+            match r.root {
+                Root::Needs if r.output_name().is_some() && r.path.len() == 3 => {
+                    return Ok(format!(
+                        "{{{{tasks.{}.outputs.parameters.{}}}}}",
+                        self.task_of(r.job().unwrap_or_default()),
+                        r.output_name().unwrap_or_default()
+                    ));
+                }
+                Root::Needs if r.is_result() => {
+                    return Ok(format!(
+                        "{{{{tasks.{}.status}}}}",
+                        self.task_of(r.job().unwrap_or_default())
+                    ));
+                }
+                Root::Item if r.path.is_empty() => return Ok("{{item}}".to_owned()),
+                Root::Matrix => {
+                    return Ok(format!(
+                        "{{{{item.{}}}}}",
+                        r.matrix_key().unwrap_or_default()
+                    ));
+                }
+                Root::Item => {
+                    return Err(self.unsupported(e, "fields of `item` are not passed to Argo"));
+                }
+                Root::Needs => {
+                    return Err(self.unsupported(
+                        e,
+                        "only whole outputs and results are passed between Argo tasks",
+                    ));
+                }
+                Root::Inputs | Root::Event => {}
+            }
+        }
+        if e.references()
+            .iter()
+            .any(|r| matches!(r.root, Root::Needs | Root::Item | Root::Matrix))
+            || !e.status_functions().is_empty()
+        {
+            return Err(self.unsupported(
+                e,
+                "expressions over run-time values must be a single reference",
+            ));
+        }
+        Ok(escape(&expr::to_text(&expr::eval(e, &Static(self.plan)))))
+    }
+
+    fn fan_out(&self) -> Result<(Option<Vec<serde_json::Value>>, Option<String>), RenderError> {
+        Ok(match &self.job.fan_out {
+            FanOut::Single => (None, None),
+            FanOut::Matrix(combos) => (
+                Some(
+                    combos
+                        .iter()
+                        .map(|c| {
+                            serde_json::Value::Object(
+                                c.iter()
+                                    .map(|(k, v)| (k.clone(), serde_json::Value::String(escape(v))))
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                ),
+                None,
+            ),
+            FanOut::Items(items) => (
+                Some(
+                    items
+                        .iter()
+                        .map(|v| serde_json::Value::String(escape(&expr::to_text(v))))
+                        .collect(),
+                ),
+                None,
+            ),
+            FanOut::Dynamic(e) => {
+                let inner = match e {
+                    Expr::Call {
+                        func: Func::FromJson,
+                        args,
+                        ..
+                    } if args.len() == 1 => &args[0],
+                    other => other,
+                };
+                match inner {
+                    Expr::Ref(r) if r.root == Root::Needs => (None, Some(self.value(inner)?)),
+                    _ => {
+                        let value = expr::eval(e, &Static(self.plan));
+                        let list = match value {
+                            serde_json::Value::Array(a) => a,
+                            serde_json::Value::String(s) => {
+                                serde_json::from_str(&s).unwrap_or_default()
+                            }
+                            _ => Vec::new(),
+                        };
+                        (
+                            Some(
+                                list.iter()
+                                    .map(|v| serde_json::Value::String(escape(&expr::to_text(v))))
+                                    .collect(),
+                            ),
+                            None,
+                        )
+                    }
+                }
+            }
+        })
+    }
+
+    /// `depends` (and a `when` for conditions known now) from `needs` and `if:`.
+    fn depends(&self) -> Result<(Option<String>, Option<String>), RenderError> {
+        let needs: Vec<String> = self
+            .job
+            .needs
+            .iter()
+            .map(|&i| self.names[i].clone())
+            .collect();
+        let succeeded = |n: &str| format!("{n}.Succeeded");
+        let any = |n: &str| {
+            format!("({n}.Succeeded || {n}.Failed || {n}.Errored || {n}.Skipped || {n}.Omitted)")
+        };
+        let all_succeeded = needs
+            .iter()
+            .map(|n| succeeded(n))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let Some(condition) = &self.job.condition else {
+            return Ok(((!needs.is_empty()).then_some(all_succeeded), None));
+        };
+        let mut conjuncts = Vec::new();
+        split_and(condition, &mut conjuncts);
+        let mut when = Vec::new();
+        let mut translated = Dep::True;
+        for c in conjuncts {
+            match self.output_comparison(c) {
+                Some(w) => when.push(w),
+                None => translated = Dep::and(translated, self.dep(c)?),
+            }
+        }
+        let when = (!when.is_empty()).then(|| when.join(" && "));
+        if condition.status_functions().is_empty() && !needs.is_empty() {
+            translated = Dep::and(Dep::Expr(all_succeeded), translated);
+        }
+        // Every need must appear so the task waits for all of them.
+        let mentioned = |n: &str, d: &Dep| matches!(d, Dep::Expr(t) if t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).any(|w| w == n));
+        for n in &needs {
+            if !mentioned(n, &translated) {
+                translated = Dep::and(translated, Dep::Expr(any(n)));
+            }
+        }
+        Ok(match translated {
+            Dep::True => (None, when),
+            Dep::False => (
+                (!needs.is_empty()).then(|| {
+                    needs
+                        .iter()
+                        .map(|n| any(n))
+                        .collect::<Vec<_>>()
+                        .join(" && ")
+                }),
+                Some("false".to_owned()),
+            ),
+            Dep::Expr(d) => (Some(d), when),
+        })
+    }
+
+    /// `needs.<job>.outputs.<name> == 'word'` (or `!=`) as an Argo `when` clause. The
+    /// output is data: a value with a quote in it makes the clause fail, never run code.
+    fn output_comparison(&self, e: &Expr) -> Option<String> {
+        let Expr::Binary {
+            op: op @ (expr::BinOp::Eq | expr::BinOp::Ne),
+            lhs,
+            rhs,
+            ..
+        } = e
+        else {
+            return None;
+        };
+        let pick = |a: &Expr, b: &Expr| match (a, b) {
+            (Expr::Ref(r), Expr::Literal { value, .. })
+                if r.output_name().is_some() && r.path.len() == 3 =>
+            {
+                Some((r.clone(), expr::to_text(value)))
+            }
+            _ => None,
+        };
+        let (r, word) = pick(lhs, rhs).or_else(|| pick(rhs, lhs))?;
+        if word.contains(['\'', '{', '}']) {
+            return None;
+        }
+        let symbol = if *op == expr::BinOp::Eq { "==" } else { "!=" };
+        Some(format!(
+            "'{{{{tasks.{}.outputs.parameters.{}}}}}' {symbol} '{word}'",
+            self.task_of(r.job().unwrap_or_default()),
+            r.output_name().unwrap_or_default()
+        ))
+    }
+
+    fn dep(&self, e: &Expr) -> Result<Dep, RenderError> {
+        let needs: Vec<String> = self
+            .job
+            .needs
+            .iter()
+            .map(|&i| self.names[i].clone())
+            .collect();
+        let join = |f: &dyn Fn(&str) -> String, op: &str| -> Dep {
+            if needs.is_empty() {
+                Dep::True
+            } else {
+                Dep::Expr(needs.iter().map(|n| f(n)).collect::<Vec<_>>().join(op))
+            }
+        };
+        Ok(match e {
+            Expr::Call {
+                func: Func::Success,
+                ..
+            } => join(&|n| format!("{n}.Succeeded"), " && "),
+            Expr::Call {
+                func: Func::Always, ..
+            } => Dep::True,
+            Expr::Call {
+                func: Func::Failure,
+                ..
+            } => {
+                if needs.is_empty() {
+                    Dep::False
+                } else {
+                    join(&|n| format!("({n}.Failed || {n}.Errored)"), " || ")
+                }
+            }
+            // A stopped workflow runs no further tasks; its exit handler sees the status.
+            Expr::Call {
+                func: Func::Cancelled,
+                ..
+            } => Dep::False,
+            Expr::Not { expr, .. } => Dep::not(self.dep(expr)?),
+            Expr::Binary {
+                op: expr::BinOp::And,
+                lhs,
+                rhs,
+                ..
+            } => Dep::and(self.dep(lhs)?, self.dep(rhs)?),
+            Expr::Binary {
+                op: expr::BinOp::Or,
+                lhs,
+                rhs,
+                ..
+            } => Dep::or(self.dep(lhs)?, self.dep(rhs)?),
+            Expr::Binary {
+                op: op @ (expr::BinOp::Eq | expr::BinOp::Ne),
+                lhs,
+                rhs,
+                ..
+            } => {
+                let result = |a: &Expr, b: &Expr| match (a, b) {
+                    (
+                        Expr::Ref(r),
+                        Expr::Literal {
+                            value: serde_json::Value::String(s),
+                            ..
+                        },
+                    ) if r.is_result() => {
+                        Some((self.task_of(r.job().unwrap_or_default()), s.to_lowercase()))
+                    }
+                    _ => None,
+                };
+                if let Some((task, word)) = result(lhs, rhs).or_else(|| result(rhs, lhs)) {
+                    let d = match word.as_str() {
+                        "success" => Dep::Expr(format!("{task}.Succeeded")),
+                        "failure" => Dep::Expr(format!("({task}.Failed || {task}.Errored)")),
+                        "skipped" => Dep::Expr(format!("({task}.Skipped || {task}.Omitted)")),
+                        _ => Dep::False,
+                    };
+                    if *op == expr::BinOp::Ne {
+                        Dep::not(d)
+                    } else {
+                        d
+                    }
+                } else {
+                    self.known_now(e)?
+                }
+            }
+            _ => self.known_now(e)?,
+        })
+    }
+
+    /// A condition over inputs and event only, decided at render time.
+    fn known_now(&self, e: &Expr) -> Result<Dep, RenderError> {
+        if e.references()
+            .iter()
+            .any(|r| !matches!(r.root, Root::Inputs | Root::Event))
+            || !e.status_functions().is_empty()
+        {
+            return Err(self.unsupported(
+                e,
+                "conditions on run-time values must compare `needs.<job>.result` with a word",
+            ));
+        }
+        Ok(if expr::truthy(&expr::eval(e, &Static(self.plan))) {
+            Dep::True
+        } else {
+            Dep::False
+        })
+    }
+}
+
+/// The operands of top-level `&&`s.
+fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Binary {
+            op: expr::BinOp::And,
+            lhs,
+            rhs,
+            ..
+        } => {
+            split_and(lhs, out);
+            split_and(rhs, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// A `depends` expression being built.
+#[derive(Debug, Clone, PartialEq)]
+enum Dep {
+    True,
+    False,
+    Expr(String),
+}
+
+impl Dep {
+    fn and(a: Dep, b: Dep) -> Dep {
+        match (a, b) {
+            (Dep::False, _) | (_, Dep::False) => Dep::False,
+            (Dep::True, x) | (x, Dep::True) => x,
+            (Dep::Expr(a), Dep::Expr(b)) => {
+                Dep::Expr(format!("{} && {}", group_or(&a), group_or(&b)))
+            }
+        }
+    }
+    fn or(a: Dep, b: Dep) -> Dep {
+        match (a, b) {
+            (Dep::True, _) | (_, Dep::True) => Dep::True,
+            (Dep::False, x) | (x, Dep::False) => x,
+            // `&&` binds tighter than `||`: no parentheses needed.
+            (Dep::Expr(a), Dep::Expr(b)) => Dep::Expr(format!("{a} || {b}")),
+        }
+    }
+    fn not(a: Dep) -> Dep {
+        match a {
+            Dep::True => Dep::False,
+            Dep::False => Dep::True,
+            Dep::Expr(a) if enclosed(&a) || !a.contains(' ') => Dep::Expr(format!("!{a}")),
+            Dep::Expr(a) => Dep::Expr(format!("!({a})")),
+        }
+    }
+}
+
+/// Parenthesises an operand of `&&` that has a top-level `||`.
+fn group_or(text: &str) -> String {
+    let mut depth = 0i32;
+    let bytes = text.as_bytes();
+    let mut top_or = false;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b'|' if depth == 0 && bytes.get(i + 1) == Some(&b'|') => top_or = true,
+            _ => {}
+        }
+    }
+    if top_or {
+        format!("({text})")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Whether the whole text is one parenthesised group.
+fn enclosed(text: &str) -> bool {
+    if !text.starts_with('(') || !text.ends_with(')') {
+        return false;
+    }
+    let mut depth = 0i32;
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 && i + 1 < text.len() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Evaluation at render time: inputs and the event are known, nothing else.
+struct Static<'a>(&'a Plan);
+
+impl expr::Context for Static<'_> {
+    fn lookup(&self, r: &expr::Reference) -> serde_json::Value {
+        let base = match r.root {
+            Root::Inputs => serde_json::Value::Object(
+                self.0
+                    .inputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Root::Event => self.0.payload.clone(),
+            _ => return serde_json::Value::Null,
+        };
+        r.path.iter().fold(base, |v, a| match a {
+            expr::Accessor::Field(f) => v.get(f).cloned().unwrap_or_default(),
+            expr::Accessor::Index(i) => v.get(*i).cloned().unwrap_or_default(),
+        })
+    }
+    fn status(&self, _: Func) -> bool {
+        false
+    }
+}
