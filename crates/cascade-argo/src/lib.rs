@@ -1,6 +1,7 @@
 //! Argo Workflows backend: `render` turns a plan into a `Workflow` or `CronWorkflow`
-//! (pure, no IO). Submitting and watching with kube-rs come next (see ARCHITECTURE.md).
+//! (pure, no IO); `cluster` creates it with kube-rs and follows its status.
 
+pub mod cluster;
 pub mod manifest;
 pub mod render;
 

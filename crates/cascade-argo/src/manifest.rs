@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
     version = "v1alpha1",
     kind = "Workflow",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    status = "WorkflowStatus"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowSpec {
@@ -181,4 +182,32 @@ pub struct Backoff {
     pub factor: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<String>,
+}
+
+/// `Workflow.status`: what Argo's controller reports (read only by us).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowStatus {
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeStatus>,
+}
+
+/// One node of a running workflow (a DAG task, a pod, a retry, a fan-out group).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// `Pod`, `DAG`, `TaskGroup`, `Retry`, `Skipped`, …
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

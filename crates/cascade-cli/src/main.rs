@@ -63,6 +63,8 @@ impl From<Outcome> for ExitCode {
 }
 
 fn main() -> ExitCode {
+    // ring is the only rustls provider (no aws-lc-rs); clients fail to build without one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => Ok(cmd::validate::run(&args)),

@@ -7,6 +7,8 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
+mod apiserver;
+mod contract;
 mod rules;
 mod snapshots;
 

@@ -176,3 +176,35 @@ fn unknown_runner_and_secret_are_errors_naming_the_known_ones() {
     std::fs::remove_dir_all(&dir).unwrap();
     let _ = Manifest::to_json;
 }
+
+#[test]
+fn rbac_grants_exactly_what_the_generator_and_executor_need() {
+    let text = std::fs::read_to_string(root().join("deploy/rbac.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    let rules = |name: &str| -> serde_json::Value {
+        docs.iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == name)
+            .unwrap()["rules"]
+            .clone()
+    };
+    assert_eq!(
+        rules("cascade-generator"),
+        serde_json::json!([{"apiGroups": ["argoproj.io"], "resources": ["workflows", "cronworkflows"], "verbs": ["create", "get", "list", "watch"]}])
+    );
+    assert_eq!(
+        rules("cascade-executor"),
+        serde_json::json!([{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}])
+    );
+    // The executor account the renderer puts in every Workflow is the one defined here.
+    assert!(docs.iter().any(|d| d["kind"] == "ServiceAccount"
+        && d["metadata"]["name"] == RenderOptions::default().service_account));
+    assert_eq!(
+        docs.iter()
+            .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding")
+            .count(),
+        0
+    );
+}

@@ -9,6 +9,27 @@ use std::path::PathBuf;
 pub enum Command {
     /// Print the `Workflow` (or `CronWorkflow`) a pipeline becomes
     Render(RenderArgs),
+    /// Create it on the cluster (kubeconfig or in-cluster), optionally following it
+    Submit(SubmitArgs),
+    /// Follow a workflow's phase and its tasks until it ends
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    render: RenderArgs,
+    /// Follow the workflow until it ends; the exit code is its outcome
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Workflow name (as printed by `cascade argo submit`)
+    name: String,
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -38,8 +59,8 @@ pub struct RenderArgs {
     /// Admin config [default: ./cascade.toml if present, else built-in runners]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Namespace to put in the manifest
-    #[arg(long)]
+    /// Namespace of the manifest (submit: where it is created)
+    #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// Image of jobs without `image:`
     #[arg(long, default_value = "docker.io/library/alpine:3.20")]
@@ -52,34 +73,112 @@ pub struct RenderArgs {
 
 pub fn run(command: &Command) -> anyhow::Result<Outcome> {
     match command {
-        Command::Render(args) => render(args),
+        Command::Render(args) => {
+            let manifest = match manifest(args) {
+                Ok(m) => m,
+                Err(outcome) => return Ok(outcome),
+            };
+            let json = manifest.to_json();
+            match args.output {
+                ManifestFormat::Json => output::data(&serde_json::to_string_pretty(&json)?),
+                ManifestFormat::Yaml => output::data(&serde_saphyr::to_string(&json)?),
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Submit(args) => {
+            let manifest = match manifest(&args.render) {
+                Ok(m) => m,
+                Err(outcome) => return Ok(outcome),
+            };
+            let namespace = args
+                .render
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = cascade_argo::cluster::client().await?;
+                let name = cascade_argo::cluster::submit(&client, &namespace, &manifest).await?;
+                output::data(&name);
+                output::note(&format!("created {name} in {namespace}; follow it with `cascade argo watch {name} -n {namespace}`"));
+                if args.wait && matches!(manifest, cascade_argo::Manifest::Workflow(_)) {
+                    return follow(&client, &namespace, &name).await;
+                }
+                Ok(Outcome::Success)
+            })
+        }
+        Command::Watch(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = cascade_argo::cluster::client().await?;
+                follow(&client, &args.namespace, &args.name).await
+            })
+        }
     }
 }
 
-fn render(args: &RenderArgs) -> anyhow::Result<Outcome> {
-    let pipeline = match super::load_or_report(&args.file) {
-        Ok(p) => p,
-        Err(outcome) => return Ok(outcome),
-    };
+/// Prints each change of a workflow; the outcome follows its final phase.
+async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<Outcome> {
+    use cascade_argo::cluster::Progress;
+    let phase = cascade_argo::cluster::watch(client, namespace, name, |p| match p {
+        Progress::Phase { phase, message } => {
+            output::note(&format!(
+                "{name}: {phase}{}",
+                message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ));
+        }
+        Progress::Task {
+            name,
+            state,
+            message,
+        } => {
+            output::note(&format!(
+                "  {name}: {state}{}",
+                message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ));
+        }
+    })
+    .await?;
+    output::data(&format!("{name} {phase}"));
+    Ok(if phase == "Succeeded" {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}
+
+/// Loads, plans and renders; problems are reported and become the outcome.
+fn manifest(args: &RenderArgs) -> Result<cascade_argo::Manifest, Outcome> {
+    let pipeline = super::load_or_report(&args.file)?;
     let config = match super::trigger::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(message) => {
             output::error(&message);
-            return Ok(Outcome::Failure);
+            return Err(Outcome::Failure);
         }
     };
     let trigger = match args.trigger.trigger(None, None) {
         Ok(t) => t,
         Err(message) => {
             output::error(&message);
-            return Ok(Outcome::Usage);
+            return Err(Outcome::Usage);
         }
     };
     let plan = match cascade_plan::plan(&pipeline, &trigger, &[]) {
         Ok(p) => p,
         Err(e) => {
             output::error(&e.to_string());
-            return Ok(Outcome::Failure);
+            return Err(Outcome::Failure);
         }
     };
     let options = RenderOptions {
@@ -91,17 +190,8 @@ fn render(args: &RenderArgs) -> anyhow::Result<Outcome> {
         namespace: args.namespace.clone(),
         ..RenderOptions::default()
     };
-    let manifest = match cascade_argo::render(&pipeline, &plan, &config, &options) {
-        Ok(m) => m,
-        Err(e) => {
-            output::error(&format!("{e}; nothing was submitted"));
-            return Ok(Outcome::Failure);
-        }
-    };
-    let json = manifest.to_json();
-    match args.output {
-        ManifestFormat::Json => output::data(&serde_json::to_string_pretty(&json)?),
-        ManifestFormat::Yaml => output::data(&serde_saphyr::to_string(&json)?),
-    }
-    Ok(Outcome::Success)
+    cascade_argo::render(&pipeline, &plan, &config, &options).map_err(|e| {
+        output::error(&format!("{e}; nothing was submitted"));
+        Outcome::Failure
+    })
 }

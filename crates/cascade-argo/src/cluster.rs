@@ -1,0 +1,218 @@
+//! Talking to a cluster with kube-rs: create a rendered manifest, check it with a strict
+//! server-side dry-run, and follow a Workflow's status with kube-runtime's watcher.
+
+use crate::manifest::{CronWorkflow, Workflow, WorkflowStatus};
+use crate::render::Manifest;
+use cascade_plan::TaskState;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use std::collections::BTreeMap;
+
+/// Why a cluster call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot configure a Kubernetes client (kubeconfig or in-cluster)")]
+    Config(#[source] kube::Error),
+    #[error("the API server refused the {kind}")]
+    Refused {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("watching workflow `{name}` failed")]
+    Watch {
+        name: String,
+        #[source]
+        source: watcher::Error,
+    },
+    #[error("workflow `{0}` was deleted while being watched")]
+    Deleted(String),
+}
+
+/// A client from `$KUBECONFIG`/`~/.kube/config`, or the in-cluster service account.
+pub async fn client() -> Result<kube::Client, ClusterError> {
+    kube::Client::try_default()
+        .await
+        .map_err(ClusterError::Config)
+}
+
+/// Creates the manifest; returns the name the server gave it.
+pub async fn submit(
+    client: &kube::Client,
+    namespace: &str,
+    manifest: &Manifest,
+) -> Result<String, ClusterError> {
+    let params = PostParams {
+        field_manager: Some("cascade".to_owned()),
+        ..PostParams::default()
+    };
+    match manifest {
+        Manifest::Workflow(w) => {
+            let api: Api<Workflow> = Api::namespaced(client.clone(), namespace);
+            let created = api
+                .create(&params, w)
+                .await
+                .map_err(|source| ClusterError::Refused {
+                    kind: "Workflow",
+                    source,
+                })?;
+            Ok(created.metadata.name.unwrap_or_default())
+        }
+        Manifest::CronWorkflow(c) => {
+            let api: Api<CronWorkflow> = Api::namespaced(client.clone(), namespace);
+            let created = api
+                .create(&params, c)
+                .await
+                .map_err(|source| ClusterError::Refused {
+                    kind: "CronWorkflow",
+                    source,
+                })?;
+            Ok(created.metadata.name.unwrap_or_default())
+        }
+    }
+}
+
+/// A strict server-side apply dry-run: the server checks the CRD schema, its CEL rules
+/// and unknown fields (`Api::create` alone does not reject unknown fields).
+pub async fn dry_run(
+    client: &kube::Client,
+    namespace: &str,
+    manifest: &Manifest,
+    name: &str,
+) -> Result<(), ClusterError> {
+    let params = PatchParams::apply("cascade").dry_run().validation_strict();
+    let mut json = manifest.to_json();
+    // Apply needs a fixed name; generateName is for create only.
+    if let Some(meta) = json
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        meta.remove("generateName");
+        meta.insert("name".to_owned(), name.into());
+    }
+    let result = match manifest {
+        Manifest::Workflow(_) => Api::<Workflow>::namespaced(client.clone(), namespace)
+            .patch(name, &params, &Patch::Apply(&json))
+            .await
+            .map(|_| ()),
+        Manifest::CronWorkflow(_) => Api::<CronWorkflow>::namespaced(client.clone(), namespace)
+            .patch(name, &params, &Patch::Apply(&json))
+            .await
+            .map(|_| ()),
+    };
+    result.map_err(|source| ClusterError::Refused {
+        kind: "dry-run",
+        source,
+    })
+}
+
+/// Argo's phase of a workflow or node as one of our task states.
+pub fn task_state(phase: &str) -> TaskState {
+    match phase {
+        "Running" => TaskState::Running,
+        "Succeeded" => TaskState::Completed,
+        "Failed" | "Error" => TaskState::Failed,
+        "Skipped" | "Omitted" => TaskState::Skipped,
+        _ => TaskState::Pending,
+    }
+}
+
+/// Whether a workflow phase is final.
+pub fn is_final(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed" | "Error")
+}
+
+/// What changed in a watched workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// The workflow's phase changed.
+    Phase {
+        phase: String,
+        message: Option<String>,
+    },
+    /// A task (DAG node) moved to a new state.
+    Task {
+        name: String,
+        state: TaskState,
+        message: Option<String>,
+    },
+}
+
+/// Follows a workflow until its phase is final, calling `on_progress` for each change
+/// (only on changes). Returns the final phase.
+pub async fn watch(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<String, ClusterError> {
+    let api: Api<Workflow> = Api::namespaced(client.clone(), namespace);
+    let stream = watcher::watch_object(api, name);
+    futures::pin_mut!(stream);
+    let mut phase = String::new();
+    let mut tasks: BTreeMap<String, TaskState> = BTreeMap::new();
+    while let Some(object) = stream
+        .try_next()
+        .await
+        .map_err(|source| ClusterError::Watch {
+            name: name.to_owned(),
+            source,
+        })?
+    {
+        let Some(workflow) = object else {
+            return Err(ClusterError::Deleted(name.to_owned()));
+        };
+        let status = workflow.status.unwrap_or_default();
+        for update in changes(&status, &mut phase, &mut tasks) {
+            on_progress(&update);
+        }
+        if is_final(&phase) {
+            return Ok(phase);
+        }
+    }
+    Err(ClusterError::Deleted(name.to_owned()))
+}
+
+/// The changes between what was seen and a new status (pure, for tests).
+pub fn changes(
+    status: &WorkflowStatus,
+    phase: &mut String,
+    tasks: &mut BTreeMap<String, TaskState>,
+) -> Vec<Progress> {
+    let mut out = Vec::new();
+    let new_phase = status.phase.clone().unwrap_or_else(|| "Pending".to_owned());
+    if new_phase != *phase {
+        phase.clone_from(&new_phase);
+        out.push(Progress::Phase {
+            phase: new_phase,
+            message: status.message.clone(),
+        });
+    }
+    // DAG tasks are the nodes of type Pod, Skipped, TaskGroup (fan-out) or Retry; the
+    // DAG node itself is the workflow.
+    let mut nodes: Vec<_> = status
+        .nodes
+        .values()
+        .filter(|n| n.node_type.as_deref() != Some("DAG"))
+        .collect();
+    nodes.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+    for node in nodes {
+        let state = task_state(node.phase.as_deref().unwrap_or("Pending"));
+        if tasks.get(&node.display_name) != Some(&state) {
+            tasks.insert(node.display_name.clone(), state);
+            out.push(Progress::Task {
+                name: node.display_name.clone(),
+                state,
+                message: node.message.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Drains a stream helper so `StreamExt` stays used when features change.
+#[doc(hidden)]
+pub async fn count<S: futures::Stream + Unpin>(s: S) -> usize {
+    s.count().await
+}
