@@ -47,6 +47,10 @@ pub struct RenderOptions {
     /// The executor service account of the scope (never taken from ci.yaml).
     pub service_account: String,
     pub namespace: Option<String>,
+    /// Where the completion callback is sent (`POST`, `spec.onExit`), whatever the outcome.
+    pub callback_url: Option<String>,
+    /// Image of the exit handler that sends it.
+    pub callback_image: String,
 }
 
 impl Default for RenderOptions {
@@ -56,6 +60,8 @@ impl Default for RenderOptions {
             default_image: "docker.io/library/alpine:3.20".to_owned(),
             service_account: "cascade-executor".to_owned(),
             namespace: None,
+            callback_url: None,
+            callback_image: "docker.io/curlimages/curl:8.10.1".to_owned(),
         }
     }
 }
@@ -109,9 +115,9 @@ pub enum RenderError {
         reason: String,
     },
     #[error(
-        "the pipeline has {count} jobs; rendering more than {MAX_TASKS} (nested DAGs) is not supported yet"
+        "the workflow needs {count} distinct templates; Argo allows {MAX_TASKS} (jobs that differ only in name share one)"
     )]
-    TooManyJobs { count: usize },
+    TooManyTemplates { count: usize },
 }
 
 /// Renders a plan. A scheduled pipeline becomes a `CronWorkflow` (when rendered for the
@@ -122,27 +128,47 @@ pub fn render(
     config: &AdminConfig,
     options: &RenderOptions,
 ) -> Result<Manifest, RenderError> {
-    if plan.jobs.len() > MAX_TASKS - 1 {
-        return Err(RenderError::TooManyJobs {
-            count: plan.jobs.len(),
-        });
-    }
     let names = task_names(plan)?;
-    let mut tasks = Vec::new();
-    let mut templates = Vec::new();
+    // Parts of at most MAX_TASKS tasks, in plan (topological) order.
+    let parts: Vec<usize> = (0..plan.jobs.len()).map(|i| i / MAX_TASKS).collect();
+    let mut tasks: Vec<Vec<DagTask>> = vec![Vec::new(); parts.last().map_or(1, |p| p + 1)];
+    let mut templates: Vec<Template> = Vec::new();
     for (index, job) in plan.jobs.iter().enumerate() {
-        let (task, template) = job_parts(plan, index, job, &names, config, options)?;
-        tasks.push(task);
-        templates.push(template);
+        let (mut task, template) = job_parts(plan, index, job, &names, &parts, config, options)?;
+        // Jobs that differ only in name share one template (generated DAGs often repeat
+        // one job), which keeps large pipelines under the 200-template limit.
+        let unnamed = Template {
+            name: String::new(),
+            ..template.clone()
+        };
+        match templates.iter().find(|t| {
+            Template {
+                name: String::new(),
+                ..(*t).clone()
+            } == unnamed
+        }) {
+            Some(same) => task.template.clone_from(&same.name),
+            None => templates.push(template),
+        }
+        tasks[parts[index]].push(task);
     }
+    if let Some(url) = &options.callback_url {
+        templates.push(exit_handler(url, options));
+    }
+    let main = nest(tasks, &mut templates);
     templates.insert(
         0,
         Template {
             name: "main".to_owned(),
-            dag: Some(DagTemplate { tasks }),
+            dag: Some(main),
             ..Template::default()
         },
     );
+    if templates.len() > MAX_TASKS {
+        return Err(RenderError::TooManyTemplates {
+            count: templates.len(),
+        });
+    }
     let spec = workflow_spec(plan, templates, options);
     let generate_name = format!("{}-", sanitize(&plan.name).to_lowercase());
     let metadata = ObjectMeta {
@@ -190,6 +216,39 @@ pub fn render(
     Ok(Manifest::CronWorkflow(Box::new(c)))
 }
 
+/// The entry DAG: the tasks themselves, or (beyond the 200-task limit) one nested DAG
+/// template per part, each part starting when the one before succeeded.
+fn nest(mut tasks: Vec<Vec<DagTask>>, templates: &mut Vec<Template>) -> DagTemplate {
+    if tasks.len() == 1 {
+        DagTemplate {
+            tasks: tasks.pop().unwrap_or_default(),
+        }
+    } else {
+        // Each part is a nested DAG; a part starts when the one before succeeded.
+        let count = tasks.len();
+        for (i, part) in tasks.into_iter().enumerate().rev() {
+            templates.insert(
+                0,
+                Template {
+                    name: format!("part-{}", i + 1),
+                    dag: Some(DagTemplate { tasks: part }),
+                    ..Template::default()
+                },
+            );
+        }
+        DagTemplate {
+            tasks: (1..=count)
+                .map(|i| DagTask {
+                    name: format!("part-{i}"),
+                    template: format!("part-{i}"),
+                    depends: (i > 1).then(|| format!("part-{}.Succeeded", i - 1)),
+                    ..DagTask::default()
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The workflow spec around the templates: trigger context, service account, pod security.
 fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions) -> WorkflowSpec {
     let param = |name: &str, value: String| Parameter {
@@ -213,7 +272,10 @@ fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions)
             ],
         },
         templates,
-        on_exit: None,
+        on_exit: options
+            .callback_url
+            .as_ref()
+            .map(|_| EXIT_HANDLER.to_owned()),
         service_account_name: Some(options.service_account.clone()),
         automount_service_account_token: Some(false),
         security_context: Some(PodSecurityContext {
@@ -222,6 +284,43 @@ fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions)
             ..PodSecurityContext::default()
         }),
         active_deadline_seconds: None,
+    }
+}
+
+const EXIT_HANDLER: &str = "cascade-callback";
+
+/// The exit handler: POSTs `{workflow, status, event}` to the callback URL. Fixed script;
+/// the values reach it as env (Argo's own variables and the escaped URL).
+fn exit_handler(url: &str, options: &RenderOptions) -> Template {
+    let env = |name: &str, value: &str| EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    };
+    Template {
+        name: EXIT_HANDLER.to_owned(),
+        container: Some(Container {
+            name: "main".to_owned(),
+            image: Some(options.callback_image.clone()),
+            command: Some(vec!["sh".to_owned(), "-ec".to_owned()]),
+            args: Some(vec![
+                concat!(
+                    "body=$(printf '{\"workflow\":\"%s\",\"status\":\"%s\",\"event\":\"%s\"}' \"$WORKFLOW\" \"$STATUS\" \"$EVENT\")\n",
+                    "curl -fsS --retry 5 --retry-all-errors -X POST -H 'Content-Type: application/json' --data \"$body\" \"$CASCADE_CALLBACK_URL\""
+                )
+                .to_owned(),
+            ]),
+            env: Some(vec![
+                env("CASCADE_CALLBACK_URL", &escape(url)),
+                env("WORKFLOW", "{{workflow.name}}"),
+                env("STATUS", "{{workflow.status}}"),
+                env("EVENT", "{{workflow.parameters.event}}"),
+            ]),
+            security_context: Some(SecurityContext { run_as_non_root: Some(true), allow_privilege_escalation: Some(false), ..SecurityContext::default() }),
+            ..Container::default()
+        }),
+        retry_strategy: Some(RetryStrategy { limit: 3, retry_policy: "Always".to_owned(), backoff: Some(Backoff { duration: "5s".to_owned(), factor: 2, cap: Some("1m".to_owned()) }), expression: None }),
+        ..Template::default()
     }
 }
 
@@ -277,29 +376,21 @@ fn job_parts(
     index: usize,
     job: &PlannedJob,
     names: &[String],
+    parts: &[usize],
     config: &AdminConfig,
     options: &RenderOptions,
 ) -> Result<(DagTask, Template), RenderError> {
     let name = names[index].clone();
     let template_name = format!("job-{name}");
-    let cx = Cx { plan, job, names };
-    let mut params: Vec<(String, String)> = Vec::new();
-    // Environment: every value through an input parameter, so Argo fills in task outputs.
-    for (var, template) in &job.env {
-        params.push((var.clone(), cx.text(template)?));
-    }
-    for binding in &job.script.bindings {
-        params.push((binding.var.clone(), cx.value(&binding.expr)?));
-    }
-    let mut env: Vec<EnvVar> = params
-        .iter()
-        .map(|(var, _)| EnvVar {
-            name: var.clone(),
-            value: Some(format!("{{{{inputs.parameters.{var}}}}}")),
-            value_from: None,
-        })
-        .collect();
-    env.extend(secret_env(job, config)?);
+    let cx = Cx {
+        plan,
+        job,
+        names,
+        parts,
+        index,
+    };
+    cx.check_parts()?;
+    let (params, mut env) = parameters_and_env(&cx, job, config)?;
     let (command, args, outputs) = command(job);
     env.extend(
         outputs
@@ -380,6 +471,35 @@ fn job_parts(
         with_param,
     };
     Ok((task, template))
+}
+
+/// Input parameters of a job template: name and value.
+type Params = Vec<(String, String)>;
+
+/// The job's environment: every value through an input parameter (so Argo fills in task
+/// outputs at run time), then its secrets.
+fn parameters_and_env(
+    cx: &Cx<'_>,
+    job: &PlannedJob,
+    config: &AdminConfig,
+) -> Result<(Params, Vec<EnvVar>), RenderError> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (var, template) in &job.env {
+        params.push((var.clone(), cx.text(template)?));
+    }
+    for binding in &job.script.bindings {
+        params.push((binding.var.clone(), cx.value(&binding.expr)?));
+    }
+    let mut env: Vec<EnvVar> = params
+        .iter()
+        .map(|(var, _)| EnvVar {
+            name: var.clone(),
+            value: Some(format!("{{{{inputs.parameters.{var}}}}}")),
+            value_from: None,
+        })
+        .collect();
+    env.extend(secret_env(job, config)?);
+    Ok((params, env))
 }
 
 /// Declared secrets as `secretKeyRef`s; a secret the admin config does not map is an error.
@@ -576,9 +696,58 @@ struct Cx<'a> {
     plan: &'a Plan,
     job: &'a PlannedJob,
     names: &'a [String],
+    /// The nested DAG (part) of each job; `depends` can only name tasks of the same part.
+    parts: &'a [usize],
+    index: usize,
 }
 
 impl Cx<'_> {
+    /// Names of the needs in the same part (earlier parts are waited for as a whole).
+    fn local_needs(&self) -> Vec<String> {
+        self.job
+            .needs
+            .iter()
+            .filter(|&&i| self.parts[i] == self.parts[self.index])
+            .map(|&i| self.names[i].clone())
+            .collect()
+    }
+
+    /// Refuses what cannot keep its meaning across parts: a condition, or an output,
+    /// that reads a job of an earlier part.
+    fn check_parts(&self) -> Result<(), RenderError> {
+        let part = self.parts[self.index];
+        let across: Vec<&str> = self
+            .job
+            .needs
+            .iter()
+            .filter(|&&i| self.parts[i] != part)
+            .map(|&i| self.plan.jobs[i].id.as_str())
+            .collect();
+        if across.is_empty() {
+            return Ok(());
+        }
+        let mut exprs: Vec<&Expr> = self.job.script.bindings.iter().map(|b| &b.expr).collect();
+        exprs.extend(self.job.env.iter().flat_map(|(_, t)| t.exprs()));
+        if let FanOut::Dynamic(e) = &self.job.fan_out {
+            exprs.push(e);
+        }
+        for e in exprs {
+            if e.references()
+                .iter()
+                .any(|r| r.job().is_some_and(|j| across.contains(&j)))
+            {
+                return Err(self.unsupported(e, "it reads a job in an earlier part of a pipeline split for Argo's 200-task limit"));
+            }
+        }
+        match &self.job.condition {
+            Some(c) => Err(self.unsupported(
+                c,
+                "its `if:` spans parts of a pipeline split for Argo's 200-task limit",
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn unsupported(&self, e: &Expr, reason: &str) -> RenderError {
         RenderError::Unsupported {
             job: self.job.id.to_string(),
@@ -720,12 +889,7 @@ impl Cx<'_> {
 
     /// `depends` (and a `when` for conditions known now) from `needs` and `if:`.
     fn depends(&self) -> Result<(Option<String>, Option<String>), RenderError> {
-        let needs: Vec<String> = self
-            .job
-            .needs
-            .iter()
-            .map(|&i| self.names[i].clone())
-            .collect();
+        let needs = self.local_needs();
         let succeeded = |n: &str| format!("{n}.Succeeded");
         let any = |n: &str| {
             format!("({n}.Succeeded || {n}.Failed || {n}.Errored || {n}.Skipped || {n}.Omitted)")
@@ -808,12 +972,7 @@ impl Cx<'_> {
     }
 
     fn dep(&self, e: &Expr) -> Result<Dep, RenderError> {
-        let needs: Vec<String> = self
-            .job
-            .needs
-            .iter()
-            .map(|&i| self.names[i].clone())
-            .collect();
+        let needs = self.local_needs();
         let join = |f: &dyn Fn(&str) -> String, op: &str| -> Dep {
             if needs.is_empty() {
                 Dep::True

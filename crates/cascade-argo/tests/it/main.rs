@@ -4,11 +4,14 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::missing_panics_doc,
+    clippy::format_push_string,
+    clippy::too_many_lines,
     reason = "test helpers: a panic is the failure report"
 )]
 
 mod apiserver;
 mod contract;
+mod equivalence;
 mod rules;
 mod snapshots;
 

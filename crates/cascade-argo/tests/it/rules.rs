@@ -208,3 +208,110 @@ fn rbac_grants_exactly_what_the_generator_and_executor_need() {
         0
     );
 }
+
+#[test]
+fn the_completion_callback_is_an_exit_handler_sent_whatever_the_outcome() {
+    let options = RenderOptions {
+        callback_url: Some("http://cascade.example:8080/api/v1/dispatch?x={{y}}".into()),
+        ..RenderOptions::default()
+    };
+    let manifest = render_file(
+        &root().join("examples/hello.yaml"),
+        &Trigger::manual(),
+        &options,
+    )
+    .unwrap();
+    assert_valid(&manifest);
+    let w = manifest.to_json();
+    assert_eq!(w["spec"]["onExit"], "cascade-callback");
+    let handler = template(&w, "cascade-callback");
+    let env = handler["container"]["env"].to_string();
+    assert!(
+        env.contains("{{workflow.status}}") && env.contains("x={{='{{'}}y}}"),
+        "{env}"
+    );
+    assert!(
+        !handler["container"]["args"]
+            .to_string()
+            .contains("cascade.example"),
+        "the URL is data, not script"
+    );
+    assert_eq!(handler["retryStrategy"]["retryPolicy"], "Always");
+}
+
+/// `layers` × `width` no-op jobs, each layer needing all of the previous one.
+fn layered(layers: usize, width: usize, last_if: Option<&str>) -> String {
+    let mut text = String::from("name: big\njobs:\n");
+    for l in 0..layers {
+        for w in 0..width {
+            let needs = if l == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", needs: [{}]",
+                    (0..width)
+                        .map(|x| format!("l{}_{x}", l - 1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let cond = match last_if {
+                Some(c) if l == layers - 1 => format!(", if: \"{c}\""),
+                _ => String::new(),
+            };
+            text.push_str(&format!("  l{l}_{w}: {{ run: \"true\"{needs}{cond} }}\n"));
+        }
+    }
+    text
+}
+
+fn render_text(text: &str) -> Result<Manifest, RenderError> {
+    let pipeline = cascade_spec::parse_pipeline("big.yaml", text).unwrap();
+    let plan = cascade_plan::plan(&pipeline, &Trigger::manual(), &[]).unwrap();
+    cascade_argo::render(
+        &pipeline,
+        &plan,
+        &crate::config(),
+        &RenderOptions::default(),
+    )
+}
+
+#[test]
+fn large_pipelines_become_nested_dags_within_the_crd_limits() {
+    let manifest = render_text(&layered(50, 10, None)).unwrap();
+    assert_valid(&manifest);
+    let w = manifest.to_json();
+    let templates = w["spec"]["templates"].as_array().unwrap();
+    let names: Vec<&str> = templates
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    // 500 identical jobs share one container template; three parts of ≤ 200 tasks.
+    assert_eq!(names, ["main", "part-1", "part-2", "part-3", "job-l0-0"]);
+    let main = &templates[0]["dag"]["tasks"];
+    assert_eq!(main[1]["depends"], "part-1.Succeeded");
+    assert_eq!(main[2]["depends"], "part-2.Succeeded");
+    for part in &templates[1..4] {
+        assert!(part["dag"]["tasks"].as_array().unwrap().len() <= cascade_argo::render::MAX_TASKS);
+    }
+    // A job whose needs are split between parts waits for its own part's needs only.
+    let part3 = templates[3]["dag"]["tasks"].as_array().unwrap();
+    assert_eq!(part3[0]["name"], "l40-0");
+    assert!(
+        part3[0].get("depends").is_none(),
+        "its needs are all in part 2"
+    );
+}
+
+#[test]
+fn a_condition_across_parts_is_refused_with_the_reason() {
+    // Layer 20 is the first of part 2, and needs layer 19 in part 1.
+    let Err(e) = render_text(&layered(21, 10, Some("always()"))) else {
+        panic!("a cross-part condition must be refused")
+    };
+    assert!(
+        e.to_string()
+            .contains("its `if:` spans parts of a pipeline split for Argo's 200-task limit"),
+        "{e}"
+    );
+}

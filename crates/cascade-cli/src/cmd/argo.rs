@@ -67,6 +67,9 @@ pub struct RenderArgs {
     default_image: String,
     #[arg(long, value_enum, default_value_t)]
     argo_version: Version,
+    /// POST `{workflow, status, event}` here when the workflow ends, whatever the outcome
+    #[arg(long, value_name = "URL")]
+    callback_url: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     output: ManifestFormat,
 }
@@ -188,6 +191,7 @@ fn manifest(args: &RenderArgs) -> Result<cascade_argo::Manifest, Outcome> {
         },
         default_image: args.default_image.clone(),
         namespace: args.namespace.clone(),
+        callback_url: args.callback_url.clone(),
         ..RenderOptions::default()
     };
     cascade_argo::render(&pipeline, &plan, &config, &options).map_err(|e| {
