@@ -115,6 +115,7 @@ impl Io {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Template {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Io::is_empty")]
     pub inputs: Io,
@@ -145,7 +146,12 @@ pub struct DagTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct DagTask {
     pub name: String,
+    /// The template by name; empty when the template is `inline`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template: String,
+    /// The template itself, for workflows with more templates than the CRD allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Box<Template>>,
     /// Only `depends` is emitted, never `dependencies` (the CRD rejects both together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends: Option<String>,

@@ -115,7 +115,7 @@ pub enum RenderError {
         reason: String,
     },
     #[error(
-        "the workflow needs {count} distinct templates; Argo allows {MAX_TASKS} (jobs that differ only in name share one)"
+        "the workflow needs {count} templates even with job templates inline; Argo allows {MAX_TASKS}"
     )]
     TooManyTemplates { count: usize },
 }
@@ -133,22 +133,25 @@ pub fn render(
     let parts: Vec<usize> = (0..plan.jobs.len()).map(|i| i / MAX_TASKS).collect();
     let mut tasks: Vec<Vec<DagTask>> = vec![Vec::new(); parts.last().map_or(1, |p| p + 1)];
     let mut templates: Vec<Template> = Vec::new();
+    // The templates without their names, to find jobs that can share one.
+    let mut shapes: Vec<Template> = Vec::new();
     for (index, job) in plan.jobs.iter().enumerate() {
         let (mut task, template) = job_parts(plan, index, job, &names, &parts, config, options)?;
         // Jobs that differ only in name share one template (generated DAGs often repeat
         // one job), which keeps large pipelines under the 200-template limit.
         let unnamed = Template {
             name: String::new(),
-            ..template.clone()
+            ..template
         };
-        match templates.iter().find(|t| {
-            Template {
-                name: String::new(),
-                ..(*t).clone()
-            } == unnamed
-        }) {
-            Some(same) => task.template.clone_from(&same.name),
-            None => templates.push(template),
+        match shapes.iter().position(|t| *t == unnamed) {
+            Some(same) => task.template.clone_from(&templates[same].name),
+            None => {
+                templates.push(Template {
+                    name: task.template.clone(),
+                    ..unnamed.clone()
+                });
+                shapes.push(unnamed);
+            }
         }
         tasks[parts[index]].push(task);
     }
@@ -164,6 +167,9 @@ pub fn render(
             ..Template::default()
         },
     );
+    if templates.len() > MAX_TASKS {
+        inline_jobs(&mut templates);
+    }
     if templates.len() > MAX_TASKS {
         return Err(RenderError::TooManyTemplates {
             count: templates.len(),
@@ -214,6 +220,35 @@ pub fn render(
     c.metadata.namespace.clone_from(&options.namespace);
     c.metadata.labels = metadata.labels;
     Ok(Manifest::CronWorkflow(Box::new(c)))
+}
+
+/// Moves every job template into the tasks that use it (`inline`), leaving only the DAG
+/// templates (and the exit handler) in `spec.templates`.
+fn inline_jobs(templates: &mut Vec<Template>) {
+    let (jobs, mut rest): (Vec<Template>, Vec<Template>) = std::mem::take(templates)
+        .into_iter()
+        .partition(|t| t.container.is_some() && t.name.starts_with("job-"));
+    let jobs: std::collections::HashMap<String, Template> = jobs
+        .into_iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                Template {
+                    name: String::new(),
+                    ..t
+                },
+            )
+        })
+        .collect();
+    for dag in rest.iter_mut().filter_map(|t| t.dag.as_mut()) {
+        for task in &mut dag.tasks {
+            if let Some(job) = jobs.get(&task.template) {
+                task.inline = Some(Box::new(job.clone()));
+                task.template.clear();
+            }
+        }
+    }
+    *templates = rest;
 }
 
 /// The entry DAG: the tasks themselves, or (beyond the 200-task limit) one nested DAG
@@ -455,6 +490,7 @@ fn job_parts(
     let task = DagTask {
         name,
         template: template_name,
+        inline: None,
         depends,
         when,
         arguments: Arguments {

@@ -315,3 +315,25 @@ fn a_condition_across_parts_is_refused_with_the_reason() {
         "{e}"
     );
 }
+
+#[test]
+fn distinct_jobs_past_the_template_limit_are_inlined_in_their_tasks() {
+    let mut text = String::from("jobs:\n");
+    for i in 0..250 {
+        text.push_str(&format!("  j{i}: {{ run: \"make part{i}\" }}\n"));
+    }
+    let manifest = render_text(&text).unwrap();
+    assert_valid(&manifest);
+    let w = manifest.to_json();
+    let templates = w["spec"]["templates"].as_array().unwrap();
+    let names: Vec<&str> = templates
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["main", "part-1", "part-2"]);
+    let task = &templates[2]["dag"]["tasks"][49];
+    assert_eq!(task["name"], "j249");
+    assert!(task.get("template").is_none());
+    assert_eq!(task["inline"]["container"]["args"][0], "make part249");
+    assert!(task["inline"].get("name").is_none());
+}
