@@ -143,15 +143,14 @@ pub fn render(
             name: String::new(),
             ..template
         };
-        match shapes.iter().position(|t| *t == unnamed) {
-            Some(same) => task.template.clone_from(&templates[same].name),
-            None => {
-                templates.push(Template {
-                    name: task.template.clone(),
-                    ..unnamed.clone()
-                });
-                shapes.push(unnamed);
-            }
+        if let Some(same) = shapes.iter().position(|t| *t == unnamed) {
+            task.template.clone_from(&templates[same].name);
+        } else {
+            templates.push(Template {
+                name: task.template.clone(),
+                ..unnamed.clone()
+            });
+            shapes.push(unnamed);
         }
         tasks[parts[index]].push(task);
     }
