@@ -6,6 +6,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
+    clippy::format_push_string,
     reason = "a benchmark program: panics and prints are its interface"
 )]
 
