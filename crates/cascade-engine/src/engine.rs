@@ -895,27 +895,20 @@ fn collect_outputs(
 ) -> Result<serde_json::Map<String, Value>, String> {
     let mut outputs = serde_json::Map::new();
     let file = match std::fs::read(&p.output_file) {
-        Ok(bytes) => crate::outputs::parse_bytes(&bytes).map_err(|errors| {
-            format!(
-                "invalid $CASCADE_OUTPUT: {}",
-                errors
-                    .iter()
-                    .map(|e| masker.mask_str(&e.to_string()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?,
+        Ok(bytes) => crate::outputs::parse_bytes(&bytes)
+            .map_err(|errors| output_file_error(&bytes, &errors, masker))?,
         Err(_) => Vec::new(),
     };
-    for (name, value) in &file {
-        outputs.insert(name.clone(), Value::String(masker.mask_str(value)));
-    }
     for (name, source) in &p.outputs {
         let value = match source {
-            OutputSource::File => outputs
-                .get(name)
-                .cloned()
-                .unwrap_or(Value::String(String::new())),
+            // Only declared names are kept: a name, like a value, could hold a secret.
+            OutputSource::File => Value::String(
+                file.iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| masker.mask_str(v))
+                    .unwrap_or_default(),
+            ),
             OutputSource::Stdout => {
                 Value::String(masker.mask_str(String::from_utf8_lossy(stdout).trim()))
             }
@@ -928,6 +921,32 @@ fn collect_outputs(
         outputs.insert(name.clone(), value);
     }
     Ok(outputs)
+}
+
+/// Why `$CASCADE_OUTPUT` could not be read, from the masked text: an excerpt cut from
+/// the raw text could hold the start of a secret that masking no longer recognises.
+fn output_file_error(
+    bytes: &[u8],
+    errors: &[crate::outputs::OutputFileError],
+    masker: &Masker,
+) -> String {
+    let from_masked = crate::outputs::parse_bytes(&masker.mask_bytes(bytes)).err();
+    let detail = match from_masked {
+        Some(found) => found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => format!(
+            "malformed at line {}",
+            errors
+                .iter()
+                .map(|e| e.line().map_or_else(|| "?".to_owned(), |l| l.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!("invalid $CASCADE_OUTPUT: {detail}")
 }
 
 fn mask_json(v: Value, masker: &Masker) -> Value {

@@ -15,6 +15,12 @@ pub enum PlanError {
     },
     #[error("unknown job `{name}` (jobs: {known})")]
     UnknownJob { name: String, known: String },
+    #[error("job `{job}`: {source}")]
+    UnsafeScript {
+        job: String,
+        #[source]
+        source: crate::script::ScriptError,
+    },
     #[error("invalid path glob `{glob}` in job `{job}`: {reason}")]
     BadGlob {
         job: String,

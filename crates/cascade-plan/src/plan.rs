@@ -127,7 +127,12 @@ fn planned(
         name: job.name.clone(),
         needs,
         condition: job.condition.as_ref().map(|c| c.expr.clone()),
-        script: script::rewrite(&job.run.template),
+        script: script::rewrite(&job.run.template, job.shell).map_err(|source| {
+            PlanError::UnsafeScript {
+                job: job.id.to_string(),
+                source,
+            }
+        })?,
         shell: job.shell,
         env: env.into_iter().collect(),
         secrets: job.secrets.iter().map(|s| s.value.clone()).collect(),

@@ -39,7 +39,33 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
         }
         return Ok(pipeline);
     }
-    cascade_spec::parse_pipeline_bytes(&name, &bytes).map_err(LoadError::Invalid)
+    let pipeline = cascade_spec::parse_pipeline_bytes(&name, &bytes).map_err(LoadError::Invalid)?;
+    unsafe_scripts(&name, &bytes, &pipeline)?;
+    Ok(pipeline)
+}
+
+/// `${{ }}` where the shell would evaluate its value (arithmetic, `[[ ]]`, …), reported
+/// like any other problem of the file, at the job's `run:`.
+fn unsafe_scripts(name: &str, bytes: &[u8], pipeline: &Pipeline) -> Result<(), LoadError> {
+    use cascade_spec::{Code, Diagnostic};
+    let diagnostics: Vec<Diagnostic> = cascade_plan::script::check(pipeline)
+        .into_iter()
+        .filter_map(|(job, e)| {
+            let span = pipeline.jobs.get(job.as_str())?.run.span;
+            Some(
+                Diagnostic::new(Code::BadExpression, span, format!("job `{job}`: `${{{{ {} }}}}` inside {} would be evaluated by the shell", e.expr, e.context), "in this script")
+                    .help("pass the value through `env:` (e.g. `env: { VALUE: \"${{ ... }}\" }`) and use \"$VALUE\" in the script"),
+            )
+        })
+        .collect();
+    if diagnostics.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::Invalid(SpecErrors {
+        name: name.to_owned(),
+        source: std::sync::Arc::new(String::from_utf8_lossy(bytes).into_owned()),
+        diagnostics,
+    }))
 }
 
 /// Reads at most one byte more than the size limit, so a huge file is refused cheaply.

@@ -313,3 +313,53 @@ fn a_dag_json_runs_like_a_pipeline() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn expressions_where_bash_would_evaluate_them_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "on: { workflow_dispatch: { inputs: { value: { default: '1' } } } }\njobs:\n  a: { shell: bash, run: 'echo $(( ${{ inputs.value }} + 1 ))' }\n  b: { shell: bash, run: 'if [[ ${{ inputs.value }} -gt 3 ]]; then echo big; fi' }\n",
+    )
+    .unwrap();
+    let out = cascade()
+        .args(["validate", "ci.yaml", "--output", "json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let messages: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "job `a`: `${{ inputs.value }}` inside shell arithmetic `$(( ))` would be evaluated by the shell",
+            "job `b`: `${{ inputs.value }}` inside a `[[ ]]` test would be evaluated by the shell",
+        ]
+    );
+    assert!(
+        report["errors"][0]["help"]
+            .as_str()
+            .unwrap()
+            .contains("pass the value through `env:`")
+    );
+    assert_eq!(
+        (
+            report["errors"][0]["line"].as_u64(),
+            report["errors"][0]["column"].as_u64()
+        ),
+        (Some(3), Some(26))
+    );
+    let out = cascade()
+        .args(["run", "ci.yaml", "--input", "value=a[$(touch pwned)]"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("pwned").exists());
+}

@@ -192,3 +192,56 @@ fn a_malformed_output_file_does_not_quote_a_secret_in_the_error() {
     let events = serde_json::to_string(&ran.events).unwrap();
     assert!(!events.contains("output-file-secret"));
 }
+
+#[test]
+fn a_long_secret_cut_by_an_error_excerpt_is_still_masked() {
+    // Longer than the 60-character excerpt of a malformed line.
+    let jwt =
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.abcdefghijkl";
+    let mut secrets = cascade_engine::Secrets::default();
+    secrets.insert("TOKEN", jwt);
+    let ran = run(
+        "jobs:\n  a: { secrets: [TOKEN], outputs: { x: file }, run: 'echo \"$TOKEN\" >> \"$CASCADE_OUTPUT\"' }\n",
+        Setup {
+            secrets,
+            ..Setup::default()
+        },
+    );
+    let error = ran.task("a").error.clone().unwrap();
+    assert!(!error.contains(&jwt[..20]), "{error}");
+    let events = serde_json::to_string(&ran.events).unwrap();
+    assert!(!events.contains(&jwt[..20]));
+}
+
+#[test]
+fn only_declared_outputs_are_kept_and_names_never_carry_secrets() {
+    let mut secrets = cascade_engine::Secrets::default();
+    secrets.insert("TOKEN", "SuperSecretTokenValue1=");
+    let ran = run(
+        "jobs:\n  a: { secrets: [TOKEN], outputs: { x: file }, run: 'echo \"$TOKEN\" >> \"$CASCADE_OUTPUT\"; echo x=1 >> \"$CASCADE_OUTPUT\"; echo other=2 >> \"$CASCADE_OUTPUT\"' }\n",
+        Setup {
+            secrets,
+            ..Setup::default()
+        },
+    );
+    let outputs = &ran.task("a").outputs;
+    assert_eq!(outputs.keys().collect::<Vec<_>>(), ["x"]);
+    assert_eq!(outputs["x"], "1");
+}
+
+#[test]
+fn comments_and_command_substitution_keep_values_whole() {
+    let mut trigger = Trigger::manual();
+    trigger.inputs.insert("value".into(), "a b -x *".into());
+    let ran = run(
+        "on: { workflow_dispatch: { inputs: { value: { default: '' } } } }\njobs:\n  a:\n    run: |\n      # don't do this\n      printf '[%s]\\n' \"${{ inputs.value }}\"\n      printf '[%s]\\n' \"$(printf '%s' \"${{ inputs.value }}\")\"\n      cat <<EOF\n      [${{ inputs.value }}]\n      EOF\n",
+        Setup {
+            trigger,
+            ..Setup::default()
+        },
+    );
+    assert_eq!(
+        ran.logs(),
+        ["a: [a b -x *]", "a: [a b -x *]", "a: [a b -x *]"]
+    );
+}
