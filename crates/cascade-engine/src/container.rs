@@ -7,6 +7,21 @@ use cascade_spec::model::Shell;
 use std::ffi::OsString;
 use std::path::Path;
 
+/// The container name of a task: unique per run and task, safe for podman.
+pub fn name(run_id: &str, task: &str) -> String {
+    let task: String = task
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("cascade-{run_id}-{}", task.trim_matches('-'))
+}
+
 /// Where the run directory appears inside the container.
 const RUN_DIR: &str = "/cascade-run";
 
@@ -17,6 +32,7 @@ pub fn argv(
     script: &str,
     job_env: &[(OsString, OsString)],
     output_file: &Path,
+    name: &str,
     options: &Options,
 ) -> Vec<OsString> {
     let mut argv: Vec<OsString> = [
@@ -39,6 +55,10 @@ pub fn argv(
     .into_iter()
     .map(OsString::from)
     .collect();
+    // A name, so a stopped attempt's container can be removed: it is not in our
+    // process group, and killing the podman client does not stop it.
+    argv.push("--name".into());
+    argv.push(name.into());
     let mut volume = OsString::from("--volume=");
     volume.push(options.workspace.as_os_str());
     volume.push(":/workspace");

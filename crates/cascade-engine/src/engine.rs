@@ -18,6 +18,7 @@ use cascade_plan::{
     Event, EventKind, FanOut, JobResult, Plan, RunId, RunOutcome, TaskId, TaskState,
 };
 use cascade_spec::config::{AdminConfig, memory_bytes};
+use cascade_spec::expr::Root;
 use cascade_spec::model::OutputSource;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -209,6 +210,8 @@ struct Dispatcher<'p> {
     /// Names of every secret, removed from the inherited environment.
     secret_names: Vec<String>,
     programs: std::cell::RefCell<std::collections::HashMap<String, OsString>>,
+    /// Which task each running tokio task serves.
+    owners: std::collections::HashMap<tokio::task::Id, (usize, usize)>,
 }
 
 impl<'p> Dispatcher<'p> {
@@ -247,6 +250,7 @@ impl<'p> Dispatcher<'p> {
             started: Instant::now(),
             secret_names,
             programs: std::cell::RefCell::default(),
+            owners: std::collections::HashMap::new(),
         }
     }
 
@@ -276,11 +280,18 @@ impl<'p> Dispatcher<'p> {
                 break;
             }
             tokio::select! {
-                Some(joined) = self.running.join_next() => {
-                    if let Ok(report) = joined {
+                Some(joined) = self.running.join_next_with_id() => match joined {
+                    Ok((id, report)) => {
+                        self.owners.remove(&id);
                         self.finish(report);
                     }
-                }
+                    // A task's supervisor panicked: the task failed; never leave it Running.
+                    Err(e) => {
+                        if let Some((job, task)) = self.owners.remove(&e.id()) {
+                            self.finish(Report { job, task, state: TaskState::Failed, attempts: 1, exit: Exit::SpawnFailed(e.to_string()), duration: Duration::ZERO, error: Some(format!("internal error: {e}")), outputs: serde_json::Map::new() });
+                        }
+                    }
+                },
                 () = cancel.cancelled(), if !self.cancelled => self.cancel(),
             }
         }
@@ -335,7 +346,8 @@ impl<'p> Dispatcher<'p> {
             let prepared = self.prepare(job, task);
             let shared = Arc::clone(&self.shared);
             let kill = self.kill.clone();
-            self.running.spawn(execute(shared, prepared, kill));
+            let handle = self.running.spawn(execute(shared, prepared, kill));
+            self.owners.insert(handle.id(), (job, task));
         }
     }
 
@@ -389,22 +401,8 @@ impl<'p> Dispatcher<'p> {
                         .is_some_and(|o| o.result == JobResult::Failure)
             });
             let planned = &self.plan.jobs[job];
-            let (fans, fan_error) = match &planned.fan_out {
-                FanOut::Single => (vec![Fan::None], None),
-                FanOut::Matrix(combos) => (combos.iter().cloned().map(Fan::Matrix).collect(), None),
-                FanOut::Items(items) => (items.iter().cloned().map(Fan::Item).collect(), None),
-                FanOut::Dynamic(expr) => {
-                    let value = cascade_spec::expr::eval(expr, &self.scope(job, None));
-                    match as_list(value) {
-                        Ok(items) => (items.into_iter().map(Fan::Item).collect(), None),
-                        Err(found) => (
-                            vec![Fan::None],
-                            Some(format!("for_each `{expr}` gave {found}, not a list")),
-                        ),
-                    }
-                }
-            };
-            let fanned = !matches!(planned.fan_out, FanOut::Single);
+            let (fans, fan_error, early) = self.fans(job);
+            let fanned = !matches!(planned.fan_out, FanOut::Single) && early.is_none();
             let fans = if fans.is_empty() {
                 vec![Fan::None]
             } else {
@@ -449,12 +447,12 @@ impl<'p> Dispatcher<'p> {
             }
             let count = self.jobs[job].tasks.len();
             for task in 0..count {
-                let skip = if let Some(e) = &fan_error {
+                let skip = if let Some(e) = &early {
+                    Some(e.clone())
+                } else if let Some(e) = &fan_error {
                     Some((TaskState::Failed, e.clone()))
                 } else if empty {
                     Some((TaskState::Skipped, "the for_each list is empty".to_owned()))
-                } else if let Some(reason) = &planned.skip {
-                    Some((TaskState::Skipped, reason.clone()))
                 } else if self.condition_holds(job, task) {
                     None
                 } else if self.cancelled {
@@ -472,6 +470,49 @@ impl<'p> Dispatcher<'p> {
                 }
             }
         }
+    }
+
+    /// The copies of a job about to run: its fan-out values, a fan-out error, or a skip
+    /// decided before fanning out (a dynamic list from a need that did not succeed must
+    /// not turn a skipped job into a failed one).
+    fn fans(&self, job: usize) -> (Vec<Fan>, Option<String>, Option<(TaskState, String)>) {
+        let planned = &self.plan.jobs[job];
+        // Decide a skip before fanning out: a dynamic list from a need that did not
+        // succeed must not turn a skipped job into a failed one.
+        let per_copy = planned.condition.as_ref().is_some_and(|c| {
+            c.references()
+                .iter()
+                .any(|r| matches!(r.root, Root::Item | Root::Matrix))
+        });
+        let early = if let Some(reason) = &planned.skip {
+            Some((TaskState::Skipped, reason.clone()))
+        } else if per_copy || self.scope(job, None).condition(planned.condition.as_ref()) {
+            None
+        } else if self.cancelled {
+            Some((TaskState::Cancelled, "the run was cancelled".to_owned()))
+        } else {
+            Some((TaskState::Skipped, skip_reason(planned.condition.as_ref())))
+        };
+        let (fans, fan_error) = if early.is_some() {
+            (vec![Fan::None], None)
+        } else {
+            match &planned.fan_out {
+                FanOut::Single => (vec![Fan::None], None),
+                FanOut::Matrix(combos) => (combos.iter().cloned().map(Fan::Matrix).collect(), None),
+                FanOut::Items(items) => (items.iter().cloned().map(Fan::Item).collect(), None),
+                FanOut::Dynamic(expr) => {
+                    let value = cascade_spec::expr::eval(expr, &self.scope(job, None));
+                    match as_list(value) {
+                        Ok(items) => (items.into_iter().map(Fan::Item).collect(), None),
+                        Err(found) => (
+                            vec![Fan::None],
+                            Some(format!("for_each `{expr}` gave {found}, not a list")),
+                        ),
+                    }
+                }
+            }
+        };
+        (fans, fan_error, early)
     }
 
     /// Marks a task final without running it, and carries on.
@@ -634,13 +675,27 @@ impl<'p> Dispatcher<'p> {
         } else {
             0
         };
-        let argv = match (&planned.image, options.containers) {
-            (Some(image), true) => crate::container::argv(
+        let container = (planned.image.is_some() && options.containers).then(|| {
+            crate::container::name(self.shared.run_id.as_str(), &rt.summary.id.to_string())
+        });
+        let on_stop = container.as_ref().map(|name| {
+            vec![
+                self.program("podman"),
+                "rm".into(),
+                "--force".into(),
+                "--time".into(),
+                "0".into(),
+                name.into(),
+            ]
+        });
+        let argv = match (&planned.image, &container) {
+            (Some(image), Some(name)) => crate::container::argv(
                 image,
                 planned.shell,
                 &planned.script.text,
                 &env[inherited..],
                 &output_file,
+                name,
                 options,
             ),
             _ => self.direct(&planned.script.text).unwrap_or_else(|| {
@@ -663,6 +718,7 @@ impl<'p> Dispatcher<'p> {
                 grace: options.grace,
                 masker: self.shared.masker.clone(),
                 capture_stdout: capture,
+                on_stop,
             },
             output_file,
             outputs: planned.outputs.clone(),
@@ -808,6 +864,18 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
     let started = Instant::now();
     let mut attempt = 1;
     loop {
+        if kill.is_cancelled() {
+            return Report {
+                job: p.job,
+                task: p.task,
+                state: TaskState::Cancelled,
+                attempts: attempt - 1,
+                exit: Exit::Cancelled,
+                duration: started.elapsed(),
+                error: Some("cancelled".to_owned()),
+                outputs: serde_json::Map::new(),
+            };
+        }
         let _ = std::fs::remove_file(&p.output_file);
         emit(EventKind::TaskStarted {
             task: p.id.clone(),
@@ -840,12 +908,14 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
                 exit_code: finished.exit.code(),
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             });
+            // Cancellation wins over an elapsed backoff; the loop's first check returns.
             tokio::select! {
-                () = tokio::time::sleep(delay) => { attempt += 1; continue; }
-                () = kill.cancelled() => {
-                    return Report { job: p.job, task: p.task, state: TaskState::Cancelled, attempts: attempt, exit: Exit::Cancelled, duration: started.elapsed(), error: Some("cancelled".to_owned()), outputs: serde_json::Map::new() };
-                }
+                biased;
+                () = kill.cancelled() => {}
+                () = tokio::time::sleep(delay) => {}
             }
+            attempt += 1;
+            continue;
         }
         let state = if cancelled {
             TaskState::Cancelled

@@ -31,6 +31,22 @@ pub struct Launch {
     pub masker: Masker,
     /// Keep (masked) stdout for outputs, up to this many bytes.
     pub capture_stdout: usize,
+    /// Run after a stopped attempt's group was killed (e.g. `podman rm -f NAME`: the
+    /// container is not in our process group).
+    pub on_stop: Option<Vec<OsString>>,
+}
+
+/// Process groups alive right now, so a hard stop can kill them all.
+static LIVE: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// SIGKILLs every live task's process group (a second Ctrl-C, before exiting).
+pub fn kill_all() {
+    if let Ok(live) = LIVE.lock() {
+        for &pgid in live.iter() {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
 }
 
 impl std::fmt::Debug for Launch {
@@ -140,6 +156,13 @@ pub struct Finished {
 /// Runs one attempt to the end.
 pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -> Finished {
     let started = Instant::now();
+    if cancel.is_cancelled() {
+        return Finished {
+            exit: Exit::Cancelled,
+            stdout: Vec::new(),
+            duration: Duration::ZERO,
+        };
+    }
     let Some((program, args)) = launch.argv.split_first() else {
         return Finished {
             exit: Exit::SpawnFailed("empty command".to_owned()),
@@ -147,17 +170,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             duration: Duration::ZERO,
         };
     };
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    let mut command = command(&launch, program, args);
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -172,6 +185,9 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    if let (Some(p), Ok(mut live)) = (pgid, LIVE.lock()) {
+        live.insert(p.as_raw());
+    }
     let out = child.stdout.take().map(|s| {
         tokio::spawn(pump(
             s,
@@ -198,36 +214,100 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             None => std::future::pending().await,
         }
     };
-    let exit = tokio::select! {
+    let mut stopped = false;
+    let mut exit = tokio::select! {
+        // A stop request wins over an exit that happens at the same moment.
+        biased;
+        () = cancel.cancelled() => {
+            terminate(pgid, &mut child, launch.grace).await;
+            stopped = true;
+            Exit::Cancelled
+        }
+        () = sleep => {
+            terminate(pgid, &mut child, launch.grace).await;
+            stopped = true;
+            Exit::TimedOut(launch.timeout.unwrap_or_default())
+        }
         status = child.wait() => match status {
             Ok(s) => s.code().map_or_else(|| Exit::Signal(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)), Exit::Code),
             Err(e) => Exit::SpawnFailed(e.to_string()),
         },
-        () = sleep => {
-            terminate(pgid, &mut child, launch.grace).await;
-            Exit::TimedOut(launch.timeout.unwrap_or_default())
-        }
-        () = cancel.cancelled() => {
-            terminate(pgid, &mut child, launch.grace).await;
-            Exit::Cancelled
-        }
     };
+    if cancel.is_cancelled() && !exit.success() {
+        exit = Exit::Cancelled;
+    }
     // Whatever the script left behind in its group (background jobs holding the pipes
     // open) goes now, so the readers reach end of file.
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&pgid.as_raw());
+        }
     }
-    let stdout = match out {
-        Some(h) => h.await.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    if let Some(h) = err {
-        let _ = h.await;
+    if let (true, Some(argv)) = (stopped, &launch.on_stop) {
+        stop_hook(argv, launch.grace).await;
     }
+    let stdout = drain(out, err, launch.grace.max(Duration::from_millis(200))).await;
     Finished {
         exit,
         stdout,
         duration: started.elapsed(),
+    }
+}
+
+/// The command of one attempt: its own process group, only the given environment, no
+/// stdin, output piped.
+fn command(launch: &Launch, program: &OsString, args: &[OsString]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits for the output readers, but only so long: a process that left our group
+/// (setsid, a daemon) may hold the pipes open for ever. Returns the kept stdout.
+async fn drain(
+    out: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    err: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    limit: Duration,
+) -> Vec<u8> {
+    let mut stdout = Vec::new();
+    if let Some(mut reader) = out {
+        match tokio::time::timeout(limit, &mut reader).await {
+            Ok(joined) => stdout = joined.unwrap_or_default(),
+            Err(_) => reader.abort(),
+        }
+    }
+    if let Some(mut reader) = err
+        && tokio::time::timeout(limit, &mut reader).await.is_err()
+    {
+        reader.abort();
+    }
+    stdout
+}
+
+/// Runs a clean-up command (bounded by the grace period), ignoring its outcome.
+async fn stop_hook(argv: &[OsString], grace: Duration) {
+    let Some((program, rest)) = argv.split_first() else {
+        return;
+    };
+    let child = tokio::process::Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    if let Ok(mut child) = child {
+        let _ = tokio::time::timeout(grace.max(Duration::from_secs(15)), child.wait()).await;
     }
 }
 

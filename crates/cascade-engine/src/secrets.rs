@@ -8,9 +8,18 @@ use indexmap::IndexMap;
 use std::path::Path;
 
 /// Secret names and values known to this run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Secrets {
     values: IndexMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    /// Names only: values never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Secrets {
@@ -98,6 +107,17 @@ mod tests {
         let e = Secrets::from_file(&path).unwrap_err().to_string();
         assert!(!e.contains("this-line-is-the-secret-value"), "{e}");
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_values() {
+        let mut s = Secrets::default();
+        s.insert("TOKEN", "value-that-must-not-print");
+        let text = format!("{s:?}");
+        assert!(
+            text.contains("TOKEN") && !text.contains("value-that-must-not-print"),
+            "{text}"
+        );
     }
 
     #[test]

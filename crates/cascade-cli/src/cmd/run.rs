@@ -174,8 +174,10 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 signal.cancel();
-                // A second Ctrl-C stops at once.
+                // A second Ctrl-C stops at once, taking every task's process group
+                // with it (they are in their own groups: the terminal's signal misses them).
                 if tokio::signal::ctrl_c().await.is_ok() {
+                    cascade_engine::process::kill_all();
                     std::process::exit(130);
                 }
             }

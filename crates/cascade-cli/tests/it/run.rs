@@ -363,3 +363,60 @@ fn expressions_where_bash_would_evaluate_them_are_refused_before_anything_runs()
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.path().join("pwned").exists());
 }
+
+#[test]
+fn a_second_ctrl_c_kills_every_task_before_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unique to this run, so no other process can match the check at the end.
+    let marker = format!(
+        "marker-{}",
+        dir.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
+    // The cleanup job ignores SIGTERM, so the first Ctrl-C leaves it running.
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        format!("jobs:\n  long: {{ run: 'echo started; sleep 30' }}\n  cleanup: {{ needs: [long], if: always(), run: \"trap '' TERM; echo cleaning; sleep 30; echo {marker}\" }}\n"),
+    )
+    .unwrap();
+    let mut child = cascade()
+        .args(["run", "ci.yaml", "--output", "json", "--kill-grace", "30"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut wait_for = |needle: &str| {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
+                "ended before {needle}"
+            );
+            if line.contains(needle) {
+                return;
+            }
+        }
+    };
+    wait_for("\"started\"");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_for("\"cleaning\"");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // No `sleep 30` of ours is left: the cleanup job's group was killed.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "trap '' TERM; echo cleaning"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "a task outlived cascade"
+    );
+}

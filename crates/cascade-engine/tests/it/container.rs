@@ -136,6 +136,7 @@ fn podman_never_sees_a_value_on_its_command_line() {
         "echo \"${CASCADE_EXPR_1}\"",
         &env,
         std::path::Path::new("/r/a.out"),
+        "cascade-run-a",
         &options,
     );
     let text: Vec<String> = argv
@@ -150,4 +151,35 @@ fn podman_never_sees_a_value_on_its_command_line() {
     );
     assert!(text.windows(2).any(|w| w[0] == "--env" && w[1] == "TOKEN"));
     assert!(text.contains(&"--volume=/w:/workspace".to_owned()));
+}
+
+#[test]
+fn a_timed_out_container_is_removed_not_left_running() {
+    image();
+    let ran = run(
+        &format!("jobs:\n  slow: {{ image: {IMAGE}, run: 'sleep 30', timeout: 1s }}\n"),
+        Setup {
+            containers: true,
+            ..Setup::default()
+        },
+    );
+    assert_eq!(ran.state("slow"), TaskState::Failed);
+    let name =
+        cascade_engine::container::name(cascade_plan::RunId::generate(1, 1).as_str(), "slow");
+    let out = Command::new("podman")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "container {name} is still there"
+    );
 }

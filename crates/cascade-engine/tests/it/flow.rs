@@ -241,3 +241,28 @@ fn invalid_stdout_json_fails_the_task_with_a_reason() {
             .starts_with("output `x`: stdout is not valid JSON")
     );
 }
+
+#[test]
+fn a_process_that_leaves_the_group_cannot_hold_a_task_past_its_timeout() {
+    // `setsid` escapes the process group and keeps stdout open; the task must still end.
+    let ran = run(
+        "jobs:\n  a: { run: 'setsid sleep 30 & sleep 100', timeout: 300ms }\n",
+        Setup::default(),
+    );
+    assert_eq!(ran.state("a"), TaskState::Failed);
+    assert!(
+        ran.task("a").duration < Duration::from_secs(10),
+        "{:?}",
+        ran.task("a").duration
+    );
+}
+
+#[test]
+fn a_dynamic_fan_out_after_a_failed_need_is_skipped_not_failed() {
+    let ran = run(
+        "jobs:\n  a: { run: 'exit 1', outputs: { l: stdout-json } }\n  b: { needs: [a], for_each: '${{ needs.a.outputs.l }}', run: 'echo ${{ item }}' }\n",
+        Setup::default(),
+    );
+    assert_eq!(ran.state("b"), TaskState::Skipped);
+    assert_eq!(ran.summary.failed, 1);
+}
