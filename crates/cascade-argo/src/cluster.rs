@@ -28,6 +28,56 @@ pub enum ClusterError {
     },
     #[error("workflow `{0}` was deleted while being watched")]
     Deleted(String),
+    #[error("cannot read config map `{name}` in namespace `{namespace}`")]
+    ConfigMap {
+        name: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "config map `{name}` has no key `{key}` (expected the admin config as cascade.toml text)"
+    )]
+    ConfigKey { name: String, key: &'static str },
+    #[error("config map `{name}`, key `cascade.toml`: {source}")]
+    BadConfig {
+        name: String,
+        #[source]
+        source: cascade_spec::config::ConfigError,
+    },
+}
+
+/// The key of the admin config inside its ConfigMap.
+pub const CONFIG_KEY: &str = "cascade.toml";
+
+/// Reads the admin config (runner aliases, secret mappings) from a ConfigMap, the
+/// cluster's counterpart of the local `cascade.toml`.
+pub async fn load_config(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<cascade_spec::config::AdminConfig, ClusterError> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    let map = api
+        .get(name)
+        .await
+        .map_err(|source| ClusterError::ConfigMap {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            source,
+        })?;
+    let text = map
+        .data
+        .and_then(|mut d| d.remove(CONFIG_KEY))
+        .ok_or_else(|| ClusterError::ConfigKey {
+            name: name.to_owned(),
+            key: CONFIG_KEY,
+        })?;
+    cascade_spec::config::AdminConfig::parse(&text).map_err(|source| ClusterError::BadConfig {
+        name: name.to_owned(),
+        source,
+    })
 }
 
 /// A client from `$KUBECONFIG`/`~/.kube/config`, or the in-cluster service account.

@@ -90,6 +90,27 @@ async fn list_or_watch(
     Response::new(Body::from_stream(futures::stream::iter(events)))
 }
 
+async fn config_map(Path((ns, name)): Path<(String, String)>) -> Response {
+    match (ns.as_str(), name.as_str()) {
+        ("ci", "cascade") => axum::Json(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cascade", "namespace": "ci"},
+            "data": {"cascade.toml": "[runners.gpu]\ncpu = 2\nmemory = \"4Gi\"\n[secrets.PYPI_TOKEN]\nsecret = \"pypi\"\nkey = \"token\"\n"},
+        }))
+        .into_response(),
+        ("ci", "broken") => axum::Json(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "broken", "namespace": "ci"},
+            "data": {"cascade.toml": "[runners.x]\ncpu = 1\nmemroy = 2\n"},
+        }))
+        .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("configmaps \"{name}\" not found")})),
+        )
+            .into_response(),
+    }
+}
+
 async fn start(phases: Vec<&'static str>) -> (kube::Client, Arc<Server>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let server = Arc::new(Server {
@@ -101,6 +122,7 @@ async fn start(phases: Vec<&'static str>) -> (kube::Client, Arc<Server>) {
             "/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows",
             get(list_or_watch).post(create),
         )
+        .route("/api/v1/namespaces/{ns}/configmaps/{name}", get(config_map))
         .with_state(Arc::clone(&server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -188,5 +210,31 @@ async fn contract_watch_reports_failure() {
             .iter()
             .any(|(m, p, _)| m == "GET" && p.ends_with(&format!("metadata.name={name}"))),
         "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn contract_the_admin_config_comes_from_a_config_map() {
+    let (client, _server) = start(vec!["Pending"]).await;
+    let config = cluster::load_config(&client, "ci", "cascade")
+        .await
+        .unwrap();
+    assert_eq!(config.runners.keys().collect::<Vec<_>>(), ["gpu"]);
+    assert_eq!(config.secrets["PYPI_TOKEN"].key, "token");
+    let missing = cluster::load_config(&client, "ci", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "cannot read config map `nope` in namespace `ci`"
+    );
+    let broken = cluster::load_config(&client, "ci", "broken")
+        .await
+        .unwrap_err();
+    assert!(
+        broken
+            .to_string()
+            .starts_with("config map `broken`, key `cascade.toml`: invalid cascade.toml at line 3"),
+        "{broken}"
     );
 }

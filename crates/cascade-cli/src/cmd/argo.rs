@@ -57,8 +57,11 @@ pub struct RenderArgs {
     #[command(flatten)]
     trigger: super::trigger::TriggerArgs,
     /// Admin config [default: ./cascade.toml if present, else built-in runners]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "config_map")]
     config: Option<PathBuf>,
+    /// Read the admin config from this ConfigMap (key `cascade.toml`) in `--namespace`
+    #[arg(long, value_name = "NAME")]
+    config_map: Option<String>,
     /// Namespace of the manifest (submit: where it is created)
     #[arg(long, short = 'n')]
     namespace: Option<String>,
@@ -160,10 +163,36 @@ async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::R
     })
 }
 
+/// The admin config from a ConfigMap on the cluster.
+fn config_from_cluster(
+    name: &str,
+    namespace: &str,
+) -> Result<cascade_spec::config::AdminConfig, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(async {
+            let client = cascade_argo::cluster::client().await?;
+            cascade_argo::cluster::load_config(&client, namespace, name).await
+        })
+        .map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            format!("{e}{cause}")
+        })
+}
+
 /// Loads, plans and renders; problems are reported and become the outcome.
 fn manifest(args: &RenderArgs) -> Result<cascade_argo::Manifest, Outcome> {
     let pipeline = super::load_or_report(&args.file)?;
-    let config = match super::trigger::load_config(args.config.as_deref()) {
+    let loaded = match &args.config_map {
+        Some(name) => config_from_cluster(name, args.namespace.as_deref().unwrap_or("default")),
+        None => super::trigger::load_config(args.config.as_deref()),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(message) => {
             output::error(&message);
