@@ -47,10 +47,10 @@ pub enum ClusterError {
     },
 }
 
-/// The key of the admin config inside its ConfigMap.
+/// The key of the admin config inside its `ConfigMap`.
 pub const CONFIG_KEY: &str = "cascade.toml";
 
-/// Reads the admin config (runner aliases, secret mappings) from a ConfigMap, the
+/// Reads the admin config (runner aliases, secret mappings) from a `ConfigMap`, the
 /// cluster's counterpart of the local `cascade.toml`.
 pub async fn load_config(
     client: &kube::Client,
