@@ -59,7 +59,7 @@ pub struct RenderArgs {
     /// Admin config [default: ./cascade.toml if present, else built-in runners]
     #[arg(long, value_name = "FILE", conflicts_with = "config_map")]
     config: Option<PathBuf>,
-    /// Read the admin config from this ConfigMap (key `cascade.toml`) in `--namespace`
+    /// Read the admin config from this `ConfigMap` (key `cascade.toml`) in `--namespace`
     #[arg(long, value_name = "NAME")]
     config_map: Option<String>,
     /// Namespace of the manifest (submit: where it is created)
@@ -163,7 +163,7 @@ async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::R
     })
 }
 
-/// The admin config from a ConfigMap on the cluster.
+/// The admin config from a `ConfigMap` on the cluster.
 fn config_from_cluster(
     name: &str,
     namespace: &str,
