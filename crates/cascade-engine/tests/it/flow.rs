@@ -266,3 +266,39 @@ fn a_dynamic_fan_out_after_a_failed_need_is_skipped_not_failed() {
     assert_eq!(ran.state("b"), TaskState::Skipped);
     assert_eq!(ran.summary.failed, 1);
 }
+
+#[test]
+fn runner_weights_limit_what_runs_at_once() {
+    // Capacity: 4 slots, 4 CPUs. `medium` takes 2 CPUs, so only two run at once even
+    // though four slots are free; each start and end is a resource event.
+    let ran = run(
+        "jobs:\n  heavy: { runner: medium, matrix: { i: [1, 2, 3, 4] }, run: 'sleep 0.1' }\n",
+        Setup {
+            slots: 4,
+            ..Setup::default()
+        },
+    );
+    let mut running = 0i32;
+    let mut peak = 0;
+    let mut acquired = 0;
+    for e in &ran.events {
+        match &e.kind {
+            EventKind::ResourceAcquired {
+                in_use,
+                capacity,
+                amount,
+                ..
+            } => {
+                acquired += 1;
+                running += 1;
+                assert_eq!((*amount, *capacity), (2000, 4000));
+                assert!(*in_use <= *capacity);
+            }
+            EventKind::ResourceReleased { .. } => running -= 1,
+            _ => {}
+        }
+        peak = peak.max(running);
+    }
+    assert_eq!((acquired, peak), (4, 2));
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+}
