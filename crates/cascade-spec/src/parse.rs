@@ -356,6 +356,20 @@ impl Walker<'_> {
         out
     }
 
+    /// An expression that does not parse, pointed at inside its scalar.
+    fn bad_expression(&mut self, node: Span, raw: &str, e: expr::ExprError, context: &str) {
+        let span = locate(self.src, node, raw, e.span);
+        self.push(
+            Diagnostic::new(
+                Code::BadExpression,
+                span,
+                format!("invalid expression in {context}: {}", e.message),
+                "here",
+            )
+            .maybe_help(e.help),
+        );
+    }
+
     pub(crate) fn string(&mut self, node: &Node, context: &str) -> Option<String> {
         if let Some(s) = node.as_str() {
             Some(s.to_owned())
@@ -467,16 +481,7 @@ impl Walker<'_> {
             }),
             Err(errors) => {
                 for e in errors {
-                    let span = locate(self.src, node.span, &raw, e.span);
-                    self.push(
-                        Diagnostic::new(
-                            Code::BadExpression,
-                            span,
-                            format!("invalid expression in {context}: {}", e.message),
-                            "here",
-                        )
-                        .maybe_help(e.help),
-                    );
+                    self.bad_expression(node.span, &raw, e, context);
                 }
                 None
             }
@@ -1080,16 +1085,7 @@ impl Walker<'_> {
                     offset: 0,
                 }),
                 Err(e) => {
-                    let span = locate(self.src, node.span, s, e.span);
-                    self.push(
-                        Diagnostic::new(
-                            Code::BadExpression,
-                            span,
-                            format!("invalid expression in {context}: {}", e.message),
-                            "here",
-                        )
-                        .maybe_help(e.help),
-                    );
+                    self.bad_expression(node.span, s, e, &context);
                     None
                 }
             },
