@@ -12,7 +12,10 @@ use std::time::Duration;
 
 /// Every migration, in order. Never edit one that shipped: add a new one.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/001_runs.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/001_runs.sql")),
+        M::up(include_str!("../migrations/002_queue.sql")),
+    ])
 }
 
 /// Opens (and creates or migrates) the database at `path`.
@@ -44,6 +47,32 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn a_database_of_the_first_version_is_migrated_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            Migrations::new(vec![M::up(include_str!("../migrations/001_runs.sql"))])
+                .to_latest(&mut conn)
+                .unwrap();
+            conn.execute("INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at) VALUES ('old', 'd', 'manual', 'succeeded', 'then')", []).unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let status: String = conn
+            .query_row(
+                "SELECT status FROM dag_runs WHERE run_id = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(status, "succeeded");
+        let queued: i64 = conn
+            .query_row("SELECT count(*) FROM worker_queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(queued, 0);
     }
 
     #[test]

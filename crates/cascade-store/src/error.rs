@@ -22,4 +22,16 @@ pub enum StoreError {
     NoRun(String),
     #[error("the store's writer thread stopped")]
     WriterGone,
+    #[error("the batch of submissions could not be committed; none was queued")]
+    Batch(#[source] std::sync::Arc<rusqlite::Error>),
+    #[error("the lease on run `{0}` ran out or was taken over; its result was not recorded")]
+    Fenced(String),
+    #[error(
+        "{worker_id} already runs on node `{existing}`; it cannot also target `{requested}` (one worker, one node)"
+    )]
+    TargetConflict {
+        worker_id: String,
+        existing: String,
+        requested: String,
+    },
 }

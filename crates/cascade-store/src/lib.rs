@@ -3,9 +3,11 @@
 
 pub mod db;
 pub mod error;
+pub mod queue;
 pub mod runs;
 pub mod writer;
 
 pub use error::StoreError;
+pub use queue::{Enqueued, Lease, Queue, Submission};
 pub use runs::{LogRow, Reader, RunRow, TaskRow};
 pub use writer::{RunMeta, Writer};
