@@ -37,6 +37,8 @@ enum Command {
     Logs(cmd::runs::LogsArgs),
     /// Print the packages (or files) changed since a git ref, as a JSON list
     Changed(cmd::changed::Args),
+    /// Serve the DAG API (submissions are queued durably)
+    Serve(cmd::serve::Args),
     /// Run pipelines on Kubernetes through Argo Workflows
     #[command(subcommand)]
     Argo(cmd::argo::Command),
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cmd::runs::logs(&args),
         Command::Changed(args) => cmd::changed::run(&args),
         Command::Argo(command) => cmd::argo::run(&command),
+        Command::Serve(args) => cmd::serve::run(&args),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -9,5 +9,5 @@ pub mod writer;
 
 pub use error::StoreError;
 pub use queue::{Enqueued, Lease, Queue, Submission};
-pub use runs::{LogRow, Reader, RunRow, TaskRow};
+pub use runs::{DagRow, LogRow, Reader, RunRow, TaskRow};
 pub use writer::{RunMeta, Writer};

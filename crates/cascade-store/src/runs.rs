@@ -43,6 +43,18 @@ pub struct LogRow {
     pub line: String,
 }
 
+/// One submitted DAG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DagRow {
+    pub dag_id: String,
+    pub scope: String,
+    pub target_node: Option<String>,
+    pub priority: i64,
+    pub created_at: String,
+    /// Status of its latest run.
+    pub status: Option<String>,
+}
+
 /// Read access to a store.
 #[derive(Debug)]
 pub struct Reader {
@@ -54,6 +66,54 @@ impl Reader {
         Ok(Self {
             conn: db::open(path)?,
         })
+    }
+
+    /// Submitted DAGs, newest first.
+    pub fn dags(&self, limit: usize) -> Result<Vec<DagRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.dag_id, d.scope_type, d.scope_id, d.target_node, d.priority, d.created_at,
+               (SELECT r.status FROM dag_runs r WHERE r.dag_id = d.dag_id ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1)
+             FROM dag_definitions d ORDER BY d.created_at DESC, d.dag_id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            let kind: String = r.get(1)?;
+            let id: Option<String> = r.get(2)?;
+            Ok(DagRow {
+                dag_id: r.get(0)?,
+                scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
+                target_node: r.get(3)?,
+                priority: r.get(4)?,
+                created_at: r.get(5)?,
+                status: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One DAG's definition (as submitted) and its runs, newest first.
+    pub fn dag(&self, dag_id: &str) -> Result<(serde_json::Value, Vec<RunRow>), StoreError> {
+        let tasks: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT tasks FROM dag_definitions WHERE dag_id = ?1",
+                [dag_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(tasks) = tasks else {
+            return Err(StoreError::NoRun(dag_id.to_owned()));
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid
+             FROM dag_runs WHERE dag_id = ?1 ORDER BY created_at DESC, run_id DESC LIMIT 20",
+        )?;
+        let runs = stmt
+            .query_map([dag_id], run_row)?
+            .collect::<Result<_, _>>()?;
+        Ok((
+            serde_json::from_str(&tasks).unwrap_or(serde_json::Value::Null),
+            runs,
+        ))
     }
 
     /// Most recent first.
@@ -125,7 +185,8 @@ impl Reader {
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let mut status: String = r.get(4)?;
     let pid: Option<i64> = r.get(10)?;
-    if status == "running" && !pid.is_some_and(alive) {
+    // Runs started by a local `cascade run` carry its pid; a server's runs do not.
+    if status == "running" && pid.is_some_and(|p| !alive(p)) {
         "interrupted".clone_into(&mut status);
     }
     Ok(RunRow {

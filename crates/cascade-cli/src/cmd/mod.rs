@@ -6,6 +6,7 @@ pub mod graph;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod serve;
 pub mod trigger;
 pub mod validate;
 

@@ -10,6 +10,7 @@
 mod cli;
 mod layering;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,223 @@
+//! `/api/v1`: DAG submission and read endpoints.
+
+use crate::error::ApiError;
+use crate::intake::Intake;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use cascade_plan::{RunId, Trigger};
+use cascade_spec::{Scope, SpecErrors};
+use cascade_store::{Reader, StoreError, Submission};
+use std::sync::{Arc, Mutex};
+
+/// What handlers share.
+#[derive(Debug)]
+pub struct App {
+    pub intake: Intake,
+    /// Reads go through one connection (WAL lets them run beside the writer).
+    pub reader: Mutex<Reader>,
+}
+
+type Shared = State<Arc<App>>;
+
+fn invalid(errors: &SpecErrors) -> ApiError {
+    ApiError::Invalid {
+        errors: errors
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let at = errors.line_column(d);
+                serde_json::json!({"message": d.message, "line": at.line, "column": at.column, "help": d.help, "code": d.code.as_str()})
+            })
+            .collect(),
+    }
+}
+
+/// `POST /api/v1/dag/execute`: a DAG (DESIGN §3) or `{"pipeline": "<ci.yaml>", "inputs": {…}}`.
+/// Answers `202` after the submission is committed.
+pub async fn execute(
+    State(app): Shared,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|e| ApiError::Field {
+        field: "body",
+        message: format!("expected UTF-8 JSON ({e})"),
+    })?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::BadJson {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let submission = if value.get("pipeline").is_some() {
+        pipeline_submission(&value)?
+    } else {
+        dag_submission(text, &value)?
+    };
+    let scope = submission.scope.to_string();
+    let dag_id = submission.dag_id.clone();
+    match app.intake.submit(submission).await {
+        Ok(enqueued) => Ok((
+            StatusCode::ACCEPTED,
+            Json(
+                serde_json::json!({"run_id": enqueued.run_id, "dag_id": dag_id, "scope": scope, "worker_id": enqueued.worker_id}),
+            ),
+        )),
+        Err(e @ StoreError::TargetConflict { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+fn new_run_id() -> RunId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let millis = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+    RunId::generate(millis, h.finish())
+}
+
+fn dag_submission(text: &str, value: &serde_json::Value) -> Result<Submission, ApiError> {
+    let dag = cascade_spec::parse_dag("dag", text).map_err(|e| invalid(&e))?;
+    let run_id = new_run_id();
+    let (scope, _) = dag.effective_scope();
+    Ok(Submission {
+        dag_id: dag
+            .dag_id
+            .clone()
+            .unwrap_or_else(|| format!("dag-{run_id}")),
+        run_id: run_id.to_string(),
+        definition: value.clone(),
+        scope,
+        target_node: dag.target_node.clone(),
+        priority: match dag.priority {
+            cascade_spec::dag::Priority::Low => 0,
+            cascade_spec::dag::Priority::Normal => 1,
+            cascade_spec::dag::Priority::High => 2,
+        },
+        trigger: "api".to_owned(),
+    })
+}
+
+fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError> {
+    let object = value.as_object().ok_or(ApiError::Field {
+        field: "body",
+        message: "expected a JSON object".to_owned(),
+    })?;
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "pipeline" | "inputs"))
+    {
+        return Err(ApiError::Field {
+            field: "body",
+            message: format!("unknown field `{unknown}` (expected `pipeline` and `inputs`)"),
+        });
+    }
+    let text = object
+        .get("pipeline")
+        .and_then(serde_json::Value::as_str)
+        .ok_or(ApiError::Field {
+            field: "pipeline",
+            message: "expected the ci.yaml text as a string".to_owned(),
+        })?;
+    let pipeline = cascade_spec::parse_pipeline("pipeline", text).map_err(|e| invalid(&e))?;
+    let mut trigger = Trigger {
+        event_name: "workflow_dispatch".to_owned(),
+        ..Trigger::manual()
+    };
+    if let Some(inputs) = object.get("inputs") {
+        let inputs = inputs.as_object().ok_or(ApiError::Field {
+            field: "inputs",
+            message: "expected an object of strings".to_owned(),
+        })?;
+        for (k, v) in inputs {
+            let v = v.as_str().map(str::to_owned).ok_or(ApiError::Field {
+                field: "inputs",
+                message: format!("input `{k}`: expected a string"),
+            })?;
+            trigger.inputs.insert(k.clone(), v);
+        }
+    }
+    // Plan now, so a bad input or an unsafe script is refused before it is queued.
+    cascade_plan::plan(&pipeline, &trigger, &[]).map_err(|e| ApiError::Field {
+        field: "inputs",
+        message: e.to_string(),
+    })?;
+    let run_id = new_run_id();
+    let dag_id = pipeline
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("pipeline-{run_id}"));
+    let project_ids: Vec<&str> = pipeline
+        .jobs
+        .values()
+        .filter_map(|j| j.env.get("PROJECT_ID"))
+        .filter(|t| t.template.is_plain())
+        .map(|t| t.raw.as_str())
+        .collect();
+    let (scope, _) = Scope::infer(None, project_ids, Some(&dag_id));
+    Ok(Submission {
+        dag_id,
+        run_id: run_id.to_string(),
+        definition: value.clone(),
+        scope,
+        target_node: None,
+        priority: 1,
+        trigger: "api".to_owned(),
+    })
+}
+
+fn read<T>(app: &App, f: impl FnOnce(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let reader = app.reader.lock().map_err(|_| StoreError::WriterGone)?;
+    f(&reader)
+}
+
+/// `GET /api/v1/runs/{run_id}`: a run and its tasks.
+pub async fn run(
+    State(app): Shared,
+    Path(run_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let app2 = Arc::clone(&app);
+    let id = run_id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || read(&app2, |r| Ok((r.run(&id)?, r.tasks(&id)?))))
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+    match found {
+        Ok((run, tasks)) => Ok(Json(serde_json::json!({"run": run, "tasks": tasks}))),
+        Err(StoreError::NoRun(_)) => Err(ApiError::NotFound {
+            what: "run",
+            id: run_id,
+        }),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+/// `GET /api/v1/dags`: submitted DAGs, newest first.
+pub async fn dags(State(app): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = tokio::task::spawn_blocking(move || read(&app, |r| r.dags(1000)))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(Json(serde_json::json!({"dags": rows})))
+}
+
+/// `GET /api/v1/dags/{dag_id}`: a DAG's definition and recent runs.
+pub async fn dag(
+    State(app): Shared,
+    Path(dag_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = dag_id.clone();
+    let found = tokio::task::spawn_blocking(move || read(&app, |r| r.dag(&id)))
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    match found {
+        Ok((definition, runs)) => Ok(Json(
+            serde_json::json!({"dag_id": dag_id, "definition": definition, "runs": runs}),
+        )),
+        Err(StoreError::NoRun(_)) => Err(ApiError::NotFound {
+            what: "dag",
+            id: dag_id,
+        }),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}

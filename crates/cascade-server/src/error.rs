@@ -1,0 +1,66 @@
+//! The one error type of the API: every failure becomes a status code and a JSON body
+//! that names what was wrong; internals never leak to clients.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON (400), with where it broke.
+    #[error("the body is not valid JSON at line {line}, column {column}: {message}")]
+    BadJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// The JSON is not a valid DAG or pipeline (422), every problem with its position.
+    #[error("the submission is not valid")]
+    Invalid { errors: Vec<serde_json::Value> },
+    /// One field is wrong (422).
+    #[error("`{field}`: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    /// The same worker is bound to another node (409).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no {what} `{id}`")]
+    NotFound { what: &'static str, id: String },
+    /// Storage failed; the client may retry (503). The cause is logged, not sent.
+    #[error("the queue is unavailable; retry later")]
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::BadJson { line, column, .. } => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": self.to_string(), "line": line, "column": column}),
+            ),
+            ApiError::Invalid { errors } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                serde_json::json!({"error": self.to_string(), "errors": errors}),
+            ),
+            ApiError::Field { field, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                serde_json::json!({"error": self.to_string(), "field": field}),
+            ),
+            ApiError::Conflict(_) => (
+                StatusCode::CONFLICT,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+            ApiError::NotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+        };
+        (status, Json(body)).into_response()
+    }
+}
