@@ -15,6 +15,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../migrations/001_runs.sql")),
         M::up(include_str!("../migrations/002_queue.sql")),
+        M::up(include_str!("../migrations/003_workers.sql")),
     ])
 }
 

@@ -3,11 +3,13 @@
 
 pub mod db;
 pub mod error;
+pub mod ledger;
 pub mod queue;
 pub mod runs;
 pub mod writer;
 
 pub use error::StoreError;
-pub use queue::{Enqueued, Lease, Queue, Submission};
+pub use ledger::{Ledger, LedgerConfig, Signal};
+pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
 pub use runs::{DagRow, LogRow, Reader, RunRow, TaskRow};
 pub use writer::{RunMeta, Writer};

@@ -44,6 +44,28 @@ pub struct Lease {
     pub until_ms: i64,
 }
 
+/// A claimed run and what its worker needs to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub lease: Lease,
+    pub dag_id: String,
+    /// The submission (DAG JSON or `{"pipeline", "inputs"}`) as committed.
+    pub definition: String,
+    /// Whether an earlier worker held it (its lease ran out or was released).
+    pub reclaimed: bool,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It was still queued: it is now `cancelled` and will not run.
+    Dequeued,
+    /// A worker runs it: it is now `cancelling`; the worker stops it and records `cancelled`.
+    Requested,
+    /// It had already ended with this status.
+    AlreadyEnded(String),
+}
+
 /// The queue, over one connection.
 #[derive(Debug)]
 pub struct Queue {
@@ -98,45 +120,22 @@ impl Queue {
         results
     }
 
-    /// Claims the next run for `worker_id`: the highest priority, oldest queued row, or one
-    /// whose lease ran out (its worker died). `None` when there is nothing to do.
+    /// Claims the next run for `worker_id` on `node` (runs aimed at another node are
+    /// left alone): the highest priority, oldest queued row, or one whose lease ran out
+    /// (its worker died). `None` when there is nothing to do.
     pub fn claim(
         &mut self,
         worker_id: &str,
+        node: Option<&str>,
         now_ms: i64,
         lease: Duration,
-    ) -> Result<Option<Lease>, StoreError> {
+    ) -> Result<Option<Claimed>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT run_id, lease_epoch FROM worker_queue
-                 WHERE worker_id = ?1 AND (status = 'queued' OR (status = 'leased' AND lease_until < ?2))
-                 ORDER BY priority DESC, created_at, run_id LIMIT 1",
-                params![worker_id, now_ms],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((run_id, epoch)) = row else {
-            return Ok(None);
-        };
-        let until_ms = now_ms.saturating_add(millis(lease));
-        tx.execute(
-            "UPDATE worker_queue SET status = 'leased', lease_until = ?2, lease_epoch = ?3 WHERE run_id = ?1",
-            params![run_id, until_ms, epoch + 1],
-        )?;
-        tx.execute(
-            "UPDATE dag_runs SET status = 'running', version = version + 1 WHERE run_id = ?1",
-            [&run_id],
-        )?;
+        let claimed = claim_in(&tx, worker_id, node, now_ms, lease)?;
         tx.commit()?;
-        Ok(Some(Lease {
-            run_id,
-            worker_id: worker_id.to_owned(),
-            epoch: epoch + 1,
-            until_ms,
-        }))
+        Ok(claimed)
     }
 
     /// Extends a lease; fails if it ran out or was taken over.
@@ -208,12 +207,128 @@ impl Queue {
             .ok_or_else(|| StoreError::NoRun(run_id.to_owned()))
     }
 
+    /// Cancels a run: at once if it is still queued, through its worker if one runs it.
+    pub fn cancel(&mut self, run_id: &str) -> Result<Cancelled, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT r.status, w.status FROM dag_runs r LEFT JOIN worker_queue w USING (run_id) WHERE r.run_id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((run_status, queue_status)) = row else {
+            return Err(StoreError::NoRun(run_id.to_owned()));
+        };
+        let now = jiff::Timestamp::now().to_string();
+        let result = match queue_status.as_deref() {
+            Some("queued") => {
+                tx.execute(
+                    "UPDATE worker_queue SET status = 'done', lease_until = NULL WHERE run_id = ?1",
+                    [run_id],
+                )?;
+                tx.execute(
+                    "UPDATE dag_runs SET status = 'cancelled', version = version + 1, finished_at = ?2 WHERE run_id = ?1",
+                    params![run_id, now],
+                )?;
+                Cancelled::Dequeued
+            }
+            Some("leased") if run_status != "cancelling" => {
+                tx.execute(
+                    "UPDATE dag_runs SET status = 'cancelling', version = version + 1 WHERE run_id = ?1",
+                    [run_id],
+                )?;
+                Cancelled::Requested
+            }
+            Some("leased") => Cancelled::Requested,
+            _ => Cancelled::AlreadyEnded(run_status),
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
     /// How many runs wait for each worker (queued or leased).
     pub fn depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut stmt = self.conn.prepare("SELECT worker_id, count(*) FROM worker_queue WHERE status != 'done' GROUP BY worker_id ORDER BY worker_id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Workers with runs waiting for them on `node` (queued, or leased by a worker whose
+    /// lease ran out), with their scope and how many: what the pool must start.
+    pub fn waiting(&self, node: Option<&str>, now_ms: i64) -> Result<Vec<Waiting>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT worker_id, max(scope), count(*) FROM worker_queue
+             WHERE (status = 'queued' OR (status = 'leased' AND lease_until < ?2))
+               AND (target_node IS NULL OR target_node IS ?1)
+             GROUP BY worker_id ORDER BY worker_id",
+        )?;
+        let rows = stmt.query_map(params![node, now_ms], |r| {
+            Ok(Waiting {
+                worker_id: r.get(0)?,
+                scope: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                runs: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Runs waiting for one worker (see [`Queue::waiting`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub worker_id: String,
+    /// The scope the worker serves (`project:proj-a`).
+    pub scope: String,
+    pub runs: i64,
+}
+
+/// One claim inside an open write transaction (shared by [`Queue`] and the ledger).
+pub(crate) fn claim_in(
+    tx: &Connection,
+    worker_id: &str,
+    node: Option<&str>,
+    now_ms: i64,
+    lease: Duration,
+) -> Result<Option<Claimed>, StoreError> {
+    let row: Option<(String, i64, String, Option<String>, bool)> = tx
+        .prepare_cached(
+            "SELECT w.run_id, w.lease_epoch, r.dag_id, coalesce(r.definition, d.tasks), w.status = 'leased'
+             FROM worker_queue w JOIN dag_runs r USING (run_id) LEFT JOIN dag_definitions d ON d.dag_id = r.dag_id
+             WHERE w.worker_id = ?1 AND (w.status = 'queued' OR (w.status = 'leased' AND w.lease_until < ?2))
+               AND (w.target_node IS NULL OR w.target_node IS ?3)
+             ORDER BY w.priority DESC, w.created_at, w.run_id LIMIT 1",
+        )?
+        .query_row(params![worker_id, now_ms, node], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let Some((run_id, epoch, dag_id, definition, expired)) = row else {
+        return Ok(None);
+    };
+    let until_ms = now_ms.saturating_add(millis(lease));
+    tx.prepare_cached(
+        "UPDATE worker_queue SET status = 'leased', lease_until = ?2, lease_epoch = ?3 WHERE run_id = ?1",
+    )?
+    .execute(params![run_id, until_ms, epoch + 1])?;
+    tx.prepare_cached(
+        "UPDATE dag_runs SET status = 'running', version = version + 1, worker_id = ?2, node_id = ?3,
+           started_at = coalesce(started_at, ?4) WHERE run_id = ?1",
+    )?
+    .execute(params![run_id, worker_id, node, jiff::Timestamp::now().to_string()])?;
+    Ok(Some(Claimed {
+        lease: Lease {
+            run_id,
+            worker_id: worker_id.to_owned(),
+            epoch: epoch + 1,
+            until_ms,
+        },
+        dag_id,
+        definition: definition.unwrap_or_default(),
+        reclaimed: expired || epoch > 0,
+    }))
 }
 
 fn batch_failed(n: usize, e: rusqlite::Error) -> Vec<Result<Enqueued, StoreError>> {
@@ -244,21 +359,23 @@ fn insert(tx: &Connection, s: &Submission) -> Result<Enqueued, StoreError> {
         }
     }
     let now = jiff::Timestamp::now().to_string();
-    tx.execute(
+    let definition = s.definition.to_string();
+    tx.prepare_cached(
         "INSERT INTO dag_definitions (dag_id, tasks, scope_type, scope_id, target_node, priority, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (dag_id) DO UPDATE SET tasks = excluded.tasks, scope_type = excluded.scope_type,
            scope_id = excluded.scope_id, target_node = excluded.target_node, priority = excluded.priority",
-        params![s.dag_id, s.definition.to_string(), s.scope.kind(), s.scope.id(), s.target_node, s.priority, now],
-    )?;
-    tx.execute(
-        "INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at) VALUES (?1, ?2, ?3, 'queued', ?4)",
-        params![s.run_id, s.dag_id, s.trigger, now],
-    )?;
-    tx.execute(
-        "INSERT INTO worker_queue (run_id, worker_id, status, priority, created_at) VALUES (?1, ?2, 'queued', ?3, ?4)",
-        params![s.run_id, worker_id, s.priority, now],
-    )?;
+    )?
+    .execute(params![s.dag_id, definition, s.scope.kind(), s.scope.id(), s.target_node, s.priority, now])?;
+    tx.prepare_cached(
+        "INSERT INTO dag_runs (run_id, dag_id, trigger, status, definition, created_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+    )?
+    .execute(params![s.run_id, s.dag_id, s.trigger, definition, now])?;
+    tx.prepare_cached(
+        "INSERT INTO worker_queue (run_id, worker_id, status, priority, scope, target_node, created_at)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![s.run_id, worker_id, s.priority, s.scope.to_string(), s.target_node, now])?;
     Ok(Enqueued {
         run_id: s.run_id.clone(),
         worker_id,
@@ -303,17 +420,18 @@ mod tests {
         drop(q);
         let mut q = Queue::open(&dir.path().join("q.db")).unwrap();
         let lease = q
-            .claim("worker-project-a", 1_000, Duration::from_secs(30))
+            .claim("worker-project-a", None, 1_000, Duration::from_secs(30))
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .lease;
         assert_eq!((lease.run_id.as_str(), lease.epoch), ("r1", 1));
         assert_eq!(
-            q.claim("worker-project-a", 1_001, Duration::from_secs(30))
+            q.claim("worker-project-a", None, 1_001, Duration::from_secs(30))
                 .unwrap(),
             None
         );
         assert_eq!(
-            q.claim("worker-project-b", 1_001, Duration::from_secs(30))
+            q.claim("worker-project-b", None, 1_001, Duration::from_secs(30))
                 .unwrap(),
             None,
             "other scopes see nothing"
@@ -328,20 +446,24 @@ mod tests {
         let (_dir, mut q) = queue();
         q.submit(&submission("d", "r1", "global", None, 1)).unwrap();
         let mut old = q
-            .claim("worker-global", 1_000, Duration::from_millis(100))
+            .claim("worker-global", None, 1_000, Duration::from_millis(100))
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .lease;
         // Still held: nobody else gets it.
         assert_eq!(
-            q.claim("worker-global", 1_050, Duration::from_millis(100))
+            q.claim("worker-global", None, 1_050, Duration::from_millis(100))
                 .unwrap(),
             None
         );
         // The holder died; past its lease another claim takes over with a new epoch.
         let new = q
-            .claim("worker-global", 1_200, Duration::from_secs(30))
+            .claim("worker-global", None, 1_200, Duration::from_secs(30))
             .unwrap()
             .unwrap();
+        assert!(new.reclaimed);
+        assert_eq!(new.definition, r#"{"tasks":[{"id":"a","run":"true"}]}"#);
+        let new = new.lease;
         assert_eq!(new.epoch, old.epoch + 1);
         assert!(matches!(
             q.renew(&mut old, 1_201, Duration::from_secs(30)),
@@ -359,9 +481,10 @@ mod tests {
         let (_dir, mut q) = queue();
         q.submit(&submission("d", "r1", "global", None, 1)).unwrap();
         let mut lease = q
-            .claim("worker-global", 1_000, Duration::from_millis(100))
+            .claim("worker-global", None, 1_000, Duration::from_millis(100))
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .lease;
         q.renew(&mut lease, 1_050, Duration::from_millis(100))
             .unwrap();
         assert_eq!(lease.until_ms, 1_150);
@@ -372,6 +495,70 @@ mod tests {
     }
 
     #[test]
+    fn a_run_aimed_at_a_node_is_claimed_only_there() {
+        let (_dir, mut q) = queue();
+        q.submit(&submission("d", "r1", "global", Some("node-2"), 1))
+            .unwrap();
+        assert_eq!(
+            q.waiting(Some("node-1"), 0).unwrap(),
+            vec![],
+            "node-1 has nothing to start"
+        );
+        assert_eq!(
+            q.claim("worker-global", Some("node-1"), 1, Duration::from_secs(1))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            q.waiting(Some("node-2"), 0).unwrap(),
+            vec![Waiting {
+                worker_id: "worker-global".into(),
+                scope: "global".into(),
+                runs: 1
+            }]
+        );
+        let claimed = q
+            .claim("worker-global", Some("node-2"), 1, Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        assert!(!claimed.reclaimed);
+        assert_eq!(claimed.dag_id, "d");
+    }
+
+    #[test]
+    fn cancelling_a_queued_run_dequeues_it_and_a_leased_one_asks_its_worker() {
+        let (_dir, mut q) = queue();
+        q.submit(&submission("d", "r1", "global", None, 1)).unwrap();
+        q.submit(&submission("d", "r2", "global", None, 0)).unwrap();
+        let lease = q
+            .claim("worker-global", None, 1, Duration::from_mins(1))
+            .unwrap()
+            .unwrap()
+            .lease;
+        assert_eq!(lease.run_id, "r1");
+        assert_eq!(q.cancel("r2").unwrap(), Cancelled::Dequeued);
+        assert_eq!(q.run_status("r2").unwrap().0, "cancelled");
+        assert_eq!(
+            q.claim("worker-global", None, 2, Duration::from_mins(1))
+                .unwrap(),
+            None,
+            "a cancelled run is never claimed"
+        );
+        let (_, before) = q.run_status("r1").unwrap();
+        assert_eq!(q.cancel("r1").unwrap(), Cancelled::Requested);
+        assert_eq!(
+            q.run_status("r1").unwrap(),
+            ("cancelling".into(), before + 1)
+        );
+        q.finish(&lease, 3, "cancelled").unwrap();
+        assert_eq!(
+            q.cancel("r1").unwrap(),
+            Cancelled::AlreadyEnded("cancelled".into())
+        );
+        assert!(matches!(q.cancel("nope"), Err(StoreError::NoRun(_))));
+    }
+
+    #[test]
     fn higher_priority_runs_first() {
         let (_dir, mut q) = queue();
         q.submit(&submission("low", "r1", "global", None, 0))
@@ -379,9 +566,10 @@ mod tests {
         q.submit(&submission("high", "r2", "global", None, 2))
             .unwrap();
         assert_eq!(
-            q.claim("worker-global", 1, Duration::from_secs(1))
+            q.claim("worker-global", None, 1, Duration::from_secs(1))
                 .unwrap()
                 .unwrap()
+                .lease
                 .run_id,
             "r2"
         );

@@ -125,7 +125,7 @@ fn write_loop(
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for message in batch {
             match message {
-                Message::Event(e) => apply(&tx, &e, &mut seq, &mut position)?,
+                Message::Event(e) => apply(&tx, &e, &mut seq, &mut position, Attempts::FromEvent)?,
                 Message::Outputs(run, task, json) => {
                     tx.execute(
                         "UPDATE task_executions SET output = ?3 WHERE run_id = ?1 AND task_id = ?2",
@@ -139,11 +139,23 @@ fn write_loop(
     Ok(())
 }
 
-fn apply(
+/// How a task's `attempt` column is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempts {
+    /// As the engine numbers them (one process runs the whole run).
+    FromEvent,
+    /// Every start counts: a run taken over from a dead worker keeps counting, so a task
+    /// re-run after a crash shows as retried.
+    Count,
+}
+
+/// Stores one event of a run inside an open transaction.
+pub(crate) fn apply(
     tx: &rusqlite::Transaction<'_>,
     event: &Event,
     seq: &mut i64,
     position: &mut i64,
+    attempts: Attempts,
 ) -> Result<(), StoreError> {
     let run = event.run_id.as_str();
     let ts = event.ts.to_string();
@@ -156,6 +168,11 @@ fn apply(
             tx.prepare_cached("INSERT OR IGNORE INTO task_executions (run_id, task_id, position, label, status) VALUES (?1, ?2, ?3, ?4, 'pending')")?
                 .execute(params![run, task.to_string(), *position, label])?;
         }
+        EventKind::TaskStarted { task, .. } if attempts == Attempts::Count => {
+            tx.prepare_cached("UPDATE task_executions SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, ?3) WHERE run_id = ?1 AND task_id = ?2")?
+                .execute(params![run, task.to_string(), ts])?;
+        }
+        EventKind::TaskRetrying { .. } if attempts == Attempts::Count => {}
         EventKind::TaskStarted { task, attempt } => {
             tx.prepare_cached("UPDATE task_executions SET status = 'running', attempt = ?3, started_at = coalesce(started_at, ?4) WHERE run_id = ?1 AND task_id = ?2")?
                 .execute(params![run, task.to_string(), attempt, ts])?;
