@@ -4,6 +4,7 @@
 //! flags, unreadable file); 3 internal error; 130 cancelled by Ctrl-C.
 
 mod cmd;
+mod logging;
 mod output;
 mod progress;
 
@@ -37,8 +38,11 @@ enum Command {
     Logs(cmd::runs::LogsArgs),
     /// Print the packages (or files) changed since a git ref, as a JSON list
     Changed(cmd::changed::Args),
-    /// Serve the DAG API (submissions are queued durably)
+    /// Serve the DAG API (submissions are queued durably) and run them in workers
     Serve(cmd::serve::Args),
+    /// Worker processes (started by `serve`; one per scope)
+    #[command(subcommand)]
+    Worker(cmd::worker::Command),
     /// Run pipelines on Kubernetes through Argo Workflows
     #[command(subcommand)]
     Argo(cmd::argo::Command),
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Changed(args) => cmd::changed::run(&args),
         Command::Argo(command) => cmd::argo::run(&command),
         Command::Serve(args) => cmd::serve::run(&args),
+        Command::Worker(command) => cmd::worker::run(&command),
     };
     match result {
         Ok(outcome) => outcome.into(),

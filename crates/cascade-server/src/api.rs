@@ -4,11 +4,11 @@ use crate::error::ApiError;
 use crate::intake::Intake;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cascade_plan::{RunId, Trigger};
 use cascade_spec::{Scope, SpecErrors};
-use cascade_store::{Reader, StoreError, Submission};
+use cascade_store::{Cancelled, DagFilter, Reader, StoreError, Submission};
 use std::sync::{Arc, Mutex};
 
 /// What handlers share.
@@ -17,6 +17,8 @@ pub struct App {
     pub intake: Intake,
     /// Reads go through one connection (WAL lets them run beside the writer).
     pub reader: Mutex<Reader>,
+    /// Told of every submission, so the scope's worker starts or wakes at once.
+    pub pool: Option<crate::pool::PoolHandle>,
 }
 
 type Shared = State<Arc<App>>;
@@ -57,12 +59,17 @@ pub async fn execute(
     let scope = submission.scope.to_string();
     let dag_id = submission.dag_id.clone();
     match app.intake.submit(submission).await {
-        Ok(enqueued) => Ok((
-            StatusCode::ACCEPTED,
-            Json(
-                serde_json::json!({"run_id": enqueued.run_id, "dag_id": dag_id, "scope": scope, "worker_id": enqueued.worker_id}),
-            ),
-        )),
+        Ok(enqueued) => {
+            if let Some(pool) = &app.pool {
+                pool.notify(&enqueued.worker_id, &scope);
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(
+                    serde_json::json!({"run_id": enqueued.run_id, "dag_id": dag_id, "scope": scope, "worker_id": enqueued.worker_id}),
+                ),
+            ))
+        }
         Err(e @ StoreError::TargetConflict { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(_) => Err(ApiError::Unavailable),
     }
@@ -192,13 +199,133 @@ pub async fn run(
     }
 }
 
-/// `GET /api/v1/dags`: submitted DAGs, newest first.
-pub async fn dags(State(app): Shared) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = tokio::task::spawn_blocking(move || read(&app, |r| r.dags(1000)))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+/// Filters of `GET /api/v1/dags`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagQuery {
+    status: Option<String>,
+    scope: Option<String>,
+    node: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/dags?status=&scope=&node=&limit=`: submitted DAGs, newest first.
+pub async fn dags(
+    State(app): Shared,
+    Query(query): Query<DagQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = DagFilter {
+        status: query.status,
+        scope: query.scope,
+        node: query.node,
+    };
+    let limit = query.limit.unwrap_or(1000).min(10_000);
+    let rows = blocking(move || read(&app, |r| r.dags_where(&filter, limit)))
+        .await?
         .map_err(|_| ApiError::Unavailable)?;
     Ok(Json(serde_json::json!({"dags": rows})))
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::Unavailable)
+}
+
+/// Which logs `GET /api/v1/runs/{run_id}/logs` returns.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// A job (all its copies) or one task (`build[1]`).
+    task: Option<String>,
+}
+
+/// `GET /api/v1/runs/{run_id}/logs[?task=JOB]`: the run's log lines, in order.
+pub async fn run_logs(
+    State(app): Shared,
+    Path(run_id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = run_id.clone();
+    let found = blocking(move || {
+        read(&app, |r| {
+            r.run(&id)?;
+            r.logs(&id, query.task.as_deref())
+        })
+    })
+    .await?;
+    match found {
+        Ok(lines) => Ok(Json(serde_json::json!({"run_id": run_id, "logs": lines}))),
+        Err(StoreError::NoRun(_)) => Err(ApiError::NotFound {
+            what: "run",
+            id: run_id,
+        }),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+/// `POST /api/v1/runs/{run_id}/cancel`: a queued run is cancelled at once (`cancelled`);
+/// a running one is stopped by its worker (`cancelling`, then `cancelled`).
+pub async fn cancel(
+    State(app): Shared,
+    Path(run_id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    match app.intake.cancel(&run_id).await {
+        Ok(Cancelled::Dequeued) => Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({"run_id": run_id, "status": "cancelled"})),
+        )),
+        Ok(Cancelled::Requested) => {
+            if let Some(pool) = &app.pool {
+                let id = run_id.clone();
+                let app2 = Arc::clone(&app);
+                if let Ok(Ok(run)) = blocking(move || read(&app2, |r| r.run(&id))).await
+                    && let Some(worker) = run.worker_id
+                {
+                    pool.wake(&worker);
+                }
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"run_id": run_id, "status": "cancelling"})),
+            ))
+        }
+        Ok(Cancelled::AlreadyEnded(status)) => Err(ApiError::Conflict(format!(
+            "run `{run_id}` already ended ({status}); nothing to cancel"
+        ))),
+        Err(StoreError::NoRun(_)) => Err(ApiError::NotFound {
+            what: "run",
+            id: run_id,
+        }),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+/// `GET /api/v1/workers`: every worker that recorded itself, and whether it is alive.
+pub async fn workers(State(app): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = blocking(move || read(&app, Reader::workers))
+        .await?
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(Json(serde_json::json!({"workers": rows})))
+}
+
+/// `GET /api/v1/workers/{worker_id}`: one worker and the runs it ran.
+pub async fn worker(
+    State(app): Shared,
+    Path(worker_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = worker_id.clone();
+    match blocking(move || read(&app, |r| r.worker(&id))).await? {
+        Ok((worker, runs)) => Ok(Json(serde_json::json!({"worker": worker, "runs": runs}))),
+        Err(StoreError::NoWorker(_)) => Err(ApiError::NotFound {
+            what: "worker",
+            id: worker_id,
+        }),
+        Err(_) => Err(ApiError::Unavailable),
+    }
 }
 
 /// `GET /api/v1/dags/{dag_id}`: a DAG's definition and recent runs.

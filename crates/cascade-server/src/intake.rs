@@ -1,16 +1,22 @@
 //! The queue writer: one thread owns the queue's connection and commits every submission
 //! waiting at that moment in one transaction (group commit), then answers each. A
-//! submission is answered only after its commit, so a 202 means it is on disk.
+//! submission is answered only after its commit, so a 202 means it is on disk. Cancel
+//! requests go through the same thread (one writer of the queue per process).
 
-use cascade_store::{Enqueued, Queue, StoreError, Submission};
+use cascade_store::{Cancelled, Enqueued, Queue, StoreError, Submission};
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<Enqueued, StoreError>>;
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Request {
+    Submit(Submission, Reply<Enqueued>),
+    Cancel(String, Reply<Cancelled>),
+}
 
 /// Hands submissions to the writer thread.
 #[derive(Debug, Clone)]
 pub struct Intake {
-    tx: mpsc::Sender<(Submission, Reply)>,
+    tx: mpsc::Sender<Request>,
 }
 
 /// Submissions gathered into one transaction at most.
@@ -19,7 +25,7 @@ const MAX_BATCH: usize = 1024;
 impl Intake {
     /// Starts the writer thread over an open queue.
     pub fn start(mut queue: Queue) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Submission, Reply)>(8192);
+        let (tx, mut rx) = mpsc::channel::<Request>(8192);
         std::thread::Builder::new()
             .name("cascade-intake".to_owned())
             .spawn(move || {
@@ -31,8 +37,22 @@ impl Intake {
                             Err(_) => break,
                         }
                     }
-                    let (submissions, replies): (Vec<Submission>, Vec<Reply>) =
-                        batch.into_iter().unzip();
+                    let mut submissions = Vec::new();
+                    let mut replies = Vec::new();
+                    for request in batch {
+                        match request {
+                            Request::Submit(s, reply) => {
+                                submissions.push(s);
+                                replies.push(reply);
+                            }
+                            Request::Cancel(run_id, reply) => {
+                                let _ = reply.send(queue.cancel(&run_id));
+                            }
+                        }
+                    }
+                    if submissions.is_empty() {
+                        continue;
+                    }
                     for (reply, result) in replies.into_iter().zip(queue.submit_batch(&submissions))
                     {
                         let _ = reply.send(result);
@@ -43,13 +63,23 @@ impl Intake {
         Self { tx }
     }
 
-    /// Queues one submission; resolves after its commit.
-    pub async fn submit(&self, submission: Submission) -> Result<Enqueued, StoreError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((submission, reply))
+            .send(make(reply))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues one submission; resolves after its commit.
+    pub async fn submit(&self, submission: Submission) -> Result<Enqueued, StoreError> {
+        self.ask(|reply| Request::Submit(submission, reply)).await
+    }
+
+    /// Cancels a run (see [`Queue::cancel`]); resolves after its commit.
+    pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
+        let run_id = run_id.to_owned();
+        self.ask(|reply| Request::Cancel(run_id, reply)).await
     }
 }

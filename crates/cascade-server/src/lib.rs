@@ -1,10 +1,12 @@
-//! `cascade serve`: the only crate that wires the libraries together behind HTTP.
-//! This part: the DAG API over the durable queue. Workers, webhooks and the
-//! orchestrator come next (see ARCHITECTURE.md).
+//! `cascade serve`: the only crate that wires the libraries together behind HTTP: the
+//! DAG API over the durable queue, the worker pool, and the worker processes it starts
+//! (`cascade worker run`). Webhooks and the orchestrator come next (see ARCHITECTURE.md).
 
 pub mod api;
 pub mod error;
 pub mod intake;
+pub mod pool;
+pub mod worker;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -12,6 +14,7 @@ use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Submissions larger than this are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -21,6 +24,16 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// This node's id: runs aimed at another node are left to it.
+    pub node_id: Option<String>,
+    /// Worker processes at most (one per scope).
+    pub max_workers: usize,
+    /// The lease a worker holds on a run it claimed (renewed every third of it).
+    pub lease: Duration,
+    /// The `cascade` binary to start workers with; `None` serves the API only.
+    pub worker_exe: Option<PathBuf>,
+    /// More arguments for each `worker run` (`--config`, `--secrets-file`).
+    pub worker_args: Vec<std::ffi::OsString>,
 }
 
 /// Why the server could not start.
@@ -48,6 +61,10 @@ pub fn router(app: Arc<api::App>) -> Router {
         .route("/api/v1/dags", get(api::dags))
         .route("/api/v1/dags/{dag_id}", get(api::dag))
         .route("/api/v1/runs/{run_id}", get(api::run))
+        .route("/api/v1/runs/{run_id}/logs", get(api::run_logs))
+        .route("/api/v1/runs/{run_id}/cancel", post(api::cancel))
+        .route("/api/v1/workers", get(api::workers))
+        .route("/api/v1/workers/{worker_id}", get(api::worker))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
@@ -66,9 +83,32 @@ pub async fn serve(
     };
     let queue = cascade_store::Queue::open(&db).map_err(store_error)?;
     let reader = cascade_store::Reader::open(&db).map_err(store_error)?;
+    let mut pool_task = None;
+    let pool = match &options.worker_exe {
+        Some(exe) => {
+            let pool_queue = cascade_store::Queue::open(&db).map_err(store_error)?;
+            let (handle, task) = pool::start(
+                pool::PoolOptions {
+                    exe: exe.clone(),
+                    data_dir: options.data_dir.clone(),
+                    node_id: options.node_id.clone(),
+                    max_workers: options.max_workers,
+                    lease: options.lease,
+                    tick: Duration::from_millis(250),
+                    worker_args: options.worker_args.clone(),
+                },
+                pool_queue,
+                shutdown.clone(),
+            );
+            pool_task = Some(task);
+            Some(handle)
+        }
+        None => None,
+    };
     let app = Arc::new(api::App {
         intake: intake::Intake::start(queue),
         reader: Mutex::new(reader),
+        pool,
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -81,8 +121,15 @@ pub async fn serve(
         source,
     })?;
     ready(addr);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
-        .map_err(|source| ServeError::Listen { addr, source })
+        .map_err(|source| ServeError::Listen { addr, source });
+    // The pool stops its workers (they hand unfinished runs back to the queue).
+    shutdown.cancel();
+    if let Some(task) = pool_task {
+        let _ = task.await;
+    }
+    served
 }

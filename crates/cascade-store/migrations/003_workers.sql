@@ -28,3 +28,7 @@ CREATE TABLE workers (
     runs_done     INTEGER NOT NULL DEFAULT 0,
     current_runs  INTEGER NOT NULL DEFAULT 0
 );
+
+-- The open part of the queue, small however many runs are done: what the pool and the
+-- claims scan.
+CREATE INDEX worker_queue_open ON worker_queue (worker_id, status) WHERE status != 'done';

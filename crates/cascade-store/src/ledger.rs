@@ -344,6 +344,15 @@ impl LedgerThread {
         for request in batch {
             match request {
                 Request::Claim { max, reply } => {
+                    // A wake-up may be a cancel request: look at what is held first.
+                    let runs: Vec<String> = held
+                        .iter()
+                        .filter(|(_, h)| !h.finished && !h.fenced)
+                        .map(|(run, _)| run.clone())
+                        .collect();
+                    for run in runs {
+                        usable(&tx, held, &run, now, &mut checked, signals)?;
+                    }
                     let claimed = claim(&tx, held, config, max, now)?;
                     for c in &claimed {
                         checked.insert(c.lease.run_id.clone(), true);
@@ -492,6 +501,22 @@ fn claim(
             break;
         };
         let run = c.lease.run_id.as_str();
+        let status: String = tx
+            .prepare_cached("SELECT status FROM dag_runs WHERE run_id = ?1")?
+            .query_row([run], |r| r.get(0))?;
+        if status == "cancelling" {
+            // Cancelled while nobody held it: it ends here, without running.
+            tx.prepare_cached(
+                "UPDATE dag_runs SET status = 'cancelled', version = version + 1, finished_at = ?2 WHERE run_id = ?1",
+            )?
+            .execute(params![run, jiff::Timestamp::now().to_string()])?;
+            tx.prepare_cached(
+                "UPDATE task_executions SET status = 'cancelled' WHERE run_id = ?1 AND status IN ('pending', 'running')",
+            )?
+            .execute([run])?;
+            end(tx, run, &config.worker_id)?;
+            continue;
+        }
         if c.reclaimed {
             // What the previous holder left running starts again.
             tx.prepare_cached(
@@ -723,10 +748,7 @@ mod tests {
             ledger.record(&e);
         }
         ledger.finish("1-a").await.unwrap();
-        assert_eq!(
-            status(&db, "1-a"),
-            ("completed".into(), "done".into(), 1)
-        );
+        assert_eq!(status(&db, "1-a"), ("completed".into(), "done".into(), 1));
         assert_eq!(status(&db, "1-b").0, "running");
         assert!(signals.lock().unwrap().is_empty());
         ledger.close();

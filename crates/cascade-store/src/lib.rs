@@ -11,5 +11,5 @@ pub mod writer;
 pub use error::StoreError;
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
-pub use runs::{DagRow, LogRow, Reader, RunRow, TaskRow};
+pub use runs::{DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};
 pub use writer::{RunMeta, Writer};

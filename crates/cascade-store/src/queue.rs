@@ -261,7 +261,7 @@ impl Queue {
     pub fn waiting(&self, node: Option<&str>, now_ms: i64) -> Result<Vec<Waiting>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT worker_id, max(scope), count(*) FROM worker_queue
-             WHERE (status = 'queued' OR (status = 'leased' AND lease_until < ?2))
+             WHERE status != 'done' AND (status = 'queued' OR (status = 'leased' AND lease_until < ?2))
                AND (target_node IS NULL OR target_node IS ?1)
              GROUP BY worker_id ORDER BY worker_id",
         )?;
@@ -297,7 +297,7 @@ pub(crate) fn claim_in(
         .prepare_cached(
             "SELECT w.run_id, w.lease_epoch, r.dag_id, coalesce(r.definition, d.tasks), w.status = 'leased'
              FROM worker_queue w JOIN dag_runs r USING (run_id) LEFT JOIN dag_definitions d ON d.dag_id = r.dag_id
-             WHERE w.worker_id = ?1 AND (w.status = 'queued' OR (w.status = 'leased' AND w.lease_until < ?2))
+             WHERE w.worker_id = ?1 AND w.status != 'done' AND (w.status = 'queued' OR (w.status = 'leased' AND w.lease_until < ?2))
                AND (w.target_node IS NULL OR w.target_node IS ?3)
              ORDER BY w.priority DESC, w.created_at, w.run_id LIMIT 1",
         )?
@@ -313,11 +313,18 @@ pub(crate) fn claim_in(
         "UPDATE worker_queue SET status = 'leased', lease_until = ?2, lease_epoch = ?3 WHERE run_id = ?1",
     )?
     .execute(params![run_id, until_ms, epoch + 1])?;
+    // A cancel asked for while no worker held it is kept: the new holder sees it.
     tx.prepare_cached(
-        "UPDATE dag_runs SET status = 'running', version = version + 1, worker_id = ?2, node_id = ?3,
+        "UPDATE dag_runs SET status = CASE status WHEN 'cancelling' THEN status ELSE 'running' END,
+           version = version + 1, worker_id = ?2, node_id = ?3,
            started_at = coalesce(started_at, ?4) WHERE run_id = ?1",
     )?
-    .execute(params![run_id, worker_id, node, jiff::Timestamp::now().to_string()])?;
+    .execute(params![
+        run_id,
+        worker_id,
+        node,
+        jiff::Timestamp::now().to_string()
+    ])?;
     Ok(Some(Claimed {
         lease: Lease {
             run_id,

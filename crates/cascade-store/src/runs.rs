@@ -20,6 +20,41 @@ pub struct RunRow {
     pub skipped: i64,
     pub created_at: String,
     pub duration_ms: Option<i64>,
+    /// The worker and node that ran it (server runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Why it failed before any task ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One worker process, as it last recorded itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerRow {
+    pub worker_id: String,
+    pub scope: String,
+    pub node_id: Option<String>,
+    pub pid: i64,
+    /// `idle`, `busy`, `stopped`, or `dead` (its process is gone without saying so).
+    pub status: String,
+    pub started_at: String,
+    /// The last sign of life (RFC 3339).
+    pub heartbeat: String,
+    pub runs_done: i64,
+    pub current_runs: i64,
+}
+
+/// Filters of `cascade dag list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DagFilter {
+    /// Status of the latest run.
+    pub status: Option<String>,
+    /// `project:proj-a`, `global`, …
+    pub scope: Option<String>,
+    /// The node that owns it (ran its latest run, or is its target).
+    pub node: Option<String>,
 }
 
 /// One task of a run.
@@ -53,6 +88,8 @@ pub struct DagRow {
     pub created_at: String,
     /// Status of its latest run.
     pub status: Option<String>,
+    /// The node that ran its latest run, else the node it targets.
+    pub owner_node: Option<String>,
 }
 
 /// Read access to a store.
@@ -70,24 +107,73 @@ impl Reader {
 
     /// Submitted DAGs, newest first.
     pub fn dags(&self, limit: usize) -> Result<Vec<DagRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT d.dag_id, d.scope_type, d.scope_id, d.target_node, d.priority, d.created_at,
-               (SELECT r.status FROM dag_runs r WHERE r.dag_id = d.dag_id ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1)
-             FROM dag_definitions d ORDER BY d.created_at DESC, d.dag_id LIMIT ?1",
+        self.dags_where(&DagFilter::default(), limit)
+    }
+
+    /// Submitted DAGs matching `filter`, newest first.
+    pub fn dags_where(&self, filter: &DagFilter, limit: usize) -> Result<Vec<DagRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT dag_id, scope_type, scope_id, target_node, priority, created_at, status, owner_node FROM (
+               SELECT d.dag_id, d.scope_type, d.scope_id, d.target_node, d.priority, d.created_at,
+                 r.status, coalesce(r.node_id, d.target_node) AS owner_node,
+                 CASE WHEN d.scope_id IS NULL THEN d.scope_type ELSE d.scope_type || ':' || d.scope_id END AS scope
+               FROM dag_definitions d
+               LEFT JOIN dag_runs r ON r.run_id = (SELECT run_id FROM dag_runs x WHERE x.dag_id = d.dag_id ORDER BY x.created_at DESC, x.run_id DESC LIMIT 1))
+             WHERE (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR scope = ?3) AND (?4 IS NULL OR owner_node = ?4)
+             ORDER BY created_at DESC, dag_id LIMIT ?1",
         )?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            let kind: String = r.get(1)?;
-            let id: Option<String> = r.get(2)?;
-            Ok(DagRow {
-                dag_id: r.get(0)?,
-                scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
-                target_node: r.get(3)?,
-                priority: r.get(4)?,
-                created_at: r.get(5)?,
-                status: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                filter.status,
+                filter.scope,
+                filter.node
+            ],
+            |r| {
+                let kind: String = r.get(1)?;
+                let id: Option<String> = r.get(2)?;
+                Ok(DagRow {
+                    dag_id: r.get(0)?,
+                    scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
+                    target_node: r.get(3)?,
+                    priority: r.get(4)?,
+                    created_at: r.get(5)?,
+                    status: r.get(6)?,
+                    owner_node: r.get(7)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every worker that ever recorded itself, by id.
+    pub fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT worker_id, scope, node_id, pid, status, started_at, heartbeat_ms, runs_done, current_runs
+             FROM workers ORDER BY worker_id",
+        )?;
+        let rows = stmt.query_map([], worker_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One worker and the runs it ran, newest first.
+    pub fn worker(&self, worker_id: &str) -> Result<(WorkerRow, Vec<RunRow>), StoreError> {
+        let worker = self
+            .conn
+            .prepare_cached(
+                "SELECT worker_id, scope, node_id, pid, status, started_at, heartbeat_ms, runs_done, current_runs
+                 FROM workers WHERE worker_id = ?1",
+            )?
+            .query_row([worker_id], worker_row)
+            .optional()?
+            .ok_or_else(|| StoreError::NoWorker(worker_id.to_owned()))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{RUN_COLUMNS} WHERE worker_id = ?1 ORDER BY created_at DESC, run_id DESC LIMIT 20"
+        ))?;
+        let runs = stmt
+            .query_map([worker_id], run_row)?
+            .collect::<Result<_, _>>()?;
+        Ok((worker, runs))
     }
 
     /// One DAG's definition (as submitted) and its runs, newest first.
@@ -103,10 +189,9 @@ impl Reader {
         let Some(tasks) = tasks else {
             return Err(StoreError::NoRun(dag_id.to_owned()));
         };
-        let mut stmt = self.conn.prepare(
-            "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid
-             FROM dag_runs WHERE dag_id = ?1 ORDER BY created_at DESC, run_id DESC LIMIT 20",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{RUN_COLUMNS} WHERE dag_id = ?1 ORDER BY created_at DESC, run_id DESC LIMIT 20"
+        ))?;
         let runs = stmt
             .query_map([dag_id], run_row)?
             .collect::<Result<_, _>>()?;
@@ -118,35 +203,34 @@ impl Reader {
 
     /// Most recent first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid
-             FROM dag_runs ORDER BY created_at DESC, run_id DESC LIMIT ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{RUN_COLUMNS} ORDER BY created_at DESC, run_id DESC LIMIT ?1"
+        ))?;
         let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], run_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// A run by id; `last` means the most recent one.
     pub fn run(&self, id: &str) -> Result<RunRow, StoreError> {
-        let sql = "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid FROM dag_runs";
+        let sql = RUN_COLUMNS;
         let row = if id == "last" {
             self.conn
-                .query_row(
-                    &format!("{sql} ORDER BY created_at DESC, run_id DESC LIMIT 1"),
-                    [],
-                    run_row,
-                )
+                .prepare_cached(&format!(
+                    "{sql} ORDER BY created_at DESC, run_id DESC LIMIT 1"
+                ))?
+                .query_row([], run_row)
                 .optional()?
         } else {
             self.conn
-                .query_row(&format!("{sql} WHERE run_id = ?1"), [id], run_row)
+                .prepare_cached(&format!("{sql} WHERE run_id = ?1"))?
+                .query_row([id], run_row)
                 .optional()?
         };
         row.ok_or_else(|| StoreError::NoRun(id.to_owned()))
     }
 
     pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT task_id, label, status, attempt, exit_code, duration_ms, error, output FROM task_executions WHERE run_id = ?1 ORDER BY position",
         )?;
         let rows = stmt.query_map([run_id], |r| {
@@ -167,7 +251,7 @@ impl Reader {
 
     /// Logs of a run, of one job (all its copies) or one task when given.
     pub fn logs(&self, run_id: &str, job: Option<&str>) -> Result<Vec<LogRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT task_id, stream, line FROM task_logs WHERE run_id = ?1
              AND (?2 IS NULL OR task_id = ?2 OR task_id LIKE ?2 || '[%') ORDER BY seq",
         )?;
@@ -180,6 +264,30 @@ impl Reader {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+const RUN_COLUMNS: &str = "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid, worker_id, node_id, error FROM dag_runs";
+
+fn worker_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRow> {
+    let mut status: String = r.get(4)?;
+    let pid: i64 = r.get(3)?;
+    if status != "stopped" && !alive(pid) {
+        "dead".clone_into(&mut status);
+    }
+    let heartbeat: i64 = r.get(6)?;
+    Ok(WorkerRow {
+        worker_id: r.get(0)?,
+        scope: r.get(1)?,
+        node_id: r.get(2)?,
+        pid,
+        status,
+        started_at: r.get(5)?,
+        heartbeat: jiff::Timestamp::from_millisecond(heartbeat)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        runs_done: r.get(7)?,
+        current_runs: r.get(8)?,
+    })
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
@@ -200,6 +308,9 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         skipped: r.get(7)?,
         created_at: r.get(8)?,
         duration_ms: r.get(9)?,
+        worker_id: r.get(11)?,
+        node_id: r.get(12)?,
+        error: r.get(13)?,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod schema;
 pub mod serve;
 pub mod trigger;
 pub mod validate;
+pub mod worker;
 
 use crate::output;
 use cascade_spec::{Pipeline, SpecErrors};

@@ -1,10 +1,12 @@
-//! `cascade serve`: the HTTP API over the durable queue.
+//! `cascade serve`: the HTTP API over the durable queue, and the worker pool.
 
 use crate::Outcome;
 use crate::output;
 use anyhow::Context as _;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,9 +21,55 @@ pub struct Args {
         env = "CASCADE_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// Worker processes at most, one per scope (the least recently used idle one is
+    /// stopped to make room)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    max_workers: usize,
+    /// This node's id: DAGs with another `target_node` are not run here [default: the
+    /// host name]
+    #[arg(long, value_name = "ID", env = "CASCADE_NODE_ID")]
+    node_id: Option<String>,
+    /// How long a worker's claim on a run holds without renewal; a run whose worker
+    /// died is taken over after it
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::worker::parse_duration)]
+    lease: Duration,
+    /// Admin config for the workers [default: ./cascade.toml if present]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Secrets file for the workers (others come from the environment)
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: crate::logging::LogArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    args.log.init();
+    let exe = std::env::current_exe().context("cannot find the cascade binary to start workers")?;
+    let node_id = args.node_id.clone().or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+    });
+    let mut worker_args: Vec<OsString> = vec![
+        "--log-format".into(),
+        match args.log.log_format {
+            crate::logging::LogFormat::Text => "text",
+            crate::logging::LogFormat::Json => "json",
+        }
+        .into(),
+    ];
+    for (flag, path) in [
+        ("--config", &args.config),
+        ("--secrets-file", &args.secrets_file),
+    ] {
+        if let Some(path) = path {
+            let path = std::path::absolute(path)
+                .with_context(|| format!("cannot resolve {}", path.display()))?;
+            worker_args.push(flag.into());
+            worker_args.push(path.into());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,13 +78,28 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let result = runtime.block_on(async {
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.cancel();
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term => {}
             }
+            stop.cancel();
         });
         let options = cascade_server::ServeOptions {
             listen: args.listen,
-            data_dir: args.data_dir.clone(),
+            data_dir: std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()),
+            node_id,
+            max_workers: args.max_workers,
+            lease: args.lease,
+            worker_exe: Some(exe),
+            worker_args,
         };
         cascade_server::serve(options, shutdown, |addr| {
             output::note(&format!(

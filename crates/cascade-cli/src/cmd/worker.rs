@@ -1,0 +1,140 @@
+//! `cascade worker run`: one worker process for one scope (normally started by `serve`).
+
+use crate::Outcome;
+use crate::output;
+use anyhow::Context as _;
+use cascade_engine::Secrets;
+use cascade_server::worker::{WorkerExit, WorkerOptions};
+use cascade_spec::Scope;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the worker of one scope: claim its queued runs and run them
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The worker id: `worker-<type>-<id>` of its scope (`worker-global`)
+    #[arg(long)]
+    id: String,
+    /// `global`, `project:<id>`, `user:<id>` or `type:<id>`
+    #[arg(long, value_parser = parse_scope)]
+    scope: Scope,
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".cascade",
+        env = "CASCADE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Claim only runs for this node (and runs for no node in particular)
+    #[arg(long, value_name = "ID", env = "CASCADE_NODE_ID")]
+    node_id: Option<String>,
+    /// Set by `serve`: stop when this process dies; stdin is the wake-up pipe
+    #[arg(long, value_name = "PID")]
+    parent_pid: Option<u32>,
+    /// How long a claim holds without renewal
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    lease: Duration,
+    /// Runs at once [default: number of CPUs, at least 2]
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// How often to look for work when not woken
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    poll: Duration,
+    /// Admin config [default: ./cascade.toml if present, else built-in runners]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Secrets, `NAME=value` lines (others are looked up in the environment)
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    /// Seconds between SIGTERM and SIGKILL when a task is stopped
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    kill_grace: f64,
+    #[command(flatten)]
+    log: crate::logging::LogArgs,
+}
+
+pub fn parse_scope(text: &str) -> Result<Scope, String> {
+    Scope::parse(text).map_err(|e| e.to_string())
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    cascade_spec::duration::parse(text).map_err(|e| e.to_string())
+}
+
+pub fn run(command: &Command) -> anyhow::Result<Outcome> {
+    let Command::Run(args) = command;
+    args.log.init();
+    let config = match super::trigger::load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(message) => {
+            output::error(&message);
+            return Ok(Outcome::Failure);
+        }
+    };
+    let secrets = match &args.secrets_file {
+        Some(path) => Secrets::from_file(path)?,
+        None => Secrets::default(),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let options = WorkerOptions {
+        id: args.id.clone(),
+        scope: args.scope.clone(),
+        data_dir: args.data_dir.clone(),
+        node_id: args.node_id.clone(),
+        parent_pid: args.parent_pid,
+        lease: args.lease,
+        concurrency: args.concurrency.unwrap_or(cpus.max(2)).max(1),
+        poll: args.poll,
+        config,
+        secrets,
+        kill_grace: Duration::from_secs_f64(args.kill_grace.max(0.0)),
+    };
+    // Small: the engine's work is child processes; two threads keep the ledger replies
+    // and the dispatch loops moving.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let result = runtime.block_on(async {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.cancel();
+            }
+        });
+        if args.parent_pid.is_none() {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    term.recv().await;
+                    stop.cancel();
+                }
+            });
+        }
+        cascade_server::worker::run(options, shutdown).await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(WorkerExit::Stopped | WorkerExit::ParentGone) => Ok(Outcome::Success),
+        Err(e @ cascade_server::worker::WorkerError::Locked { .. }) => {
+            output::error(&e.to_string());
+            Ok(Outcome::Usage)
+        }
+        Err(e) => {
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            output::error(&format!("{e}{cause}"));
+            Ok(Outcome::Failure)
+        }
+    }
+}

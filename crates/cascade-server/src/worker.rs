@@ -1,0 +1,411 @@
+//! `cascade worker run`: one process per scope, which claims that scope's queued runs
+//! and runs them with the engine.
+//!
+//! - It holds an exclusive lock on `DATA/workers/<id>.lock` for its whole life, so a
+//!   second worker with the same id refuses to start.
+//! - Its database work goes through the [`Ledger`] thread: claims and lease renewals,
+//!   and every event of its runs, group-committed and fenced. A run whose lease was lost
+//!   (or that was cancelled through the API) is stopped.
+//! - Started by `serve`, it is given `--parent-pid`: its stdin is then the pool's wake-up
+//!   pipe (a line means "new work"), and end of file means the parent is gone. The
+//!   kernel's parent-death signal is a second guard. Either way the worker kills its
+//!   tasks, gives its unfinished runs back to the queue, and exits.
+//! - Without a parent it looks for work every `poll` (runs queued straight into the data
+//!   dir by `cascade dag submit --data-dir`).
+
+use cascade_engine::{Bus, Secrets, Subscriber};
+use cascade_plan::{Event, RunId, Trigger};
+use cascade_spec::Scope;
+use cascade_spec::config::AdminConfig;
+use cascade_store::{Claimed, Ledger, LedgerConfig};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub id: String,
+    pub scope: Scope,
+    pub data_dir: PathBuf,
+    pub node_id: Option<String>,
+    /// Set by `serve`: stdin is the wake-up pipe and the parent's death stops the worker.
+    pub parent_pid: Option<u32>,
+    pub lease: Duration,
+    /// Runs at once.
+    pub concurrency: usize,
+    /// How often to look for work without being woken.
+    pub poll: Duration,
+    pub config: AdminConfig,
+    /// Secrets from a file; names not in it are looked up in the environment.
+    pub secrets: Secrets,
+    pub kill_grace: Duration,
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(
+        "worker `{id}` is already running{holder} (it holds {path}); stop it, or start this one with another --id"
+    )]
+    Locked {
+        id: String,
+        path: String,
+        holder: String,
+    },
+    #[error("cannot use the lock file {path}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("worker id `{id}` does not belong to scope `{scope}` (its worker id is `{expected}`)")]
+    IdMismatch {
+        id: String,
+        scope: String,
+        expected: String,
+    },
+    #[error("cannot open the store in {path}")]
+    Store {
+        path: String,
+        #[source]
+        source: cascade_store::StoreError,
+    },
+    #[error("the parent process {0} is already gone")]
+    Orphaned(u32),
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Asked to stop (signal, or the pool closed its pipe).
+    Stopped,
+    /// Its parent died.
+    ParentGone,
+}
+
+/// The exclusive lock on `DATA/workers/<id>.lock`, held while the worker lives.
+#[derive(Debug)]
+pub struct WorkerLock {
+    _file: File,
+}
+
+/// Takes the worker's lock, or says who holds it.
+pub fn lock(data_dir: &Path, id: &str) -> Result<WorkerLock, WorkerError> {
+    let dir = data_dir.join("workers");
+    let path = dir.join(format!("{id}.lock"));
+    let io = |source| WorkerError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(WorkerError::Locked {
+                id: id.to_owned(),
+                path: path.display().to_string(),
+                holder: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" as pid {pid}")
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(WorkerLock { _file: file })
+}
+
+/// Cancel tokens of the runs in progress, by run id (the ledger's signals reach them here).
+type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// Runs the worker until it is stopped or its parent dies.
+pub async fn run(
+    options: WorkerOptions,
+    shutdown: CancellationToken,
+) -> Result<WorkerExit, WorkerError> {
+    let expected = options.scope.worker_id();
+    if expected.as_str() != options.id {
+        return Err(WorkerError::IdMismatch {
+            id: options.id.clone(),
+            scope: options.scope.to_string(),
+            expected: expected.as_str().to_owned(),
+        });
+    }
+    let _lock = lock(&options.data_dir, &options.id)?;
+    let parent_gone = CancellationToken::new();
+    if let Some(parent) = options.parent_pid {
+        watch_parent(parent, &parent_gone)?;
+    }
+    let running: Running = Arc::default();
+    let signalled = Arc::clone(&running);
+    let db = options.data_dir.join("cascade.db");
+    let ledger = Ledger::start(
+        &db,
+        LedgerConfig {
+            worker_id: options.id.clone(),
+            scope: options.scope.to_string(),
+            node_id: options.node_id.clone(),
+            lease: options.lease,
+        },
+        move |run, signal| {
+            if let Some(token) = signalled.lock().ok().and_then(|r| r.get(run).cloned()) {
+                tracing::info!(run, ?signal, "stopping run");
+                token.cancel();
+            }
+        },
+    )
+    .map_err(|source| WorkerError::Store {
+        path: db.display().to_string(),
+        source,
+    })?;
+    let ledger = Arc::new(ledger);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if options.parent_pid.is_some() {
+        read_wakeups(Arc::clone(&wake), parent_gone.clone());
+    }
+    tracing::info!(worker = options.id, scope = %options.scope, pid = std::process::id(), "worker started");
+    let options = Arc::new(options);
+    let mut runs = JoinSet::new();
+    let exit = loop {
+        let free = options.concurrency.saturating_sub(runs.len());
+        if free > 0 {
+            match ledger.claim(free).await {
+                Ok(claimed) => {
+                    for c in claimed {
+                        let token = CancellationToken::new();
+                        if let Ok(mut r) = running.lock() {
+                            r.insert(c.lease.run_id.clone(), token.clone());
+                        }
+                        runs.spawn(run_claimed(
+                            c,
+                            Arc::clone(&ledger),
+                            Arc::clone(&options),
+                            Arc::clone(&running),
+                            token,
+                        ));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claim failed; trying again"),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break WorkerExit::Stopped,
+            () = parent_gone.cancelled() => break WorkerExit::ParentGone,
+            () = wake.notified() => {}
+            Some(_) = runs.join_next(), if !runs.is_empty() => {}
+            () = tokio::time::sleep(options.poll) => {}
+        }
+    };
+    // Unfinished runs go back to the queue first (fenced: nothing more of them is
+    // written), then their processes are killed.
+    match ledger.release().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(runs = n, "gave unfinished runs back to the queue"),
+        Err(e) => tracing::warn!(error = %e, "could not give runs back; their leases will run out"),
+    }
+    cascade_engine::process::kill_all();
+    runs.shutdown().await;
+    if let Ok(ledger) = Arc::try_unwrap(ledger) {
+        ledger.close();
+    }
+    tracing::info!(worker = options.id, ?exit, "worker stopped");
+    Ok(exit)
+}
+
+/// The parent's death stops the worker: the kernel sends SIGTERM (Linux), and the pipe on
+/// stdin closes (every platform). A parent already gone is an error.
+fn watch_parent(parent: u32, parent_gone: &CancellationToken) -> Result<(), WorkerError> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    }
+    // Checked after arming the signal: a parent that died before is caught here.
+    if std::os::unix::process::parent_id() != parent {
+        return Err(WorkerError::Orphaned(parent));
+    }
+    let gone = parent_gone.clone();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            gone.cancel();
+        }
+    });
+    Ok(())
+}
+
+/// Each line on stdin wakes the claim loop; end of file means the parent is gone.
+fn read_wakeups(wake: Arc<tokio::sync::Notify>, parent_gone: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    parent_gone.cancel();
+                    return;
+                }
+                Ok(_) => wake.notify_one(),
+            }
+        }
+    });
+}
+
+/// Forwards a run's events to the ledger.
+struct LedgerSink(Arc<Ledger>);
+
+impl Subscriber for LedgerSink {
+    fn on_event(&self, event: &Event) {
+        self.0.record(event);
+    }
+}
+
+async fn run_claimed(
+    claimed: Claimed,
+    ledger: Arc<Ledger>,
+    options: Arc<WorkerOptions>,
+    running: Running,
+    cancel: CancellationToken,
+) {
+    let run = claimed.lease.run_id.clone();
+    let run_dir = options.data_dir.join("runs").join(&run);
+    match prepare(&claimed, &options) {
+        Err(reason) => ledger.fail(&run, &reason),
+        Ok((plan, secrets, run_id)) => {
+            let workspace = run_dir.join("workspace");
+            let _ = std::fs::create_dir_all(&workspace);
+            let slots = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let engine_options = cascade_engine::Options {
+                run_id,
+                workspace,
+                run_dir: run_dir.clone(),
+                capacity: cascade_engine::capacity(&options.config, slots),
+                grace: options.kill_grace,
+                containers: false,
+                base_env: std::env::vars_os().collect::<Vec<(OsString, OsString)>>(),
+                config: options.config.clone(),
+            };
+            let bus = Bus::new().with(Arc::new(LedgerSink(Arc::clone(&ledger))));
+            match cascade_engine::run(&plan, &secrets, engine_options, bus, cancel).await {
+                Ok(summary) => {
+                    for task in summary.tasks.iter().filter(|t| !t.outputs.is_empty()) {
+                        ledger.outputs(
+                            &run,
+                            &task.id.to_string(),
+                            &serde_json::Value::Object(task.outputs.clone()),
+                        );
+                    }
+                }
+                Err(e) => ledger.fail(&run, &e.to_string()),
+            }
+        }
+    }
+    match ledger.finish(&run).await {
+        Ok(()) => tracing::debug!(run, "run recorded"),
+        Err(e) => tracing::warn!(run, error = %e, "run not recorded"),
+    }
+    if let Ok(mut r) = running.lock() {
+        r.remove(&run);
+    }
+    // Logs and outputs are in the database; the scratch directory can go.
+    let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// The plan, secrets and run id of a claimed submission, or why it cannot run.
+fn prepare(
+    claimed: &Claimed,
+    options: &WorkerOptions,
+) -> Result<(cascade_plan::Plan, Secrets, RunId), String> {
+    let run_id = RunId::parse(&claimed.lease.run_id)
+        .ok_or_else(|| format!("invalid run id `{}`", claimed.lease.run_id))?;
+    let value: serde_json::Value = serde_json::from_str(&claimed.definition)
+        .map_err(|e| format!("the stored submission is not JSON: {e}"))?;
+    let (pipeline, trigger) = if let Some(text) = value.get("pipeline").and_then(|p| p.as_str()) {
+        let pipeline = cascade_spec::parse_pipeline("pipeline", text)
+            .map_err(|e| format!("invalid pipeline: {}", first_problem(&e)))?;
+        let mut trigger = Trigger {
+            event_name: "workflow_dispatch".to_owned(),
+            ..Trigger::manual()
+        };
+        if let Some(inputs) = value.get("inputs").and_then(|i| i.as_object()) {
+            for (k, v) in inputs {
+                if let Some(v) = v.as_str() {
+                    trigger.inputs.insert(k.clone(), v.to_owned());
+                }
+            }
+        }
+        (pipeline, trigger)
+    } else {
+        let dag = cascade_spec::parse_dag(&claimed.dag_id, &claimed.definition)
+            .map_err(|e| format!("invalid DAG: {}", first_problem(&e)))?;
+        (
+            dag.pipeline,
+            Trigger {
+                event_name: "api".to_owned(),
+                ..Trigger::manual()
+            },
+        )
+    };
+    let plan = cascade_plan::plan(&pipeline, &trigger, &[]).map_err(|e| e.to_string())?;
+    let mut secrets = options.secrets.clone();
+    let declared: Vec<&str> = plan
+        .jobs
+        .iter()
+        .flat_map(|j| j.secrets.iter().map(String::as_str))
+        .collect();
+    secrets
+        .resolve(declared, &|name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())?;
+    Ok((plan, secrets, run_id))
+}
+
+fn first_problem(errors: &cascade_spec::SpecErrors) -> String {
+    errors
+        .diagnostics
+        .first()
+        .map_or_else(String::new, |d| d.message.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_id_is_refused_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path(), "worker-global").unwrap();
+        let err = lock(dir.path(), "worker-global").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("worker `worker-global` is already running as pid")
+                && message.contains("another --id"),
+            "{message}"
+        );
+        lock(dir.path(), "worker-project-a").unwrap();
+        drop(held);
+        lock(dir.path(), "worker-global").unwrap();
+    }
+}
