@@ -40,6 +40,9 @@ enum Command {
     Changed(cmd::changed::Args),
     /// Serve the DAG API (submissions are queued durably) and run them in workers
     Serve(cmd::serve::Args),
+    /// Submit DAGs to a server (or its data dir) and follow them
+    #[command(subcommand)]
+    Dag(cmd::dag::Command),
     /// Worker processes (started by `serve`; one per scope)
     #[command(subcommand)]
     Worker(cmd::worker::Command),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Argo(command) => cmd::argo::run(&command),
         Command::Serve(args) => cmd::serve::run(&args),
         Command::Worker(command) => cmd::worker::run(&command),
+        Command::Dag(command) => Ok(cmd::dag::run(&command)),
     };
     match result {
         Ok(outcome) => outcome.into(),

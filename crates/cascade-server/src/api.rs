@@ -51,11 +51,7 @@ pub async fn execute(
         column: e.column(),
         message: e.to_string(),
     })?;
-    let submission = if value.get("pipeline").is_some() {
-        pipeline_submission(&value)?
-    } else {
-        dag_submission(text, &value)?
-    };
+    let submission = submission(text, &value)?;
     let scope = submission.scope.to_string();
     let dag_id = submission.dag_id.clone();
     match app.intake.submit(submission).await {
@@ -72,6 +68,16 @@ pub async fn execute(
         }
         Err(e @ StoreError::TargetConflict { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+/// A submission from a request body (already parsed as JSON): a DAG, or a pipeline with
+/// inputs. Shared with `cascade dag submit --data-dir`, which queues without a server.
+pub fn submission(text: &str, value: &serde_json::Value) -> Result<Submission, ApiError> {
+    if value.get("pipeline").is_some() {
+        pipeline_submission(value)
+    } else {
+        dag_submission(text, value)
     }
 }
 
@@ -328,20 +334,26 @@ pub async fn worker(
     }
 }
 
-/// `GET /api/v1/dags/{dag_id}`: a DAG's definition and recent runs.
+/// `GET /api/v1/dags/{dag_id}`: a DAG (scope, owner node, latest status), its definition
+/// and its recent runs.
 pub async fn dag(
     State(app): Shared,
     Path(dag_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = dag_id.clone();
-    let found = tokio::task::spawn_blocking(move || read(&app, |r| r.dag(&id)))
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    match found {
-        Ok((definition, runs)) => Ok(Json(
-            serde_json::json!({"dag_id": dag_id, "definition": definition, "runs": runs}),
-        )),
-        Err(StoreError::NoRun(_)) => Err(ApiError::NotFound {
+    match blocking(move || read(&app, |r| r.dag(&id))).await? {
+        Ok((row, definition, runs)) => {
+            let mut body = serde_json::to_value(row).unwrap_or_default();
+            if let Some(object) = body.as_object_mut() {
+                object.insert("definition".to_owned(), definition);
+                object.insert(
+                    "runs".to_owned(),
+                    serde_json::to_value(runs).unwrap_or_default(),
+                );
+            }
+            Ok(Json(body))
+        }
+        Err(StoreError::NoDag(_)) => Err(ApiError::NotFound {
             what: "dag",
             id: dag_id,
         }),

@@ -20,6 +20,8 @@ pub enum StoreError {
     Query(#[from] rusqlite::Error),
     #[error("no run `{0}`; `cascade runs` lists the runs")]
     NoRun(String),
+    #[error("no DAG `{0}`; `cascade dag list` lists the DAGs")]
+    NoDag(String),
     #[error("no worker `{0}`; `cascade dag worker list` lists the workers")]
     NoWorker(String),
     #[error("the store's writer thread stopped")]

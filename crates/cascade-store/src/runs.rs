@@ -176,18 +176,40 @@ impl Reader {
         Ok((worker, runs))
     }
 
-    /// One DAG's definition (as submitted) and its runs, newest first.
-    pub fn dag(&self, dag_id: &str) -> Result<(serde_json::Value, Vec<RunRow>), StoreError> {
-        let tasks: Option<String> = self
+    /// One DAG: its row, its definition (as last submitted) and its runs, newest first.
+    pub fn dag(
+        &self,
+        dag_id: &str,
+    ) -> Result<(DagRow, serde_json::Value, Vec<RunRow>), StoreError> {
+        let row = self
             .conn
-            .query_row(
-                "SELECT tasks FROM dag_definitions WHERE dag_id = ?1",
-                [dag_id],
-                |r| r.get(0),
-            )
+            .prepare_cached(
+                "SELECT d.dag_id, d.scope_type, d.scope_id, d.target_node, d.priority, d.created_at,
+                   r.status, coalesce(r.node_id, d.target_node), d.tasks
+                 FROM dag_definitions d
+                 LEFT JOIN dag_runs r ON r.run_id = (SELECT run_id FROM dag_runs x WHERE x.dag_id = d.dag_id ORDER BY x.created_at DESC, x.run_id DESC LIMIT 1)
+                 WHERE d.dag_id = ?1",
+            )?
+            .query_row([dag_id], |r| {
+                let kind: String = r.get(1)?;
+                let id: Option<String> = r.get(2)?;
+                let tasks: String = r.get(8)?;
+                Ok((
+                    DagRow {
+                        dag_id: r.get(0)?,
+                        scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
+                        target_node: r.get(3)?,
+                        priority: r.get(4)?,
+                        created_at: r.get(5)?,
+                        status: r.get(6)?,
+                        owner_node: r.get(7)?,
+                    },
+                    tasks,
+                ))
+            })
             .optional()?;
-        let Some(tasks) = tasks else {
-            return Err(StoreError::NoRun(dag_id.to_owned()));
+        let Some((row, tasks)) = row else {
+            return Err(StoreError::NoDag(dag_id.to_owned()));
         };
         let mut stmt = self.conn.prepare_cached(&format!(
             "{RUN_COLUMNS} WHERE dag_id = ?1 ORDER BY created_at DESC, run_id DESC LIMIT 20"
@@ -196,6 +218,7 @@ impl Reader {
             .query_map([dag_id], run_row)?
             .collect::<Result<_, _>>()?;
         Ok((
+            row,
             serde_json::from_str(&tasks).unwrap_or(serde_json::Value::Null),
             runs,
         ))

@@ -2,6 +2,7 @@
 
 pub mod argo;
 pub mod changed;
+pub mod dag;
 pub mod graph;
 pub mod run;
 pub mod runs;

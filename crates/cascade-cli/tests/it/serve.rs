@@ -7,9 +7,9 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 
 /// A server process on a free port; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
 }
 
 impl Drop for Server {
@@ -20,9 +20,23 @@ impl Drop for Server {
 }
 
 fn serve(data: &std::path::Path) -> Server {
+    serve_with(data, &[])
+}
+
+/// A server with more flags; its node id is `test-node`.
+pub fn serve_with(data: &std::path::Path, args: &[&str]) -> Server {
     let mut child = cascade()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            "test-node",
+            "--data-dir",
+        ])
         .arg(data)
+        .args(args)
+        .env("CASCADE_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -35,11 +49,18 @@ fn serve(data: &std::path::Path) -> Server {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
+    // Keep reading stderr (worker logs go there too), so nobody blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
     Server { child, addr }
 }
 
 /// One HTTP/1.1 request; returns status and body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut response = String::new();
@@ -223,10 +244,14 @@ fn every_accepted_submission_survives_kill_9_of_the_server() {
     let server = serve(data.path());
     for run_id in &accepted {
         let (status, run) = http(&server.addr, "GET", &format!("/api/v1/runs/{run_id}"), "");
-        assert_eq!(
-            (status, run["run"]["status"].as_str()),
-            (200, Some("queued")),
-            "run {run_id} was acknowledged but lost"
+        // After the restart the workers take them up: any state but "unknown" will do.
+        assert_eq!(status, 200, "run {run_id} was acknowledged but lost");
+        assert!(
+            matches!(
+                run["run"]["status"].as_str(),
+                Some("queued" | "running" | "completed")
+            ),
+            "{run}"
         );
     }
 }

@@ -1,0 +1,637 @@
+//! `cascade dag …`: submit DAGs and follow them, against a running server (`--server`)
+//! or straight on its data dir. Both give the same JSON (the API's), so one set of
+//! tables serves both.
+
+use crate::Outcome;
+use crate::output::{self, ListFormat};
+use cascade_store::{DagFilter, Queue, Reader};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Submit a DAG (`*.json`, DESIGN §3) or a pipeline (ci.yaml) to be run
+    Submit(SubmitArgs),
+    /// List submitted DAGs, newest first
+    List(ListArgs),
+    /// A DAG's details, recent runs and the task running now
+    Status(IdArgs),
+    /// The logs of a DAG's latest run (or of `--run`)
+    Logs(LogsArgs),
+    /// Cancel a run (queued: at once; running: its worker stops it)
+    Cancel(IdArgs),
+    /// Worker processes
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WorkerCommand {
+    /// List the workers and whether they are alive
+    List(Target),
+    /// One worker and the runs it ran
+    Status(IdArgs),
+}
+
+/// Where the DAGs are: a server, or a data dir read directly.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// A running `cascade serve` (`http://127.0.0.1:8080`); without it the data dir is used
+    #[arg(long, value_name = "URL", env = "CASCADE_SERVER")]
+    server: Option<String>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".cascade",
+        env = "CASCADE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// `table` (or text) for people, `json` for programs
+    #[arg(long, value_enum, default_value_t)]
+    output: ListFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// A DAG (`*.json`) or a pipeline (`ci.yaml`)
+    file: PathBuf,
+    /// An input of the pipeline, `name=value` (repeatable)
+    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only DAGs whose latest run has this status (`queued`, `running`, `completed`, `failed`, `cancelled`)
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this scope (`project:proj-a`, `global`)
+    #[arg(long)]
+    scope: Option<String>,
+    /// Only DAGs owned by this node
+    #[arg(long)]
+    node: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IdArgs {
+    /// The id (DAG, run or worker, as the command says)
+    id: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    dag_id: String,
+    /// This run instead of the latest
+    #[arg(long, value_name = "RUN_ID")]
+    run: Option<String>,
+    /// Only this job (all its copies) or task
+    #[arg(long)]
+    task: Option<String>,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, found `{text}`"))
+}
+
+/// Why a request failed, already worded for the user.
+enum Failure {
+    /// A usage problem: unknown id, unreadable file (exit 2).
+    Usage(String),
+    /// The server or store refused or failed (exit 1).
+    Refused(String),
+}
+
+type Answer = Result<Value, Failure>;
+
+/// The API, spoken over HTTP or answered from the data dir.
+enum Source {
+    Http {
+        base: String,
+        client: reqwest::Client,
+        runtime: tokio::runtime::Runtime,
+    },
+    Dir(PathBuf),
+}
+
+impl Source {
+    fn new(target: &Target) -> Result<Self, Failure> {
+        match &target.server {
+            Some(url) => {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| Failure::Refused(format!("cannot build the HTTP client: {e}")))?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Failure::Refused(format!("cannot start the runtime: {e}")))?;
+                Ok(Source::Http {
+                    base: url.trim_end_matches('/').to_owned(),
+                    client,
+                    runtime,
+                })
+            }
+            None => Ok(Source::Dir(target.data_dir.clone())),
+        }
+    }
+
+    fn http(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Answer {
+        let Source::Http {
+            base,
+            client,
+            runtime,
+        } = self
+        else {
+            return Err(Failure::Refused("not a server target".to_owned()));
+        };
+        let url = format!("{base}{path}");
+        runtime.block_on(async {
+            let mut request = client.request(method, &url);
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body);
+            }
+            let response = request.send().await.map_err(|e| {
+                Failure::Refused(format!(
+                    "cannot reach {base}: {e}; is `cascade serve` running there?"
+                ))
+            })?;
+            let status = response.status();
+            let value: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(value);
+            }
+            let message = describe_error(&value).unwrap_or_else(|| format!("HTTP {status}"));
+            if status == reqwest::StatusCode::NOT_FOUND {
+                Err(Failure::Usage(message))
+            } else {
+                Err(Failure::Refused(message))
+            }
+        })
+    }
+
+    fn reader(dir: &Path) -> Result<Reader, Failure> {
+        let db = dir.join("cascade.db");
+        if !db.exists() {
+            return Err(Failure::Usage(format!(
+                "no DAGs in {} yet; submit one with `cascade dag submit FILE`, or point at a server with --server URL",
+                dir.display()
+            )));
+        }
+        Reader::open(&db).map_err(|e| Failure::Refused(e.to_string()))
+    }
+
+    fn read(
+        &self,
+        path: &str,
+        f: impl FnOnce(&Reader) -> Result<Value, cascade_store::StoreError>,
+    ) -> Answer {
+        match self {
+            Source::Http { .. } => self.http(reqwest::Method::GET, path, None),
+            Source::Dir(dir) => f(&Self::reader(dir)?).map_err(|e| match e {
+                cascade_store::StoreError::NoRun(_)
+                | cascade_store::StoreError::NoDag(_)
+                | cascade_store::StoreError::NoWorker(_) => Failure::Usage(e.to_string()),
+                other => Failure::Refused(other.to_string()),
+            }),
+        }
+    }
+
+    fn submit(&self, body: &Value) -> Answer {
+        let text = body.to_string();
+        match self {
+            Source::Http { .. } => {
+                self.http(reqwest::Method::POST, "/api/v1/dag/execute", Some(text))
+            }
+            Source::Dir(dir) => {
+                let submission = cascade_server::api::submission(&text, body)
+                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                let scope = submission.scope.to_string();
+                let dag_id = submission.dag_id.clone();
+                let mut queue = Queue::open(&dir.join("cascade.db"))
+                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                let enqueued = queue
+                    .submit(&submission)
+                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                Ok(
+                    json!({"run_id": enqueued.run_id, "dag_id": dag_id, "scope": scope, "worker_id": enqueued.worker_id}),
+                )
+            }
+        }
+    }
+
+    fn cancel(&self, run_id: &str) -> Answer {
+        match self {
+            Source::Http { .. } => self.http(
+                reqwest::Method::POST,
+                &format!("/api/v1/runs/{}/cancel", escape(run_id)),
+                None,
+            ),
+            Source::Dir(dir) => {
+                let mut queue = Queue::open(&dir.join("cascade.db"))
+                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                match queue.cancel(run_id) {
+                    Ok(cascade_store::Cancelled::Dequeued) => {
+                        Ok(json!({"run_id": run_id, "status": "cancelled"}))
+                    }
+                    Ok(cascade_store::Cancelled::Requested) => {
+                        Ok(json!({"run_id": run_id, "status": "cancelling"}))
+                    }
+                    Ok(cascade_store::Cancelled::AlreadyEnded(status)) => Err(Failure::Refused(
+                        format!("run `{run_id}` already ended ({status}); nothing to cancel"),
+                    )),
+                    Err(e @ cascade_store::StoreError::NoRun(_)) => {
+                        Err(Failure::Usage(e.to_string()))
+                    }
+                    Err(e) => Err(Failure::Refused(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// The API's error body in one line: the message, then each problem with its position.
+fn describe_error(value: &Value) -> Option<String> {
+    let mut message = value.get("error")?.as_str()?.to_owned();
+    if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            let _ = write!(
+                message,
+                "\n  {}:{}: {}",
+                e["line"],
+                e["column"],
+                e["message"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Some(message)
+}
+
+/// Path segments are ids we were given: keep them one segment.
+fn escape(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '[' | ']') {
+                c.to_string()
+            } else {
+                format!("%{:02X}", u32::from(c))
+            }
+        })
+        .collect()
+}
+
+pub fn run(command: &Command) -> Outcome {
+    let result = match command {
+        Command::Submit(args) => submit(args),
+        Command::List(args) => list(args),
+        Command::Status(args) => status(args),
+        Command::Logs(args) => logs(args),
+        Command::Cancel(args) => cancel(args),
+        Command::Worker(WorkerCommand::List(target)) => workers(target),
+        Command::Worker(WorkerCommand::Status(args)) => worker(args),
+    };
+    match result {
+        Ok(outcome) => outcome,
+        Err(Failure::Usage(message)) => {
+            output::error(&message);
+            Outcome::Usage
+        }
+        Err(Failure::Refused(message)) => {
+            output::error(&message);
+            Outcome::Failure
+        }
+    }
+}
+
+fn submit(args: &SubmitArgs) -> Result<Outcome, Failure> {
+    // Checked here first, so problems are shown with the file's own lines and carets.
+    if let Err(outcome) = super::load_or_report(&args.file) {
+        return Ok(outcome);
+    }
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", args.file.display())))?;
+    let is_dag = args.file.extension().is_some_and(|e| e == "json");
+    let body = if is_dag {
+        if !args.inputs.is_empty() {
+            return Err(Failure::Usage(
+                "--input is for pipelines; a DAG takes its values in `env:`".to_owned(),
+            ));
+        }
+        serde_json::from_str(&text).map_err(|e| Failure::Usage(e.to_string()))?
+    } else {
+        let inputs: serde_json::Map<String, Value> = args
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        json!({"pipeline": text, "inputs": inputs})
+    };
+    let source = Source::new(&args.target)?;
+    let answer = source.submit(&body)?;
+    match args.target.output {
+        ListFormat::Json => output::json(&answer),
+        ListFormat::Table => {
+            output::data(&format!(
+                "{}\t{}\t{}\t{}",
+                str_of(&answer["run_id"]),
+                str_of(&answer["dag_id"]),
+                str_of(&answer["scope"]),
+                str_of(&answer["worker_id"])
+            ));
+            output::note(&format!(
+                "queued run {} of {}; follow it with `cascade dag status {}`",
+                str_of(&answer["run_id"]),
+                str_of(&answer["dag_id"]),
+                str_of(&answer["dag_id"])
+            ));
+            if matches!(source, Source::Dir(_)) {
+                output::note(&format!(
+                    "note: queued in {}; `cascade serve --data-dir {}` runs it",
+                    args.target.data_dir.display(),
+                    args.target.data_dir.display()
+                ));
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn str_of(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list(args: &ListArgs) -> Result<Outcome, Failure> {
+    let source = Source::new(&args.target)?;
+    let mut query = vec![format!("limit={}", args.limit)];
+    for (key, value) in [
+        ("status", &args.status),
+        ("scope", &args.scope),
+        ("node", &args.node),
+    ] {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", escape(v)));
+        }
+    }
+    let filter = DagFilter {
+        status: args.status.clone(),
+        scope: args.scope.clone(),
+        node: args.node.clone(),
+    };
+    let answer = source.read(&format!("/api/v1/dags?{}", query.join("&")), |r| {
+        Ok(json!({"dags": r.dags_where(&filter, args.limit)?}))
+    })?;
+    let dags = answer["dags"].as_array().cloned().unwrap_or_default();
+    match args.target.output {
+        ListFormat::Json => output::json(&Value::Array(dags)),
+        ListFormat::Table => {
+            let rows: Vec<Vec<String>> = dags
+                .iter()
+                .map(|d| {
+                    vec![
+                        str_of(&d["dag_id"]),
+                        str_of(&d["scope"]),
+                        str_of(&d["status"]),
+                        str_of(&d["owner_node"]),
+                        str_of(&d["created_at"]),
+                    ]
+                })
+                .collect();
+            output::data(&output::table(
+                &["DAG_ID", "SCOPE", "STATUS", "OWNER_NODE", "CREATED"],
+                &rows,
+            ));
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn status(args: &IdArgs) -> Result<Outcome, Failure> {
+    let source = Source::new(&args.target)?;
+    let mut dag = source.read(&format!("/api/v1/dags/{}", escape(&args.id)), |r| {
+        let (row, definition, runs) = r.dag(&args.id)?;
+        let mut value = serde_json::to_value(row).unwrap_or_default();
+        value["definition"] = definition;
+        value["runs"] = serde_json::to_value(runs).unwrap_or_default();
+        Ok(value)
+    })?;
+    // The latest run's tasks: which one is running now.
+    let latest = dag["runs"][0]["run_id"].as_str().map(str::to_owned);
+    if let Some(run_id) = &latest {
+        let run = source.read(&format!("/api/v1/runs/{}", escape(run_id)), |r| {
+            Ok(json!({"run": r.run(run_id)?, "tasks": r.tasks(run_id)?}))
+        })?;
+        dag["latest_tasks"] = run["tasks"].clone();
+        dag["current_task"] = run["tasks"]
+            .as_array()
+            .and_then(|tasks| tasks.iter().find(|t| t["status"] == "running"))
+            .map_or(Value::Null, |t| t["task_id"].clone());
+    }
+    if args.target.output == ListFormat::Json {
+        output::json(&dag);
+        return Ok(Outcome::Success);
+    }
+    let mut text = format!(
+        "dag:        {}\nscope:      {}\nstatus:     {}\nowner node: {}\ntarget:     {}\npriority:   {}\ncreated:    {}\ncurrent:    {}\n",
+        str_of(&dag["dag_id"]),
+        str_of(&dag["scope"]),
+        str_of(&dag["status"]),
+        str_of(&dag["owner_node"]),
+        str_of(&dag["target_node"]),
+        str_of(&dag["priority"]),
+        str_of(&dag["created_at"]),
+        str_of(&dag["current_task"]),
+    );
+    let runs: Vec<Vec<String>> = dag["runs"]
+        .as_array()
+        .map(|runs| {
+            runs.iter()
+                .map(|r| {
+                    vec![
+                        str_of(&r["run_id"]),
+                        str_of(&r["status"]),
+                        str_of(&r["worker_id"]),
+                        str_of(&r["created_at"]),
+                        r["duration_ms"]
+                            .as_i64()
+                            .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
+                        str_of(&r["error"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    text.push_str("\nrecent runs:\n");
+    text.push_str(&output::table(
+        &["RUN_ID", "STATUS", "WORKER", "CREATED", "TIME", "ERROR"],
+        &runs,
+    ));
+    if let Some(tasks) = dag["latest_tasks"].as_array() {
+        let rows: Vec<Vec<String>> = tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    str_of(&t["task_id"]),
+                    str_of(&t["status"]),
+                    str_of(&t["attempt"]),
+                    str_of(&t["exit_code"]),
+                    str_of(&t["error"]),
+                ]
+            })
+            .collect();
+        text.push_str("\n\ntasks of the latest run:\n");
+        text.push_str(&output::table(
+            &["TASK", "STATUS", "ATTEMPT", "EXIT", "ERROR"],
+            &rows,
+        ));
+    }
+    output::data(&text);
+    Ok(Outcome::Success)
+}
+
+fn logs(args: &LogsArgs) -> Result<Outcome, Failure> {
+    let source = Source::new(&args.target)?;
+    let run_id = if let Some(run) = &args.run {
+        run.clone()
+    } else {
+        let dag = source.read(&format!("/api/v1/dags/{}", escape(&args.dag_id)), |r| {
+            let (_, _, runs) = r.dag(&args.dag_id)?;
+            Ok(json!({"runs": runs}))
+        })?;
+        dag["runs"][0]["run_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::Usage(format!("DAG `{}` has no runs yet", args.dag_id)))?
+    };
+    let mut path = format!("/api/v1/runs/{}/logs", escape(&run_id));
+    if let Some(task) = &args.task {
+        let _ = write!(path, "?task={}", escape(task));
+    }
+    let answer = source.read(&path, |r| {
+        r.run(&run_id)?;
+        Ok(json!({"run_id": run_id, "logs": r.logs(&run_id, args.task.as_deref())?}))
+    })?;
+    let lines = answer["logs"].as_array().cloned().unwrap_or_default();
+    match args.target.output {
+        ListFormat::Json => output::json(&answer),
+        ListFormat::Table => {
+            let text: Vec<String> = lines
+                .iter()
+                .map(|l| format!("{} | {}", str_of(&l["task_id"]), str_of(&l["line"])))
+                .collect();
+            output::data(&text.join("\n"));
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn cancel(args: &IdArgs) -> Result<Outcome, Failure> {
+    let source = Source::new(&args.target)?;
+    let answer = source.cancel(&args.id)?;
+    match args.target.output {
+        ListFormat::Json => output::json(&answer),
+        ListFormat::Table => output::data(&format!(
+            "{}\t{}",
+            str_of(&answer["run_id"]),
+            str_of(&answer["status"])
+        )),
+    }
+    Ok(Outcome::Success)
+}
+
+fn worker_rows(workers: &[Value]) -> Vec<Vec<String>> {
+    workers
+        .iter()
+        .map(|w| {
+            vec![
+                str_of(&w["worker_id"]),
+                str_of(&w["scope"]),
+                str_of(&w["status"]),
+                str_of(&w["pid"]),
+                str_of(&w["node_id"]),
+                str_of(&w["current_runs"]),
+                str_of(&w["runs_done"]),
+                str_of(&w["heartbeat"]),
+            ]
+        })
+        .collect()
+}
+
+const WORKER_HEADER: &[&str] = &[
+    "WORKER_ID",
+    "SCOPE",
+    "STATUS",
+    "PID",
+    "NODE",
+    "RUNNING",
+    "DONE",
+    "LAST_SEEN",
+];
+
+fn workers(target: &Target) -> Result<Outcome, Failure> {
+    let source = Source::new(target)?;
+    let answer = source.read("/api/v1/workers", |r| Ok(json!({"workers": r.workers()?})))?;
+    let workers = answer["workers"].as_array().cloned().unwrap_or_default();
+    match target.output {
+        ListFormat::Json => output::json(&Value::Array(workers)),
+        ListFormat::Table => output::data(&output::table(WORKER_HEADER, &worker_rows(&workers))),
+    }
+    Ok(Outcome::Success)
+}
+
+fn worker(args: &IdArgs) -> Result<Outcome, Failure> {
+    let source = Source::new(&args.target)?;
+    let answer = source.read(&format!("/api/v1/workers/{}", escape(&args.id)), |r| {
+        let (worker, runs) = r.worker(&args.id)?;
+        Ok(json!({"worker": worker, "runs": runs}))
+    })?;
+    match args.target.output {
+        ListFormat::Json => output::json(&answer),
+        ListFormat::Table => {
+            let mut text = output::table(
+                WORKER_HEADER,
+                &worker_rows(std::slice::from_ref(&answer["worker"])),
+            );
+            let runs: Vec<Vec<String>> = answer["runs"]
+                .as_array()
+                .map(|runs| {
+                    runs.iter()
+                        .map(|r| {
+                            vec![
+                                str_of(&r["run_id"]),
+                                str_of(&r["dag_id"]),
+                                str_of(&r["status"]),
+                                str_of(&r["created_at"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            text.push_str("\n\nruns:\n");
+            text.push_str(&output::table(
+                &["RUN_ID", "DAG_ID", "STATUS", "CREATED"],
+                &runs,
+            ));
+            output::data(&text);
+        }
+    }
+    Ok(Outcome::Success)
+}

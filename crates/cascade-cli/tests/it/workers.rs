@@ -1,0 +1,432 @@
+//! Worker processes under `cascade serve`, as processes: one per scope side by side,
+//! reuse, a worker killed mid-task, the lock on a worker id, cancel, the pool's cap, the
+//! parent's death, and the `cascade dag` commands against the server and the data dir.
+
+use crate::cascade;
+use crate::serve::{Server, http, serve_with};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn submit(server: &Server, dag: &Value) -> String {
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/api/v1/dag/execute",
+        &dag.to_string(),
+    );
+    assert_eq!(status, 202, "{body}");
+    body["run_id"].as_str().unwrap().to_owned()
+}
+
+fn run(server: &Server, run_id: &str) -> Value {
+    let (status, body) = http(&server.addr, "GET", &format!("/api/v1/runs/{run_id}"), "");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Polls until `done` holds for the run, or fails after `limit` with its last state.
+fn wait_run(
+    server: &Server,
+    run_id: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let body = run(server, run_id);
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} did not get there within {limit:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ended(body: &Value) -> bool {
+    matches!(
+        body["run"]["status"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+fn workers(server: &Server) -> Vec<Value> {
+    let (status, body) = http(&server.addr, "GET", "/api/v1/workers", "");
+    assert_eq!(status, 200);
+    body["workers"].as_array().unwrap().clone()
+}
+
+fn worker(server: &Server, id: &str) -> Value {
+    workers(server)
+        .into_iter()
+        .find(|w| w["worker_id"] == id)
+        .unwrap_or_else(|| panic!("no worker {id}"))
+}
+
+fn alive(pid: i64) -> bool {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        None,
+    )
+    .is_ok()
+}
+
+fn dag(dag_id: &str, run: &str) -> Value {
+    serde_json::json!({"dag_id": dag_id, "tasks": [{"id": "t", "run": run}]})
+}
+
+#[test]
+fn two_scopes_run_side_by_side_in_two_workers_and_a_scope_reuses_its_worker() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(data.path(), &[]);
+    // Each task waits for the other scope's task to have started: they can only both
+    // finish if the two scopes run at the same time.
+    let dir = data.path().display().to_string();
+    let a = submit(
+        &server,
+        &dag(
+            "proj-a-one",
+            &format!(
+                "touch {dir}/a; for i in $(seq 100); do [ -e {dir}/b ] && exit 0; sleep 0.05; done; exit 1"
+            ),
+        ),
+    );
+    let b = submit(
+        &server,
+        &dag(
+            "proj-b-one",
+            &format!(
+                "touch {dir}/b; for i in $(seq 100); do [ -e {dir}/a ] && exit 0; sleep 0.05; done; exit 1"
+            ),
+        ),
+    );
+    let a_run = wait_run(&server, &a, Duration::from_secs(20), ended);
+    let b_run = wait_run(&server, &b, Duration::from_secs(20), ended);
+    assert_eq!(a_run["run"]["status"], "completed", "{a_run}");
+    assert_eq!(b_run["run"]["status"], "completed", "{b_run}");
+    assert_eq!(a_run["run"]["worker_id"], "worker-project-a");
+    assert_eq!(b_run["run"]["worker_id"], "worker-project-b");
+    let first = worker(&server, "worker-project-a");
+    let other = worker(&server, "worker-project-b");
+    assert_ne!(first["pid"], other["pid"], "two processes");
+    assert_eq!(first["node_id"], "test-node");
+
+    let again = submit(&server, &dag("proj-a-two", "echo again"));
+    let again = wait_run(&server, &again, Duration::from_secs(20), ended);
+    assert_eq!(again["run"]["status"], "completed");
+    let reused = worker(&server, "worker-project-a");
+    assert_eq!(
+        reused["pid"], first["pid"],
+        "the same worker process ran it"
+    );
+    assert_eq!(reused["runs_done"], 2);
+    assert_eq!(reused["status"], "idle");
+}
+
+#[test]
+fn a_worker_killed_mid_task_is_replaced_and_the_dag_completes_with_the_task_retried() {
+    let data = tempfile::tempdir().unwrap();
+    let lease = Duration::from_secs(2);
+    let server = serve_with(data.path(), &["--lease", "2s"]);
+    let marker = data.path().join("started");
+    // The first attempt hangs; the second (after the crash) finishes at once.
+    let script = format!(
+        "if [ -e {m} ]; then echo second; else touch {m}; sleep 60; fi",
+        m = marker.display()
+    );
+    let run_id = submit(&server, &dag("proj-c-crash", &script));
+    wait_run(&server, &run_id, Duration::from_secs(20), |r| {
+        r["tasks"][0]["status"] == "running"
+    });
+    while !marker.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = worker(&server, "worker-project-c")["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Nothing stays Running beyond the lease and 5 seconds.
+    let done = wait_run(&server, &run_id, lease + Duration::from_secs(5), ended);
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    assert_eq!(done["tasks"][0]["status"], "completed");
+    assert_eq!(
+        done["tasks"][0]["attempt"], 2,
+        "the task was retried: {done}"
+    );
+    let replacement = worker(&server, "worker-project-c");
+    assert_ne!(
+        replacement["pid"].as_i64(),
+        Some(pid),
+        "a new worker took over"
+    );
+    let (_, logs) = http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs"),
+        "",
+    );
+    assert_eq!(logs["logs"][0]["line"], "second");
+    // The killed worker's task was in its own process group: stop it here.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("touch {}", marker.display())])
+        .status();
+}
+
+#[test]
+fn a_second_worker_with_the_same_id_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = cascade()
+        .args([
+            "worker",
+            "run",
+            "--id",
+            "worker-global",
+            "--scope",
+            "global",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env("CASCADE_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let lock = data.path().join("workers/worker-global.lock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != first.id().to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker never took its lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = cascade()
+        .args([
+            "worker",
+            "run",
+            "--id",
+            "worker-global",
+            "--scope",
+            "global",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "worker `worker-global` is already running as pid {}",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    // A worker id that is not its scope's is refused too.
+    let wrong = cascade()
+        .args([
+            "worker",
+            "run",
+            "--id",
+            "worker-x",
+            "--scope",
+            "project:a",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("worker id `worker-x` does not belong to scope `project:a`"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn a_cancel_stops_a_running_dag_and_a_second_cancel_is_a_conflict() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(data.path(), &[]);
+    let running = submit(&server, &dag("proj-d-long", "sleep 60"));
+    wait_run(&server, &running, Duration::from_secs(20), |r| {
+        r["tasks"][0]["status"] == "running"
+    });
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        &format!("/api/v1/runs/{running}/cancel"),
+        "",
+    );
+    assert_eq!((status, body["status"].as_str()), (202, Some("cancelling")));
+    let done = wait_run(&server, &running, Duration::from_secs(10), ended);
+    assert_eq!(done["run"]["status"], "cancelled", "{done}");
+    assert_eq!(done["tasks"][0]["status"], "cancelled");
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        &format!("/api/v1/runs/{running}/cancel"),
+        "",
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already ended (cancelled)")
+    );
+    assert_eq!(
+        http(&server.addr, "POST", "/api/v1/runs/nope/cancel", "").0,
+        404
+    );
+}
+
+#[test]
+fn the_pool_caps_workers_and_stops_the_least_recently_used_idle_one() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(data.path(), &["--max-workers", "1"]);
+    let a = submit(&server, &dag("proj-e-one", "true"));
+    wait_run(&server, &a, Duration::from_secs(20), ended);
+    let first = worker(&server, "worker-project-e");
+    let b = submit(&server, &dag("proj-f-one", "true"));
+    let b = wait_run(&server, &b, Duration::from_secs(20), ended);
+    assert_eq!(b["run"]["status"], "completed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(first["pid"].as_i64().unwrap()) {
+        assert!(Instant::now() < deadline, "the idle worker was not stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(worker(&server, "worker-project-e")["status"], "stopped");
+}
+
+#[test]
+fn workers_exit_when_serve_is_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = serve_with(data.path(), &[]);
+    let a = submit(&server, &dag("proj-g-one", "sleep 60"));
+    wait_run(&server, &a, Duration::from_secs(20), |r| {
+        r["tasks"][0]["status"] == "running"
+    });
+    let pid = worker(&server, "worker-project-g")["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(server.child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = server.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "the worker outlived its parent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its run went back to the queue; the next server finishes... by cancelling it here.
+    let server = serve_with(data.path(), &[]);
+    let body = run(&server, &a);
+    assert!(
+        matches!(body["run"]["status"].as_str(), Some("queued" | "running")),
+        "{body}"
+    );
+    let (status, _) = http(
+        &server.addr,
+        "POST",
+        &format!("/api/v1/runs/{a}/cancel"),
+        "",
+    );
+    assert!(status == 200 || status == 202);
+    wait_run(&server, &a, Duration::from_secs(10), ended);
+}
+
+#[test]
+fn dag_commands_work_against_the_server_and_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(data.path(), &[]);
+    let url = format!("http://{}", server.addr);
+    let out = cascade()
+        .args([
+            "dag",
+            "submit",
+            "examples/dags/proj-a-nightly.json",
+            "--output",
+            "json",
+            "--server",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_id = submitted["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(submitted["worker_id"], "worker-project-proj-a");
+    wait_run(&server, &run_id, Duration::from_secs(20), ended);
+
+    let json = |args: &[&str]| -> Value {
+        let out = cascade()
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let list = json(&["dag", "list", "--server", &url]);
+    assert_eq!(list[0]["dag_id"], "proj-a-nightly");
+    assert_eq!(list[0]["status"], "completed");
+    assert_eq!(list[0]["owner_node"], "test-node");
+    assert_eq!(
+        json(&["dag", "list", "--status", "failed", "--server", &url]),
+        serde_json::json!([])
+    );
+    let status = json(&["dag", "status", "proj-a-nightly", "--server", &url]);
+    assert_eq!(status["scope"], "project:proj-a");
+    assert_eq!(status["runs"][0]["run_id"], run_id.as_str());
+    assert_eq!(status["latest_tasks"][0]["status"], "completed");
+    let logs = json(&["dag", "logs", "proj-a-nightly", "--server", &url]);
+    assert!(!logs["logs"].as_array().unwrap().is_empty(), "{logs}");
+    let workers = json(&["dag", "worker", "list", "--server", &url]);
+    assert_eq!(workers[0]["worker_id"], "worker-project-proj-a");
+    let one = json(&[
+        "dag",
+        "worker",
+        "status",
+        "worker-project-proj-a",
+        "--server",
+        &url,
+    ]);
+    assert_eq!(one["runs"][0]["run_id"], run_id.as_str());
+
+    // The same answers straight from the data dir, without the server.
+    let dir = data.path().to_str().unwrap();
+    let from_dir = json(&["dag", "status", "proj-a-nightly", "--data-dir", dir]);
+    assert_eq!(from_dir["runs"], status["runs"]);
+    let table = cascade()
+        .args(["dag", "list", "--data-dir", dir])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.starts_with("DAG_ID          SCOPE           STATUS     OWNER_NODE  CREATED"),
+        "{table}"
+    );
+    // Unknown ids are usage errors that say what to do.
+    let missing = cascade()
+        .args(["dag", "status", "nope", "--data-dir", dir])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("no DAG `nope`; `cascade dag list` lists the DAGs")
+    );
+}
