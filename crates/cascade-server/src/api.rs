@@ -334,29 +334,46 @@ pub async fn worker(
     }
 }
 
-/// `GET /api/v1/dags/{dag_id}`: a DAG (scope, owner node, latest status), its definition
-/// and its recent runs.
+/// `GET /api/v1/dags/{dag_id}`: a DAG (scope, owner node, latest status), its definition,
+/// its recent runs, and the tasks of the latest one (with the one running now).
 pub async fn dag(
     State(app): Shared,
     Path(dag_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = dag_id.clone();
-    match blocking(move || read(&app, |r| r.dag(&id))).await? {
-        Ok((row, definition, runs)) => {
-            let mut body = serde_json::to_value(row).unwrap_or_default();
-            if let Some(object) = body.as_object_mut() {
-                object.insert("definition".to_owned(), definition);
-                object.insert(
-                    "runs".to_owned(),
-                    serde_json::to_value(runs).unwrap_or_default(),
-                );
-            }
-            Ok(Json(body))
-        }
+    match blocking(move || read(&app, |r| dag_status(r, &id))).await? {
+        Ok(body) => Ok(Json(body)),
         Err(StoreError::NoDag(_)) => Err(ApiError::NotFound {
             what: "dag",
             id: dag_id,
         }),
         Err(_) => Err(ApiError::Unavailable),
     }
+}
+
+/// What `GET /api/v1/dags/{dag_id}` and `cascade dag status` show, in one read.
+pub fn dag_status(reader: &Reader, dag_id: &str) -> Result<serde_json::Value, StoreError> {
+    let (row, definition, runs) = reader.dag(dag_id)?;
+    let tasks = match runs.first() {
+        Some(latest) => reader.tasks(&latest.run_id)?,
+        None => Vec::new(),
+    };
+    let current = tasks
+        .iter()
+        .find(|t| t.status == "running")
+        .map(|t| t.task_id.clone());
+    let mut body = serde_json::to_value(row).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("definition".to_owned(), definition);
+        object.insert(
+            "runs".to_owned(),
+            serde_json::to_value(runs).unwrap_or_default(),
+        );
+        object.insert(
+            "latest_tasks".to_owned(),
+            serde_json::to_value(tasks).unwrap_or_default(),
+        );
+        object.insert("current_task".to_owned(), current.into());
+    }
+    Ok(body)
 }
