@@ -77,6 +77,37 @@ mod tests {
     }
 
     #[test]
+    fn a_run_queued_by_the_second_version_is_still_claimed_after_migrating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            Migrations::new(vec![
+                M::up(include_str!("../migrations/001_runs.sql")),
+                M::up(include_str!("../migrations/002_queue.sql")),
+            ])
+            .to_latest(&mut conn)
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO dag_definitions (dag_id, tasks, scope_type, created_at) VALUES ('d', '{\"tasks\": []}', 'global', 'then');
+                 INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at) VALUES ('r', 'd', 'api', 'queued', 'then');
+                 INSERT INTO worker_queue (run_id, worker_id, status, created_at) VALUES ('r', 'worker-global', 'queued', 'then');",
+            )
+            .unwrap();
+        }
+        let mut queue = crate::Queue::open(&path).unwrap();
+        let claimed = queue
+            .claim("worker-global", None, 1, Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.lease.run_id, "r");
+        assert_eq!(
+            claimed.definition, "{\"tasks\": []}",
+            "the definition comes from dag_definitions when the run has none"
+        );
+    }
+
+    #[test]
     fn opening_twice_keeps_the_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/cascade.db");
