@@ -16,6 +16,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/001_runs.sql")),
         M::up(include_str!("../migrations/002_queue.sql")),
         M::up(include_str!("../migrations/003_workers.sql")),
+        M::up(include_str!("../migrations/004_events.sql")),
     ])
 }
 

@@ -293,15 +293,16 @@ impl LedgerThread {
             }
             return;
         }
+        // Signals first: whoever waits on an answer sees what the batch found.
+        for (run, signal) in signals {
+            (self.on_signal)(&run, signal);
+        }
         for answer in answers {
             match answer {
                 Answer::Claimed(reply, claimed) => drop(reply.send(Ok(claimed))),
                 Answer::Finished(reply, result) => drop(reply.send(result)),
                 Answer::Released(reply, n) => drop(reply.send(Ok(n))),
             }
-        }
-        for (run, signal) in signals {
-            (self.on_signal)(&run, signal);
         }
     }
 

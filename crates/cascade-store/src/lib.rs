@@ -3,12 +3,14 @@
 
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ledger;
 pub mod queue;
 pub mod runs;
 pub mod writer;
 
 pub use error::StoreError;
+pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
 pub use runs::{DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};

@@ -120,6 +120,23 @@ impl Queue {
         results
     }
 
+    /// Stores many events in one transaction (group commit, as submissions); a
+    /// delivery seen before is recognised, not stored twice.
+    pub fn record_events(
+        &mut self,
+        events: &[crate::events::NewEvent],
+    ) -> Result<Vec<crate::events::Recorded>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let recorded = events
+            .iter()
+            .map(|e| crate::events::record_in(&tx, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(recorded)
+    }
+
     /// Claims the next run for `worker_id` on `node` (runs aimed at another node are
     /// left alone): the highest priority, oldest queued row, or one whose lease ran out
     /// (its worker died). `None` when there is nothing to do.

@@ -146,6 +146,15 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Stored events, oldest first: the last `limit`, or one dispatch chain's.
+    pub fn events(
+        &self,
+        task_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::events::EventRow>, StoreError> {
+        crate::events::events(&self.conn, task_id, limit)
+    }
+
     /// Every worker that ever recorded itself, by id.
     pub fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
