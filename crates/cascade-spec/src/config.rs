@@ -18,6 +18,108 @@ pub struct AdminConfig {
     /// Limits of the local engine.
     #[serde(default)]
     pub engine: EngineLimits,
+    /// Repositories whose webhooks, dispatches and schedules `serve` acts on, by full
+    /// name (`owner/name`, or a GitLab path).
+    #[serde(default)]
+    pub repositories: IndexMap<String, Repository>,
+    /// How `serve` routes events: dispatch retries, circuit breakers, callbacks.
+    #[serde(default)]
+    pub orchestrator: Orchestrator,
+}
+
+/// A git host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Forge {
+    Github,
+    Gitea,
+    Gitlab,
+}
+
+/// Where a repository's runs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The worker processes of this server.
+    #[default]
+    Local,
+    /// Argo Workflows, with the kubeconfig of the server.
+    Argo,
+}
+
+/// One repository `serve` acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repository {
+    /// The git host: `github`, `gitea` or `gitlab`.
+    pub forge: Forge,
+    /// Where to clone from (`https://…`, `file://…`); webhooks name the repository, this
+    /// says where it is.
+    pub url: String,
+    /// The host's API base for commit statuses (`https://api.github.com`,
+    /// `https://gitea.example/api/v1`, `https://gitlab.com/api/v4`); unset: no statuses.
+    pub api_url: Option<String>,
+    /// GitLab's numeric project id, for its status API.
+    pub project_id: Option<String>,
+    /// The secret (by name, from the secret store) holding the API token for statuses.
+    pub token_secret: Option<String>,
+    /// The secret (by name) holding this repository's webhook secret, instead of the
+    /// server's `--webhook-secret`.
+    pub webhook_secret: Option<String>,
+    /// The pipeline file inside the repository.
+    #[serde(default = "default_pipeline_path")]
+    pub pipeline: String,
+    /// The branch whose pipeline file schedules and dispatches read.
+    #[serde(default = "default_branch")]
+    pub default_branch: String,
+    /// `local` (this server's workers) or `argo`.
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+fn default_pipeline_path() -> String {
+    "ci.yaml".to_owned()
+}
+
+fn default_branch() -> String {
+    "main".to_owned()
+}
+
+/// Event routing (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Orchestrator {
+    /// A failed dispatch-started run is started again up to this many times.
+    pub retry_limit: u32,
+    /// Consecutive failures of one route (event type → pipeline) that open its breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses its route before letting one event try
+    /// (half-open), as a duration (`60s`).
+    pub breaker_cooldown: String,
+    /// Where completion callbacks go when the event does not say (`callback_url` in a
+    /// dispatch's `client_payload`).
+    pub callback_url: Option<String>,
+    /// Deliveries of one event from NATS before it is dead-lettered.
+    pub max_deliver: u32,
+}
+
+impl Default for Orchestrator {
+    fn default() -> Self {
+        Self {
+            retry_limit: 3,
+            breaker_failures: 5,
+            breaker_cooldown: "60s".to_owned(),
+            callback_url: None,
+            max_deliver: 5,
+        }
+    }
+}
+
+impl Orchestrator {
+    /// The breaker cool-down (checked when the config was read).
+    pub fn cooldown(&self) -> std::time::Duration {
+        crate::duration::parse(&self.breaker_cooldown).unwrap_or(std::time::Duration::from_mins(1))
+    }
 }
 
 /// What a runner alias gives a job.
@@ -83,6 +185,8 @@ pub enum ConfigError {
     BadMemory { runner: String, memory: String },
     #[error("runner `{runner}`: cpu must be more than 0, found {cpu}")]
     BadCpu { runner: String, cpu: String },
+    #[error("orchestrator.breaker_cooldown: {0} (expected a duration like `60s`)")]
+    BadCooldown(String),
 }
 
 fn default_runners() -> IndexMap<String, Runner> {
@@ -108,6 +212,8 @@ impl Default for AdminConfig {
             runners: default_runners(),
             secrets: IndexMap::new(),
             engine: EngineLimits::default(),
+            repositories: IndexMap::new(),
+            orchestrator: Orchestrator::default(),
         }
     }
 }
@@ -141,6 +247,8 @@ impl AdminConfig {
                 });
             }
         }
+        crate::duration::parse(&config.orchestrator.breaker_cooldown)
+            .map_err(|e| ConfigError::BadCooldown(e.to_string()))?;
         Ok(config)
     }
 
@@ -221,6 +329,34 @@ mod tests {
             e.to_string(),
             "runner `x`: invalid memory `lots` (expected a quantity like `512Mi` or `2Gi`)"
         );
+    }
+
+    #[test]
+    fn parses_repositories_and_the_orchestrator() {
+        let c = AdminConfig::parse(
+            "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"https://github.com/acme/app.git\"\napi_url = \"https://api.github.com\"\ntoken_secret = \"GITHUB_TOKEN\"\n[orchestrator]\nretry_limit = 2\nbreaker_cooldown = \"5s\"\n",
+        )
+        .unwrap();
+        let repo = &c.repositories["acme/app"];
+        assert_eq!(
+            (
+                repo.forge,
+                repo.pipeline.as_str(),
+                repo.default_branch.as_str(),
+                repo.backend
+            ),
+            (Forge::Github, "ci.yaml", "main", Backend::Local)
+        );
+        assert_eq!(c.orchestrator.retry_limit, 2);
+        assert_eq!(c.orchestrator.breaker_failures, 5);
+        assert_eq!(c.orchestrator.cooldown(), std::time::Duration::from_secs(5));
+        let e = AdminConfig::parse("[orchestrator]\nbreaker_cooldown = \"soon\"\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("orchestrator.breaker_cooldown:"),
+            "{e}"
+        );
+        let e = AdminConfig::parse("[repositories.x]\nforge = \"svn\"\nurl = \"u\"\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
     }
 
     #[test]
