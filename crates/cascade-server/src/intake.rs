@@ -3,7 +3,7 @@
 //! submission is answered only after its commit, so a 202 means it is on disk. Cancel
 //! requests go through the same thread (one writer of the queue per process).
 
-use cascade_store::{Cancelled, Enqueued, Queue, StoreError, Submission};
+use cascade_store::{Cancelled, Enqueued, NewEvent, Queue, Recorded, StoreError, Submission};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -11,6 +11,8 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Request {
     Submit(Submission, Reply<Enqueued>),
     Cancel(String, Reply<Cancelled>),
+    Event(Box<NewEvent>, Reply<Recorded>),
+    Body(String, Vec<u8>, Reply<()>),
 }
 
 /// Hands submissions to the writer thread.
@@ -39,6 +41,8 @@ impl Intake {
                     }
                     let mut submissions = Vec::new();
                     let mut replies = Vec::new();
+                    let mut events = Vec::new();
+                    let mut event_replies = Vec::new();
                     for request in batch {
                         match request {
                             Request::Submit(s, reply) => {
@@ -47,6 +51,29 @@ impl Intake {
                             }
                             Request::Cancel(run_id, reply) => {
                                 let _ = reply.send(queue.cancel(&run_id));
+                            }
+                            Request::Body(id, body, reply) => {
+                                let _ = reply.send(queue.put_body(&id, &body));
+                            }
+                            Request::Event(event, reply) => {
+                                events.push(*event);
+                                event_replies.push(reply);
+                            }
+                        }
+                    }
+                    if !events.is_empty() {
+                        match queue.record_events(&events) {
+                            Ok(recorded) => {
+                                for (reply, r) in event_replies.into_iter().zip(recorded) {
+                                    let _ = reply.send(Ok(r));
+                                }
+                            }
+                            Err(e) => {
+                                let e = std::sync::Arc::new(e);
+                                for reply in event_replies {
+                                    let _ = reply
+                                        .send(Err(StoreError::Shared(std::sync::Arc::clone(&e))));
+                                }
                             }
                         }
                     }
@@ -75,6 +102,19 @@ impl Intake {
     /// Queues one submission; resolves after its commit.
     pub async fn submit(&self, submission: Submission) -> Result<Enqueued, StoreError> {
         self.ask(|reply| Request::Submit(submission, reply)).await
+    }
+
+    /// Stores an event (group-committed with whatever else waits); resolves after the
+    /// commit, telling whether the delivery was new.
+    pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
+        self.ask(|reply| Request::Event(Box::new(event), reply))
+            .await
+    }
+
+    /// Stores an event body for a claim check; resolves after the commit.
+    pub async fn put_body(&self, id: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.ask(|reply| Request::Body(id, body, reply)).await
     }
 
     /// Cancels a run (see [`Queue::cancel`]); resolves after its commit.

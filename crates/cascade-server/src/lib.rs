@@ -4,7 +4,9 @@
 
 pub mod api;
 pub mod error;
+pub mod inbox;
 pub mod intake;
+pub mod jetstream;
 pub mod pool;
 pub mod worker;
 

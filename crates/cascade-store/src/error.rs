@@ -28,6 +28,8 @@ pub enum StoreError {
     WriterGone,
     #[error("the batch of submissions could not be committed; none was queued")]
     Batch(#[source] std::sync::Arc<rusqlite::Error>),
+    #[error("the store failed for every request of a batch")]
+    Shared(#[source] std::sync::Arc<StoreError>),
     #[error("the lease on run `{0}` ran out or was taken over; its result was not recorded")]
     Fenced(String),
     #[error(

@@ -137,6 +137,16 @@ impl Queue {
         Ok(recorded)
     }
 
+    /// Stores an event body for a NATS claim check.
+    pub fn put_body(&mut self, body_id: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO event_bodies (body_id, body, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![body_id, body, jiff::Timestamp::now().to_string()])?;
+        Ok(())
+    }
+
     /// Claims the next run for `worker_id` on `node` (runs aimed at another node are
     /// left alone): the highest priority, oldest queued row, or one whose lease ran out
     /// (its worker died). `None` when there is nothing to do.

@@ -155,6 +155,16 @@ impl Reader {
         crate::events::events(&self.conn, task_id, limit)
     }
 
+    /// Whether an event (source, delivery id) was stored.
+    pub fn seen(&self, source: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM events WHERE source = ?1 AND delivery_id = ?2")?
+            .query_row(params![source, delivery_id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Every worker that ever recorded itself, by id.
     pub fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
