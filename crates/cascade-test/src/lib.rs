@@ -1,0 +1,14 @@
+//! Dev-only helpers for the workspace's integration tests and benchmarks: free loopback
+//! ports ([`free_port`]) and real brokers ([`Mosquitto`], [`NatsServer`]) started as child
+//! processes on such a port, killed (SIGKILL) and restarted on the same port at will, and
+//! always killed on drop.
+//!
+//! Helpers panic with a message saying what went wrong and how to fix it (which binary
+//! to install, and how): in a test, the panic is the failure report. Depend on this crate
+//! from `[dev-dependencies]` only.
+
+mod broker;
+mod port;
+
+pub use broker::{Mosquitto, NatsServer};
+pub use port::free_port;
