@@ -19,6 +19,8 @@ pub struct App {
     pub reader: Mutex<Reader>,
     /// Told of every submission, so the scope's worker starts or wakes at once.
     pub pool: Option<crate::pool::PoolHandle>,
+    /// Where webhooks and dispatches go (`None`: the event routes are off).
+    pub inbox: Option<crate::inbox::Inbox>,
 }
 
 type Shared = State<Arc<App>>;

@@ -3,11 +3,15 @@
 //! (`cascade worker run`). Webhooks and the orchestrator come next (see ARCHITECTURE.md).
 
 pub mod api;
+pub mod dispatch;
 pub mod error;
 pub mod inbox;
 pub mod intake;
 pub mod jetstream;
+pub mod orchestrator;
 pub mod pool;
+pub mod reporter;
+pub mod trigger;
 pub mod worker;
 
 use axum::Router;
@@ -111,6 +115,7 @@ pub async fn serve(
         intake: intake::Intake::start(queue),
         reader: Mutex::new(reader),
         pool,
+        inbox: None,
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

@@ -350,7 +350,26 @@ fn prepare(
             event_name: "workflow_dispatch".to_owned(),
             ..Trigger::manual()
         };
-        if let Some(inputs) = value.get("inputs").and_then(|i| i.as_object()) {
+        // Set by the orchestrator: the event that started it.
+        if let Some(t) = value.get("trigger") {
+            if let Some(name) = t.get("event_name").and_then(|n| n.as_str()) {
+                name.clone_into(&mut trigger.event_name);
+            }
+            if let Some(payload) = t.get("payload") {
+                trigger.payload = payload.clone();
+            }
+            trigger.changed_paths = t.get("changed_paths").and_then(|c| {
+                c.as_array().map(|list| {
+                    list.iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
+            });
+        }
+        let inputs = value
+            .get("inputs")
+            .or_else(|| value.get("trigger").and_then(|t| t.get("inputs")));
+        if let Some(inputs) = inputs.and_then(|i| i.as_object()) {
             for (k, v) in inputs {
                 if let Some(v) = v.as_str() {
                     trigger.inputs.insert(k.clone(), v.to_owned());
@@ -370,12 +389,20 @@ fn prepare(
         )
     };
     let plan = cascade_plan::plan(&pipeline, &trigger, &[]).map_err(|e| e.to_string())?;
-    let mut secrets = options.secrets.clone();
     let declared: Vec<&str> = plan
         .jobs
         .iter()
         .flat_map(|j| j.secrets.iter().map(String::as_str))
         .collect();
+    // A pull request from a fork runs without secrets.
+    let withheld = value.get("secrets") == Some(&serde_json::Value::Bool(false));
+    if withheld && !declared.is_empty() {
+        return Err(format!(
+            "secrets are not given to pull requests from forks (the pipeline declares {})",
+            declared.join(", ")
+        ));
+    }
+    let mut secrets = options.secrets.clone();
     secrets
         .resolve(declared, &|name| std::env::var(name).ok())
         .map_err(|e| e.to_string())?;

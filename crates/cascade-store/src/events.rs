@@ -125,6 +125,8 @@ pub struct OriginState {
     pub origin: Origin,
     /// The run's status now.
     pub status: String,
+    /// Why it failed or was skipped before any task ran.
+    pub error: Option<String>,
     /// Every task's (id, status, error), in plan order.
     pub tasks: Vec<(String, String, Option<String>)>,
 }
@@ -209,13 +211,33 @@ impl Orchestration {
         Ok(())
     }
 
+    /// Records a run that ended before it started: `skipped` (nothing to do) or
+    /// `failed` (a config error, in `error`).
+    pub fn ended_run(
+        &mut self,
+        run_id: &str,
+        dag_id: &str,
+        trigger: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let now = jiff::Timestamp::now().to_string();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO dag_runs (run_id, dag_id, trigger, status, error, created_at, finished_at, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+            )?
+            .execute(params![run_id, dag_id, trigger, status, error, now])?;
+        Ok(())
+    }
+
     /// Runs with an origin not yet told of their end, and their task states now.
     pub fn pending_origins(&self) -> Result<Vec<OriginState>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.run_id, o.event_id, o.pipeline, o.status_target, o.task_id, o.event_type, o.retry_count, o.callback_url, r.status
+            "SELECT o.run_id, o.event_id, o.pipeline, o.status_target, o.task_id, o.event_type, o.retry_count, o.callback_url, r.status, r.error
              FROM run_origins o JOIN dag_runs r USING (run_id) WHERE o.outcome_state = 'pending'",
         )?;
-        let rows: Vec<(Origin, String)> = stmt
+        let rows: Vec<(Origin, String, Option<String>)> = stmt
             .query_map([], |r| {
                 Ok((
                     Origin {
@@ -229,11 +251,12 @@ impl Orchestration {
                         callback_url: r.get(7)?,
                     },
                     r.get(8)?,
+                    r.get(9)?,
                 ))
             })?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
-        for (origin, status) in rows {
+        for (origin, status, error) in rows {
             let tasks = self
                 .conn
                 .prepare_cached(
@@ -244,6 +267,7 @@ impl Orchestration {
             out.push(OriginState {
                 origin,
                 status,
+                error,
                 tasks,
             });
         }
@@ -410,6 +434,15 @@ impl Orchestration {
             .conn
             .prepare_cached("SELECT body FROM event_bodies WHERE body_id = ?1")?
             .query_row([body_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// One stored event.
+    pub fn event(&self, event_id: i64) -> Result<Option<EventRow>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("{EVENT_COLUMNS} WHERE event_id = ?1"))?
+            .query_row([event_id], event_row)
             .optional()?)
     }
 

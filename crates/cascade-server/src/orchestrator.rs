@@ -1,0 +1,653 @@
+//! The orchestrator: routes each stored event to the pipelines it starts (DESIGN §1, §4).
+//!
+//! It takes events from the SQLite event log in order (the inbox put them there), and
+//! for each:
+//! - a push, tag or pull request of a registered repository: reads the pipeline file at
+//!   the trusted revision (a pull request from a fork: its base, and no secrets),
+//!   matches `on:`, and queues a run with the event as its trigger; a config error
+//!   (invalid file, unknown runner or secret) becomes a failed run, a path filter that
+//!   leaves nothing to do a skipped one, so the status reporter tells the forge;
+//! - a `repository_dispatch`: every registered pipeline listening to its type, routed
+//!   once per (task id, event type, pipeline) and retry count, unless that route's
+//!   circuit breaker is open;
+//! - a `workflow_dispatch` or a cron tick: the named pipeline.
+//!
+//! What a run came from is kept (`run_origins`) for the status reporter, retries and
+//! callbacks (`reporter.rs`). The orchestrator only routes: it never runs a task.
+
+use crate::intake::Intake;
+use crate::pool::PoolHandle;
+use cascade_spec::Scope;
+use cascade_spec::config::{AdminConfig, Repository};
+use cascade_store::{EventRow, Orchestration, Origin, Submission};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A pull request, as the orchestrator needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    /// `opened`, `synchronize`, `reopened`, `closed`, …
+    pub action: String,
+    pub head_sha: String,
+    pub base_sha: String,
+    pub base_ref: String,
+    pub head_ref: String,
+    pub from_fork: bool,
+}
+
+/// The normalised event stored in the event log, whatever its source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Incoming {
+    /// `push`, `tag`, `pull_request`, `repository_dispatch`, `workflow_dispatch`,
+    /// `schedule`, `ping`.
+    pub kind: String,
+    /// The repository's full name (`owner/name`), as registered in `cascade.toml`.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// The commit the event is about.
+    #[serde(default)]
+    pub sha: Option<String>,
+    /// The commit before a push (for changed paths).
+    #[serde(default)]
+    pub before: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub pull_request: Option<PullRequest>,
+    /// Paths the change touched, when the event lists them.
+    #[serde(default)]
+    pub changed_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub event_type: Option<String>,
+    #[serde(default)]
+    pub client_payload: Option<serde_json::Value>,
+    #[serde(default)]
+    pub inputs: IndexMap<String, String>,
+    /// The pipeline file to run (`workflow_dispatch`, `schedule`); the repository's own
+    /// when unset.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// What `event.*` reads in the pipeline: the forge's payload, or the dispatch.
+    #[serde(default)]
+    pub raw: serde_json::Value,
+}
+
+impl Incoming {
+    /// A `repository_dispatch` with its client payload (`task_id`, `retry_count` set).
+    pub fn dispatch(event_type: &str, client_payload: serde_json::Value) -> Self {
+        Self {
+            kind: "repository_dispatch".to_owned(),
+            event_type: Some(event_type.to_owned()),
+            raw: serde_json::json!({"action": event_type, "event_type": event_type, "client_payload": client_payload}),
+            client_payload: Some(client_payload),
+            ..Self::default()
+        }
+    }
+
+    fn task_id(&self) -> Option<String> {
+        self.client_payload
+            .as_ref()
+            .and_then(|p| p.get("task_id"))
+            .and_then(|t| {
+                t.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| Some(t.to_string()))
+            })
+    }
+
+    fn retry_count(&self) -> i64 {
+        self.client_payload
+            .as_ref()
+            .and_then(|p| p.get("retry_count"))
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0)
+    }
+
+    fn event_name(&self) -> &str {
+        match self.kind.as_str() {
+            "tag" => "push",
+            other => other,
+        }
+    }
+}
+
+/// Reads pipeline files and changed paths from registered repositories.
+pub trait PipelineSource: Send + Sync {
+    /// The file at `path` in revision `rev` (a sha or a branch), `None` if it is not there.
+    fn read(&self, repo: &Repository, rev: &str, path: &str) -> Result<Option<String>, String>;
+    /// Paths changed between two revisions.
+    fn changed(&self, repo: &Repository, base: &str, head: &str) -> Result<Vec<String>, String>;
+}
+
+/// What handling an event came to (the event log's status and note).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    Done(String),
+    Skipped(String),
+    Failed(String),
+}
+
+/// The orchestrator's state: its store connection and what it submits through.
+pub struct Orchestrator {
+    pub store: Orchestration,
+    pub intake: Intake,
+    pub pool: Option<PoolHandle>,
+    pub config: Arc<AdminConfig>,
+    pub source: Arc<dyn PipelineSource>,
+    /// Secret names available to runs (env and secrets file); an unknown one is a
+    /// config error before anything runs.
+    pub secret_names: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator").finish_non_exhaustive()
+    }
+}
+
+/// One pipeline to start, and why.
+struct Start<'a> {
+    repo_name: &'a str,
+    repo: &'a Repository,
+    path: String,
+    text: String,
+    incoming: &'a Incoming,
+    event_id: i64,
+    /// Secrets are withheld from pull requests from forks.
+    secrets: bool,
+    route: Option<(String, String, i64)>,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let millis = u64::try_from(now_ms()).unwrap_or(0);
+    cascade_plan::RunId::generate(millis, h.finish()).to_string()
+}
+
+impl Orchestrator {
+    /// Handles events as they come until `shutdown`.
+    pub async fn run(mut self, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
+        loop {
+            let taken = tokio::task::block_in_place(|| self.store.take(16));
+            match taken {
+                Ok(events) if !events.is_empty() => {
+                    for event in events {
+                        let handled = self.handle(&event).await;
+                        let (status, note) = match &handled {
+                            Handled::Done(n) => ("done", n),
+                            Handled::Skipped(n) => ("skipped", n),
+                            Handled::Failed(n) => ("failed", n),
+                        };
+                        tracing::info!(
+                            event = event.event_id,
+                            kind = event.kind,
+                            status,
+                            note,
+                            "event handled"
+                        );
+                        if let Err(e) = tokio::task::block_in_place(|| {
+                            self.store.settle(event.event_id, status, note)
+                        }) {
+                            tracing::warn!(error = %e, "cannot record an event's outcome");
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the event log"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Routes one event.
+    pub async fn handle(&mut self, event: &EventRow) -> Handled {
+        let incoming: Incoming = match serde_json::from_value(event.payload.clone()) {
+            Ok(i) => i,
+            Err(e) => return Handled::Failed(format!("not a normalised event: {e}")),
+        };
+        match incoming.kind.as_str() {
+            "ping" => Handled::Done("pong".to_owned()),
+            "push" | "tag" | "pull_request" => self.forge_event(event.event_id, &incoming).await,
+            "repository_dispatch" => self.dispatch(event.event_id, &incoming).await,
+            "workflow_dispatch" | "schedule" => self.named(event.event_id, &incoming).await,
+            other => Handled::Skipped(format!("`{other}` events start nothing")),
+        }
+    }
+
+    /// The registered name of the event's repository.
+    fn repo(&self, incoming: &Incoming) -> Result<String, Handled> {
+        let name = incoming.repo.as_deref().unwrap_or_default();
+        if self.config.repositories.contains_key(name) {
+            Ok(name.to_owned())
+        } else {
+            Err(Handled::Skipped(format!(
+                "repository `{name}` is not registered in cascade.toml ([repositories.\"{name}\"])"
+            )))
+        }
+    }
+
+    async fn forge_event(&mut self, event_id: i64, incoming: &Incoming) -> Handled {
+        let config = Arc::clone(&self.config);
+        let repo_name = match self.repo(incoming) {
+            Ok(r) => r,
+            Err(h) => return h,
+        };
+        let Some(repo) = config.repositories.get(&repo_name) else {
+            return Handled::Skipped(format!("repository `{repo_name}` is not registered"));
+        };
+        let Some(sha) = incoming.sha.clone() else {
+            return Handled::Skipped("the event names no commit".to_owned());
+        };
+        let pr = incoming.pull_request.as_ref();
+        // The pipeline file comes from a revision the repository's owners control.
+        let (trusted, secrets) = match pr {
+            Some(pr) if pr.from_fork => (pr.base_sha.clone(), false),
+            _ => (sha.clone(), true),
+        };
+        let path = repo.pipeline.clone();
+        let source = Arc::clone(&self.source);
+        let read = tokio::task::block_in_place(|| source.read(repo, &trusted, &path));
+        let text = match read {
+            Ok(Some(text)) => text,
+            Ok(None) => return Handled::Skipped(format!("no {path} at {trusted}")),
+            Err(e) => return Handled::Failed(format!("cannot read {path} at {trusted}: {e}")),
+        };
+        let mut incoming = incoming.clone();
+        if incoming.changed_paths.is_none() {
+            let (base, head) = match pr {
+                Some(pr) => (Some(pr.base_sha.clone()), pr.head_sha.clone()),
+                None => (incoming.before.clone(), sha.clone()),
+            };
+            if let Some(base) = base.filter(|b| !b.is_empty() && b.chars().any(|c| c != '0')) {
+                let changed = tokio::task::block_in_place(|| source.changed(repo, &base, &head));
+                incoming.changed_paths = changed.ok();
+            }
+        }
+        self.start(Start {
+            repo_name: &repo_name,
+            repo,
+            path,
+            text,
+            incoming: &incoming,
+            event_id,
+            secrets,
+            route: None,
+        })
+        .await
+    }
+
+    async fn dispatch(&mut self, event_id: i64, incoming: &Incoming) -> Handled {
+        let config = Arc::clone(&self.config);
+        let event_type = incoming.event_type.clone().unwrap_or_default();
+        let task_id = incoming.task_id().unwrap_or_default();
+        let retry_count = incoming.retry_count();
+        let mut started = Vec::new();
+        let mut problems = Vec::new();
+        for (repo_name, repo) in &config.repositories {
+            let source = Arc::clone(&self.source);
+            let read = tokio::task::block_in_place(|| {
+                source.read(repo, &repo.default_branch, &repo.pipeline)
+            });
+            let text = match read {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.push(format!("{repo_name}: {e}"));
+                    continue;
+                }
+            };
+            let listens = cascade_spec::parse_pipeline(&repo.pipeline, &text)
+                .ok()
+                .and_then(|p| p.on.repository_dispatch)
+                .is_some_and(|d| d.types.is_empty() || d.types.contains(&event_type));
+            if !listens {
+                continue;
+            }
+            let pipeline = format!("{repo_name}/{}", repo.pipeline);
+            let route = format!("{event_type} → {pipeline}");
+            if let Some(why) = self.breaker_refuses(&route) {
+                problems.push(why);
+                continue;
+            }
+            let claimed = tokio::task::block_in_place(|| {
+                self.store
+                    .claim_route(&task_id, &event_type, &pipeline, retry_count)
+            });
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => {
+                    started.push(format!(
+                        "{pipeline} was already started for task {task_id} (retry {retry_count})"
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            }
+            let handled = self
+                .start(Start {
+                    repo_name,
+                    repo,
+                    path: repo.pipeline.clone(),
+                    text,
+                    incoming,
+                    event_id,
+                    secrets: true,
+                    route: Some((task_id.clone(), event_type.clone(), retry_count)),
+                })
+                .await;
+            match handled {
+                Handled::Done(n) => started.push(n),
+                Handled::Skipped(n) | Handled::Failed(n) => problems.push(n),
+            }
+        }
+        match (started.is_empty(), problems.is_empty()) {
+            (true, true) => {
+                Handled::Skipped(format!("no registered pipeline listens to `{event_type}`"))
+            }
+            (true, false) => Handled::Failed(problems.join("; ")),
+            (false, _) => Handled::Done(started.join("; ")),
+        }
+    }
+
+    /// `Some(reason)` while the route's breaker is open; after the cool-down one event
+    /// may try (half-open).
+    fn breaker_refuses(&self, route: &str) -> Option<String> {
+        let (failures, opened) = self.store.breaker(route).ok()?;
+        let opened = opened?;
+        let cooldown =
+            i64::try_from(self.config.orchestrator.cooldown().as_millis()).unwrap_or(i64::MAX);
+        (now_ms() < opened.saturating_add(cooldown)).then(|| {
+            format!("circuit open for {route} after {failures} consecutive failures; retry after the cool-down")
+        })
+    }
+
+    async fn named(&mut self, event_id: i64, incoming: &Incoming) -> Handled {
+        let config = Arc::clone(&self.config);
+        let repo_name = match self.repo(incoming) {
+            Ok(r) => r,
+            Err(h) => return h,
+        };
+        let Some(repo) = config.repositories.get(&repo_name) else {
+            return Handled::Skipped(format!("repository `{repo_name}` is not registered"));
+        };
+        let path = incoming
+            .pipeline
+            .clone()
+            .unwrap_or_else(|| repo.pipeline.clone());
+        let rev = incoming
+            .sha
+            .clone()
+            .or_else(|| incoming.branch.clone())
+            .unwrap_or_else(|| repo.default_branch.clone());
+        let source = Arc::clone(&self.source);
+        let text = match tokio::task::block_in_place(|| source.read(repo, &rev, &path)) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Handled::Skipped(format!("no {path} at {rev}")),
+            Err(e) => return Handled::Failed(format!("cannot read {path} at {rev}: {e}")),
+        };
+        self.start(Start {
+            repo_name: &repo_name,
+            repo,
+            path,
+            text,
+            incoming,
+            event_id,
+            secrets: true,
+            route: None,
+        })
+        .await
+    }
+
+    /// Checks, matches and queues one pipeline; config errors become failed runs.
+    async fn start(&mut self, s: Start<'_>) -> Handled {
+        let name = format!("{}/{}", s.repo_name, s.path);
+        let run_id = new_run_id();
+        let scope = Scope::Project(slug(s.repo_name));
+        let status_target = s.incoming.sha.as_ref().map(|sha| {
+            serde_json::json!({
+                "forge": s.repo.forge,
+                "api_url": s.repo.api_url,
+                "repo": s.repo_name,
+                "project_id": s.repo.project_id,
+                "token_secret": s.repo.token_secret,
+                "sha": sha,
+            })
+            .to_string()
+        });
+        let callback_url = s
+            .incoming
+            .client_payload
+            .as_ref()
+            .and_then(|p| p.get("callback_url"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.config.orchestrator.callback_url.clone());
+        let origin = Origin {
+            run_id: run_id.clone(),
+            event_id: Some(s.event_id),
+            pipeline: name.clone(),
+            status_target,
+            task_id: s.route.as_ref().map(|r| r.0.clone()),
+            event_type: s.route.as_ref().map(|r| r.1.clone()),
+            retry_count: s.route.as_ref().map_or(0, |r| r.2),
+            callback_url,
+        };
+        let trigger = cascade_plan::Trigger {
+            event_name: s.incoming.event_name().to_owned(),
+            payload: s.incoming.raw.clone(),
+            inputs: s.incoming.inputs.clone(),
+            changed_paths: s.incoming.changed_paths.clone(),
+        };
+        let checked = self.check(&s, &trigger);
+        let definition = serde_json::json!({
+            "pipeline": s.text,
+            "trigger": {
+                "event_name": trigger.event_name,
+                "payload": trigger.payload,
+                "inputs": trigger.inputs,
+                "changed_paths": trigger.changed_paths,
+            },
+            "secrets": s.secrets,
+        });
+        match checked {
+            Check::Run => {}
+            Check::Skip(reason) => {
+                if reason.reported {
+                    self.ended(
+                        &run_id,
+                        &name,
+                        &origin,
+                        &s.incoming.kind,
+                        "skipped",
+                        &reason.text,
+                    );
+                }
+                return Handled::Skipped(reason.text);
+            }
+            Check::ConfigError(error) => {
+                self.ended(&run_id, &name, &origin, &s.incoming.kind, "failed", &error);
+                return Handled::Failed(format!("{name}: {error}"));
+            }
+        }
+        let submission = Submission {
+            dag_id: name.clone(),
+            run_id: run_id.clone(),
+            definition,
+            scope: scope.clone(),
+            target_node: None,
+            priority: 1,
+            trigger: s.incoming.event_name().to_owned(),
+        };
+        // The origin first: a run is never left without one for the reporter.
+        if let Err(e) = tokio::task::block_in_place(|| self.store.add_origin(&origin)) {
+            return Handled::Failed(format!("cannot record the origin of a run: {e}"));
+        }
+        match self.intake.submit(submission).await {
+            Ok(enqueued) => {
+                if let Some(pool) = &self.pool {
+                    pool.notify(&enqueued.worker_id, &scope.to_string());
+                }
+                if let Some((task, event_type, _)) = &s.route {
+                    let _ = tokio::task::block_in_place(|| {
+                        self.store
+                            .set_route(task, event_type, &name, Some(&run_id), "running")
+                    });
+                }
+                Handled::Done(format!("started run {run_id} of {name}"))
+            }
+            Err(e) => Handled::Failed(format!("cannot queue {name}: {e}")),
+        }
+    }
+
+    /// Whether a pipeline runs for this event; config errors say why it cannot.
+    fn check(&self, s: &Start<'_>, trigger: &cascade_plan::Trigger) -> Check {
+        let pipeline = match cascade_spec::parse_pipeline(&s.path, &s.text) {
+            Ok(p) => p,
+            Err(errors) => {
+                let first = errors.diagnostics.first();
+                let at = first.map(|d| errors.line_column(d));
+                return Check::ConfigError(format!(
+                    "invalid {}: {}{}",
+                    s.path,
+                    first.map_or("", |d| d.message.as_str()),
+                    at.map_or(String::new(), |a| format!(
+                        " (line {}, column {})",
+                        a.line, a.column
+                    ))
+                ));
+            }
+        };
+        if let Some(skip) = Self::not_triggered(&pipeline, s.incoming) {
+            return Check::Skip(skip);
+        }
+        let plan = match cascade_plan::plan(&pipeline, trigger, &[]) {
+            Ok(p) => p,
+            Err(e) => return Check::ConfigError(e.to_string()),
+        };
+        for job in &plan.jobs {
+            if let Some(runner) = &job.runner
+                && let Err(known) = self.config.runner(runner)
+            {
+                return Check::ConfigError(format!(
+                    "job `{}`: unknown runner `{runner}` (cascade.toml has {known})",
+                    job.id
+                ));
+            }
+            if s.secrets {
+                for secret in &job.secrets {
+                    if !(self.secret_names)(secret) {
+                        return Check::ConfigError(format!(
+                            "job `{}`: unknown secret `{secret}` (not in the server's environment or secrets file)",
+                            job.id
+                        ));
+                    }
+                }
+            }
+        }
+        if plan.jobs.iter().all(|j| j.skip.is_some()) && !plan.jobs.is_empty() {
+            return Check::Skip(Skip {
+                text: "no job's paths changed".to_owned(),
+                reported: true,
+            });
+        }
+        Check::Run
+    }
+
+    /// Why `on:` does not start the pipeline for this event, if it does not.
+    fn not_triggered(pipeline: &cascade_spec::Pipeline, incoming: &Incoming) -> Option<Skip> {
+        let on = &pipeline.on;
+        let quiet = |text: String| {
+            Some(Skip {
+                text,
+                reported: false,
+            })
+        };
+        match incoming.kind.as_str() {
+            "push" | "tag" => {
+                let Some(filter) = &on.push else {
+                    return quiet("`on.push` is not set".to_owned());
+                };
+                crate::trigger::push_skip(filter, incoming)
+            }
+            "pull_request" => {
+                let Some(filter) = &on.pull_request else {
+                    return quiet("`on.pull_request` is not set".to_owned());
+                };
+                crate::trigger::pull_request_skip(filter, incoming)
+            }
+            "workflow_dispatch" if on.workflow_dispatch.is_none() => {
+                quiet("`on.workflow_dispatch` is not set".to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// Records a run that ended before it started (skipped, or a config error), so the
+    /// reporter sends its status like any other.
+    fn ended(
+        &mut self,
+        run_id: &str,
+        name: &str,
+        origin: &Origin,
+        trigger: &str,
+        status: &str,
+        why: &str,
+    ) {
+        let result = tokio::task::block_in_place(|| {
+            self.store.ended_run(run_id, name, trigger, status, why)?;
+            self.store.add_origin(origin)
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, run = run_id, "cannot record a run that did not start");
+        }
+    }
+}
+
+/// Why a pipeline does not run; `reported` ones get a commit status (`skipped`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub text: String,
+    pub reported: bool,
+}
+
+enum Check {
+    Run,
+    Skip(Skip),
+    ConfigError(String),
+}
+
+/// A scope id from a repository name (`acme/app` → `acme-app`).
+fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if s.is_empty() { "repo".to_owned() } else { s }
+}
