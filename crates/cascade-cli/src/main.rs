@@ -43,6 +43,10 @@ enum Command {
     /// Submit DAGs to a server (or its data dir) and follow them
     #[command(subcommand)]
     Dag(cmd::dag::Command),
+    /// Start `repository_dispatch` pipelines on a server (`client_payload` as JSON)
+    Dispatch(cmd::events::DispatchArgs),
+    /// The event log: webhooks, dispatches and cron ticks, and what each started
+    Events(cmd::events::EventsArgs),
     /// Worker processes (started by `serve`; one per scope)
     #[command(subcommand)]
     Worker(cmd::worker::Command),
@@ -87,6 +91,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(&args),
         Command::Worker(command) => cmd::worker::run(&command),
         Command::Dag(command) => Ok(cmd::dag::run(&command)),
+        Command::Dispatch(args) => Ok(cmd::events::dispatch(&args)),
+        Command::Events(args) => Ok(cmd::events::events(&args)),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -3,8 +3,10 @@
 //! (`cascade worker run`). Webhooks and the orchestrator come next (see ARCHITECTURE.md).
 
 pub mod api;
+pub mod cron;
 pub mod dispatch;
 pub mod error;
+pub mod gitops;
 pub mod inbox;
 pub mod intake;
 pub mod jetstream;
@@ -40,6 +42,9 @@ pub struct ServeOptions {
     pub worker_exe: Option<PathBuf>,
     /// More arguments for each `worker run` (`--config`, `--secrets-file`).
     pub worker_args: Vec<std::ffi::OsString>,
+    /// The GitOps loop (dispatch, events, cron; webhooks too when a secret is set);
+    /// `None` serves the DAG API only.
+    pub gitops: Option<gitops::GitOpsOptions>,
 }
 
 /// Why the server could not start.
@@ -51,6 +56,8 @@ pub enum ServeError {
         #[source]
         source: cascade_store::StoreError,
     },
+    #[error("cannot start the event loop")]
+    GitOps(#[source] gitops::GitOpsError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -71,6 +78,8 @@ pub fn router(app: Arc<api::App>) -> Router {
         .route("/api/v1/runs/{run_id}/cancel", post(api::cancel))
         .route("/api/v1/workers", get(api::workers))
         .route("/api/v1/workers/{worker_id}", get(api::worker))
+        .route("/api/v1/dispatch", post(dispatch::dispatch))
+        .route("/api/v1/events", get(dispatch::events))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
@@ -111,11 +120,28 @@ pub async fn serve(
         }
         None => None,
     };
+    let intake = intake::Intake::start(queue);
+    let mut tasks = tokio::task::JoinSet::new();
+    let inbox = match &options.gitops {
+        Some(g) => Some(
+            gitops::start(
+                &db,
+                intake.clone(),
+                pool.clone(),
+                g.clone(),
+                &shutdown,
+                &mut tasks,
+            )
+            .await
+            .map_err(ServeError::GitOps)?,
+        ),
+        None => None,
+    };
     let app = Arc::new(api::App {
-        intake: intake::Intake::start(queue),
+        intake,
         reader: Mutex::new(reader),
         pool,
-        inbox: None,
+        inbox,
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -138,5 +164,6 @@ pub async fn serve(
     if let Some(task) = pool_task {
         let _ = task.await;
     }
+    while tasks.join_next().await.is_some() {}
     served
 }

@@ -230,7 +230,7 @@ impl Reporter {
                 )
             });
         }
-        self.callback(state).await
+        callback(&self.http.clone(), state).await
     }
 
     /// Dispatches the same event again with `retry_count` + 1.
@@ -276,38 +276,37 @@ impl Reporter {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
 
-    /// Sends the completion callback, if the run has one (a few tries with backoff).
-    async fn callback(&self, state: &OriginState) -> Result<(), String> {
-        let Some(url) = &state.origin.callback_url else {
-            return Ok(());
-        };
-        let error = state.tasks.iter().find_map(|(task, status, error)| {
-            (status == "failed")
-                .then(|| format!("{task}: {}", error.as_deref().unwrap_or("failed")))
-        });
-        let body = serde_json::json!({
-            "run_id": state.origin.run_id,
-            "pipeline": state.origin.pipeline,
-            "status": state.status,
-            "task_id": state.origin.task_id,
-            "event_type": state.origin.event_type,
-            "retry_count": state.origin.retry_count,
-            "error": error,
-        });
-        let mut delay = Duration::from_millis(200);
-        let mut last = String::new();
-        for _ in 0..4 {
-            match self.http.post(url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("callback to {url} answered {}", r.status()),
-                Err(e) => last = format!("callback to {url} failed: {e}"),
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+/// Sends the completion callback, if the run has one (a few tries with backoff).
+async fn callback(http: &reqwest::Client, state: &OriginState) -> Result<(), String> {
+    let Some(url) = &state.origin.callback_url else {
+        return Ok(());
+    };
+    let error = state.tasks.iter().find_map(|(task, status, error)| {
+        (status == "failed").then(|| format!("{task}: {}", error.as_deref().unwrap_or("failed")))
+    });
+    let body = serde_json::json!({
+        "run_id": state.origin.run_id,
+        "pipeline": state.origin.pipeline,
+        "status": state.status,
+        "task_id": state.origin.task_id,
+        "event_type": state.origin.event_type,
+        "retry_count": state.origin.retry_count,
+        "error": error,
+    });
+    let mut delay = Duration::from_millis(200);
+    let mut last = String::new();
+    for _ in 0..4 {
+        match http.post(url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("callback to {url} answered {}", r.status()),
+            Err(e) => last = format!("callback to {url} failed: {e}"),
         }
-        Err(last)
+        tokio::time::sleep(delay).await;
+        delay *= 2;
     }
+    Err(last)
 }
 
 #[cfg(test)]

@@ -17,6 +17,23 @@ pub fn check_cron(line: &str) -> Result<croner::Cron, String> {
         .map_err(|e| lowercase_first(&e.to_string()))
 }
 
+/// The first tick of a schedule strictly after `after`, in its time zone (UTC when
+/// none): daylight saving time as croner resolves it. `None` for an invalid line or zone.
+pub fn next_tick(
+    cron: &str,
+    timezone: Option<&str>,
+    after: jiff::Timestamp,
+) -> Option<jiff::Timestamp> {
+    let cron = check_cron(cron).ok()?;
+    let tz = match timezone {
+        Some(name) => jiff::tz::TimeZone::get(name).ok()?,
+        None => jiff::tz::TimeZone::UTC,
+    };
+    cron.find_next_occurrence(&after.to_zoned(tz), false)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 /// Whether an IANA time zone name is known.
 pub fn check_timezone(name: &str) -> bool {
     jiff::tz::TimeZone::get(name).is_ok()
@@ -32,6 +49,38 @@ fn lowercase_first(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_follow_the_time_zone() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(
+            next_tick("0 3 * * *", None, t("2026-01-01T03:00:00Z")),
+            Some(t("2026-01-02T03:00:00Z")),
+            "strictly after"
+        );
+        assert_eq!(
+            next_tick(
+                "0 3 * * *",
+                Some("Europe/Berlin"),
+                t("2026-01-01T00:00:00Z")
+            ),
+            Some(t("2026-01-01T02:00:00Z")),
+            "03:00 in Berlin is 02:00 UTC in winter"
+        );
+        assert_eq!(
+            next_tick(
+                "0 3 * * *",
+                Some("Europe/Berlin"),
+                t("2026-07-01T00:00:00Z")
+            ),
+            Some(t("2026-07-01T01:00:00Z")),
+            "and 01:00 UTC in summer"
+        );
+        assert_eq!(
+            next_tick("0 3 * * *", Some("Mars/Base"), t("2026-01-01T00:00:00Z")),
+            None
+        );
+    }
 
     #[test]
     fn accepts_five_fields_and_nicknames() {

@@ -410,6 +410,14 @@ impl Orchestration {
         Ok(changed == 1)
     }
 
+    /// Forgets a tick whose event could not be queued, so it is fired again.
+    pub fn unfire_tick(&mut self, schedule_key: &str, tick: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM cron_ticks WHERE schedule_key = ?1 AND tick = ?2")?
+            .execute(params![schedule_key, tick])?;
+        Ok(())
+    }
+
     /// The last tick fired for a schedule.
     pub fn last_tick(&self, schedule_key: &str) -> Result<Option<String>, StoreError> {
         Ok(self

@@ -3,6 +3,7 @@
 pub mod argo;
 pub mod changed;
 pub mod dag;
+pub mod events;
 pub mod graph;
 pub mod run;
 pub mod runs;

@@ -100,6 +100,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             lease: args.lease,
             worker_exe: Some(exe),
             worker_args,
+            gitops: None,
         };
         cascade_server::serve(options, shutdown, |addr| {
             output::note(&format!(

@@ -1,0 +1,164 @@
+//! Cron: pipelines with `on.schedule` in registered repositories fire from `serve` on
+//! time, in their time zone (croner), and never twice for the same tick: a tick is
+//! written to `cron_ticks` before its event is queued (and the event's delivery id is
+//! the tick), so a restart, or two passes at once, cannot fire it again. Like GitHub,
+//! ticks missed while the server was down are not made up.
+
+use crate::inbox::Inbox;
+use crate::orchestrator::{Incoming, PipelineSource};
+use cascade_spec::config::AdminConfig;
+use cascade_store::{NewEvent, Orchestration};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// One schedule of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    repo: String,
+    path: String,
+    cron: String,
+    timezone: Option<String>,
+}
+
+impl Entry {
+    /// Stable across restarts and edits of other schedules.
+    fn key(&self) -> String {
+        format!(
+            "{}/{}#{}@{}",
+            self.repo,
+            self.path,
+            self.cron,
+            self.timezone.as_deref().unwrap_or("UTC")
+        )
+    }
+}
+
+/// The cron loop's state.
+pub struct Cron {
+    pub store: Orchestration,
+    pub inbox: Inbox,
+    pub config: Arc<AdminConfig>,
+    pub source: Arc<dyn PipelineSource>,
+    /// How often pipeline files are read again for their schedules.
+    pub refresh: Duration,
+}
+
+impl std::fmt::Debug for Cron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cron").finish_non_exhaustive()
+    }
+}
+
+impl Cron {
+    /// Reads every registered pipeline's schedules.
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for (name, repo) in &self.config.repositories {
+            let text = match self.source.read(repo, &repo.default_branch, &repo.pipeline) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(repo = name, error = e, "cannot read schedules");
+                    continue;
+                }
+            };
+            let Ok(pipeline) = cascade_spec::parse_pipeline(&repo.pipeline, &text) else {
+                continue;
+            };
+            for s in &pipeline.on.schedule {
+                out.push(Entry {
+                    repo: name.clone(),
+                    path: repo.pipeline.clone(),
+                    cron: s.cron.clone(),
+                    timezone: s.timezone.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Fires ticks as they come until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut next: HashMap<String, jiff::Timestamp> = HashMap::new();
+        let mut read_at: Option<Instant> = None;
+        loop {
+            if read_at.is_none_or(|t| t.elapsed() >= self.refresh) {
+                entries = tokio::task::block_in_place(|| self.entries());
+                read_at = Some(Instant::now());
+            }
+            let now = jiff::Timestamp::now();
+            for entry in &entries {
+                let key = entry.key();
+                let due = *next.entry(key.clone()).or_insert_with(|| {
+                    cascade_spec::schedule::next_tick(&entry.cron, entry.timezone.as_deref(), now)
+                        .unwrap_or(jiff::Timestamp::MAX)
+                });
+                if due > now {
+                    continue;
+                }
+                if let Err(e) = self.fire(entry, &key, due).await {
+                    tracing::warn!(
+                        schedule = key,
+                        error = e,
+                        "cannot fire a tick; trying again"
+                    );
+                    continue;
+                }
+                let after = cascade_spec::schedule::next_tick(
+                    &entry.cron,
+                    entry.timezone.as_deref(),
+                    due.max(now),
+                )
+                .unwrap_or(jiff::Timestamp::MAX);
+                next.insert(key, after);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn fire(
+        &mut self,
+        entry: &Entry,
+        key: &str,
+        tick: jiff::Timestamp,
+    ) -> Result<(), String> {
+        let tick_text = tick.to_string();
+        let first = tokio::task::block_in_place(|| self.store.fire_tick(key, &tick_text))
+            .map_err(|e| e.to_string())?;
+        if !first {
+            return Ok(());
+        }
+        tracing::info!(schedule = key, tick = tick_text, "cron tick");
+        let incoming = Incoming {
+            kind: "schedule".to_owned(),
+            repo: Some(entry.repo.clone()),
+            pipeline: Some(entry.path.clone()),
+            raw: serde_json::json!({"schedule": entry.cron, "timezone": entry.timezone, "tick": tick_text}),
+            ..Incoming::default()
+        };
+        let accepted = self
+            .inbox
+            .accept(NewEvent {
+                source: "cron".to_owned(),
+                delivery_id: format!("{key}@{tick_text}"),
+                kind: "schedule".to_owned(),
+                repo: Some(entry.repo.clone()),
+                task_id: None,
+                event_type: None,
+                payload: serde_json::to_value(incoming).unwrap_or_default(),
+            })
+            .await;
+        if let Err(e) = accepted {
+            // Not queued: let the next pass fire it again.
+            let _ = tokio::task::block_in_place(|| self.store.unfire_tick(key, &tick_text));
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+}
