@@ -57,7 +57,7 @@ impl Cron {
         let mut out = Vec::new();
         for (name, repo) in &self.config.repositories {
             let text = match self.source.read(repo, &repo.default_branch, &repo.pipeline) {
-                Ok(Some(t)) => t,
+                Ok(Some(f)) => f.text,
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(repo = name, error = e, "cannot read schedules");

@@ -117,10 +117,17 @@ impl Incoming {
     }
 }
 
+/// A pipeline file as read, and the commit it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub text: String,
+    pub sha: String,
+}
+
 /// Reads pipeline files and changed paths from registered repositories.
 pub trait PipelineSource: Send + Sync {
     /// The file at `path` in revision `rev` (a sha or a branch), `None` if it is not there.
-    fn read(&self, repo: &Repository, rev: &str, path: &str) -> Result<Option<String>, String>;
+    fn read(&self, repo: &Repository, rev: &str, path: &str) -> Result<Option<Fetched>, String>;
     /// Paths changed between two revisions.
     fn changed(&self, repo: &Repository, base: &str, head: &str) -> Result<Vec<String>, String>;
 }
@@ -157,6 +164,8 @@ struct Start<'a> {
     repo: &'a Repository,
     path: String,
     text: String,
+    /// The commit the jobs check out.
+    sha: String,
     incoming: &'a Incoming,
     event_id: i64,
     /// Secrets are withheld from pull requests from forks.
@@ -258,6 +267,8 @@ impl Orchestrator {
         let pr = incoming.pull_request.as_ref();
         // The pipeline file comes from a revision the repository's owners control.
         let (trusted, secrets) = match pr {
+            // GitLab does not send the base commit: its branch will do.
+            Some(pr) if pr.from_fork && pr.base_sha.is_empty() => (pr.base_ref.clone(), false),
             Some(pr) if pr.from_fork => (pr.base_sha.clone(), false),
             _ => (sha.clone(), true),
         };
@@ -265,13 +276,16 @@ impl Orchestrator {
         let source = Arc::clone(&self.source);
         let read = tokio::task::block_in_place(|| source.read(repo, &trusted, &path));
         let text = match read {
-            Ok(Some(text)) => text,
+            Ok(Some(fetched)) => fetched.text,
             Ok(None) => return Handled::Skipped(format!("no {path} at {trusted}")),
             Err(e) => return Handled::Failed(format!("cannot read {path} at {trusted}: {e}")),
         };
         let mut incoming = incoming.clone();
         if incoming.changed_paths.is_none() {
             let (base, head) = match pr {
+                Some(pr) if pr.base_sha.is_empty() => {
+                    (Some(pr.base_ref.clone()), pr.head_sha.clone())
+                }
                 Some(pr) => (Some(pr.base_sha.clone()), pr.head_sha.clone()),
                 None => (incoming.before.clone(), sha.clone()),
             };
@@ -285,6 +299,7 @@ impl Orchestrator {
             repo,
             path,
             text,
+            sha,
             incoming: &incoming,
             event_id,
             secrets,
@@ -300,13 +315,18 @@ impl Orchestrator {
         let retry_count = incoming.retry_count();
         let mut started = Vec::new();
         let mut problems = Vec::new();
+        // A dispatch sent to one repository (a forge's `repository_dispatch`) stays there.
+        let only = incoming.repo.as_deref();
         for (repo_name, repo) in &config.repositories {
+            if only.is_some_and(|r| r != repo_name) {
+                continue;
+            }
             let source = Arc::clone(&self.source);
             let read = tokio::task::block_in_place(|| {
                 source.read(repo, &repo.default_branch, &repo.pipeline)
             });
-            let text = match read {
-                Ok(Some(t)) => t,
+            let Fetched { text, sha } = match read {
+                Ok(Some(f)) => f,
                 Ok(None) => continue,
                 Err(e) => {
                     problems.push(format!("{repo_name}: {e}"));
@@ -349,6 +369,7 @@ impl Orchestrator {
                     repo,
                     path: repo.pipeline.clone(),
                     text,
+                    sha,
                     incoming,
                     event_id,
                     secrets: true,
@@ -400,16 +421,18 @@ impl Orchestrator {
             .or_else(|| incoming.branch.clone())
             .unwrap_or_else(|| repo.default_branch.clone());
         let source = Arc::clone(&self.source);
-        let text = match tokio::task::block_in_place(|| source.read(repo, &rev, &path)) {
-            Ok(Some(t)) => t,
-            Ok(None) => return Handled::Skipped(format!("no {path} at {rev}")),
-            Err(e) => return Handled::Failed(format!("cannot read {path} at {rev}: {e}")),
-        };
+        let Fetched { text, sha } =
+            match tokio::task::block_in_place(|| source.read(repo, &rev, &path)) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Handled::Skipped(format!("no {path} at {rev}")),
+                Err(e) => return Handled::Failed(format!("cannot read {path} at {rev}: {e}")),
+            };
         self.start(Start {
             repo_name: &repo_name,
             repo,
             path,
             text,
+            sha,
             incoming,
             event_id,
             secrets: true,
@@ -468,6 +491,7 @@ impl Orchestrator {
                 "changed_paths": trigger.changed_paths,
             },
             "secrets": s.secrets,
+            "checkout": {"url": s.repo.url, "sha": s.sha},
         });
         match checked {
             Check::Run => {}
