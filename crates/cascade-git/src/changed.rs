@@ -1,19 +1,10 @@
 //! Change detection: which files a change touched (`git diff --name-only -z`), and which
 //! monorepo packages those files belong to.
 
+pub use crate::error::ChangedError;
 use globset::{GlobBuilder, GlobMatcher};
 use std::path::Path;
 use std::process::Command;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ChangedError {
-    #[error("cannot run git; is it installed?")]
-    Spawn(#[source] std::io::Error),
-    #[error("git diff {range} failed: {stderr}")]
-    Git { range: String, stderr: String },
-    #[error("invalid package pattern `{pattern}`: {reason}")]
-    Pattern { pattern: String, reason: String },
-}
 
 /// Files changed between `base` and `head` (`git diff --name-only -z base...head`, the
 /// changes on head since it forked from base). `head = None` means the working tree.

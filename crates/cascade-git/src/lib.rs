@@ -1,5 +1,30 @@
-//! Git: change detection for monorepos and path filters (shells out to `git`).
+//! The forge-facing library: everything between a git host and a planned run, except
+//! HTTP serving (the server crate hosts the routes and calls these functions).
+//!
+//! - [`forge`]: which forge sent a delivery (`Forge`, case-insensitive `Headers`).
+//! - [`signature`]: webhook authentication (HMAC-SHA256, GitLab's token), constant time.
+//! - [`delivery`]: a delivery normalised to one `ForgeEvent`, and its `Trigger`.
+//! - [`filter`]: does an event start a pipeline (`on:` branches, tags, paths, types)?
+//! - [`clone`]: the partial-clone cache, reading `ci.yaml` at a commit, changed paths,
+//!   worktrees. Shells out to `git`.
+//! - [`status`]: commit statuses posted back to the forge, with retries.
+//! - [`changed`]: change detection for `cascade changed` (monorepo packages).
 
 pub mod changed;
+pub mod clone;
+pub mod delivery;
+pub mod error;
+pub mod filter;
+pub mod forge;
+pub mod signature;
+pub mod status;
 
-pub use changed::{ChangedError, changed_files, changed_packages};
+pub use changed::{changed_files, changed_packages};
+pub use clone::Repos;
+pub use delivery::{Delivery, EventKind, ForgeEvent, GitRev, PrAction, PullRequest, Repository};
+pub use error::{
+    ChangedError, CloneError, DeliveryError, FilterError, IntakeError, SignatureError, StatusError,
+};
+pub use filter::{Verdict, evaluate};
+pub use forge::{Forge, Headers};
+pub use status::{CommitState, Reporter, RetryPolicy, Sent, StatusTarget, http_client};
