@@ -21,6 +21,8 @@ pub struct App {
     pub pool: Option<crate::pool::PoolHandle>,
     /// Where webhooks and dispatches go (`None`: the event routes are off).
     pub inbox: Option<crate::inbox::Inbox>,
+    /// Webhook secrets (`None`: the webhook routes are off).
+    pub hook_secrets: Option<crate::hooks::HookSecrets>,
 }
 
 type Shared = State<Arc<App>>;

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The same worker is bound to another node (409).
     #[error("{0}")]
     Conflict(String),
+    /// The request is not authenticated (401); says what was wrong, never the secret.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     #[error("no {what} `{id}`")]
     NotFound { what: &'static str, id: String },
     /// Storage failed; the client may retry (503). The cause is logged, not sent.
@@ -50,6 +53,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(_) => (
                 StatusCode::CONFLICT,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+            ApiError::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
                 serde_json::json!({"error": self.to_string()}),
             ),
             ApiError::NotFound { .. } => (

@@ -27,8 +27,8 @@ pub struct GitOpsOptions {
     /// Secrets the server knows (file); names not in it are looked up in the environment.
     pub secrets: Arc<Secrets>,
     pub source: Arc<dyn PipelineSource>,
-    /// Posts commit statuses; `None` reports none.
-    pub statuses: Option<StatusSender>,
+    /// The server's webhook secret (`--webhook-secret`); repositories may name their own.
+    pub webhook_secret: Option<String>,
     /// How often the reporter looks at runs.
     pub report_every: Duration,
 }
@@ -50,6 +50,117 @@ pub enum GitOpsError {
     Nats(#[from] crate::jetstream::JetStreamError),
     #[error("cannot build the HTTP client for callbacks: {0}")]
     Http(String),
+    #[error(
+        "the webhook secret is empty; give a non-empty --webhook-secret (or CASCADE_WEBHOOK_SECRET), or none to turn the webhook routes off"
+    )]
+    EmptyWebhookSecret,
+    #[error(
+        "repository `{repo}`: its webhook secret `{name}` is not in the secrets file or the environment"
+    )]
+    MissingRepoSecret { repo: String, name: String },
+}
+
+impl GitOpsOptions {
+    /// A secret by name: the secrets file first, then the environment.
+    fn secret(&self, name: &str) -> Option<String> {
+        self.secrets
+            .get(name)
+            .map(str::to_owned)
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    /// The webhook secrets, or `None` when no webhook can be verified (the routes are
+    /// off). An empty server secret is refused outright.
+    pub fn hook_secrets(&self) -> Result<Option<crate::hooks::HookSecrets>, GitOpsError> {
+        if self.webhook_secret.as_deref() == Some("") {
+            return Err(GitOpsError::EmptyWebhookSecret);
+        }
+        let mut secrets = crate::hooks::HookSecrets {
+            server: self.webhook_secret.clone().map(String::into_bytes),
+            repos: std::collections::HashMap::new(),
+        };
+        for (repo, r) in &self.config.repositories {
+            if let Some(name) = &r.webhook_secret {
+                let value = self.secret(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    GitOpsError::MissingRepoSecret {
+                        repo: repo.clone(),
+                        name: name.clone(),
+                    }
+                })?;
+                secrets.repos.insert(repo.clone(), value.into_bytes());
+            }
+        }
+        Ok(secrets.any().then_some(secrets))
+    }
+
+    /// Posts commit statuses with `cascade-git`'s reporter: the target from the run's
+    /// origin, the token from the secret it names, descriptions masked.
+    fn status_sender(&self) -> Result<StatusSender, GitOpsError> {
+        let client =
+            cascade_git::status::http_client().map_err(|e| GitOpsError::Http(e.to_string()))?;
+        let options = self.clone();
+        let masker = self.secrets.masker();
+        let mask: cascade_git::status::Mask = Arc::new(move |text: &str| masker.mask_str(text));
+        Ok(Arc::new(move |post: crate::reporter::StatusPost| {
+            let client = client.clone();
+            let mask = Arc::clone(&mask);
+            let target = status_target(&options, &post.target);
+            Box::pin(async move {
+                let Some(target) = target? else {
+                    return Ok(());
+                };
+                let reporter = cascade_git::status::Reporter::new(client, target, mask)
+                    .map_err(|e| e.to_string())?;
+                let state = match post.state.as_str() {
+                    "success" => cascade_git::status::CommitState::Success,
+                    "failure" => cascade_git::status::CommitState::Failure,
+                    "error" => cascade_git::status::CommitState::Error,
+                    _ => cascade_git::status::CommitState::Pending,
+                };
+                reporter
+                    .report(&post.context, state, &post.description)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        }))
+    }
+}
+
+/// Where a run's statuses go, from its origin; `Ok(None)` when its repository has no
+/// status API configured.
+fn status_target(
+    options: &GitOpsOptions,
+    target: &serde_json::Value,
+) -> Result<Option<cascade_git::status::StatusTarget>, String> {
+    let text = |key: &str| target.get(key).and_then(serde_json::Value::as_str);
+    let Some(api) = text("api_url") else {
+        return Ok(None);
+    };
+    let forge: cascade_git::forge::Forge = text("forge")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: cascade_git::error::UnknownForge| e.to_string())?;
+    let token = match text("token_secret") {
+        Some(name) => options.secret(name).ok_or_else(|| {
+            format!("the token secret `{name}` is not in the secrets file or the environment")
+        })?,
+        None => String::new(),
+    };
+    let repo = match forge {
+        cascade_git::forge::Forge::GitLab => text("project_id").or_else(|| text("repo")),
+        _ => text("repo"),
+    }
+    .unwrap_or_default()
+    .to_owned();
+    Ok(Some(cascade_git::status::StatusTarget {
+        forge,
+        api_base_url: api.to_owned(),
+        repo,
+        sha: text("sha").unwrap_or_default().to_owned(),
+        token,
+        target_url: None,
+    }))
 }
 
 /// Starts every task of the loop; returns the inbox the routes accept events into.
@@ -102,7 +213,7 @@ pub async fn start(
         inbox: inbox.clone(),
         config: Arc::clone(&options.config),
         http,
-        statuses: options.statuses.clone(),
+        statuses: Some(options.status_sender()?),
     };
     tasks.spawn(reporter.run(options.report_every, shutdown.clone()));
     let cron = Cron {

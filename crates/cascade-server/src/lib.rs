@@ -7,13 +7,14 @@ pub mod cron;
 pub mod dispatch;
 pub mod error;
 pub mod gitops;
+pub mod hooks;
 pub mod inbox;
 pub mod intake;
 pub mod jetstream;
 pub mod orchestrator;
 pub mod pool;
 pub mod reporter;
-pub mod trigger;
+pub mod source;
 pub mod worker;
 
 use axum::Router;
@@ -80,6 +81,10 @@ pub fn router(app: Arc<api::App>) -> Router {
         .route("/api/v1/workers/{worker_id}", get(api::worker))
         .route("/api/v1/dispatch", post(dispatch::dispatch))
         .route("/api/v1/events", get(dispatch::events))
+        .route(
+            "/hooks/{forge}",
+            post(hooks::hook).layer(DefaultBodyLimit::max(hooks::MAX_HOOK_BYTES)),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
@@ -98,6 +103,17 @@ pub async fn serve(
     };
     let queue = cascade_store::Queue::open(&db).map_err(store_error)?;
     let reader = cascade_store::Reader::open(&db).map_err(store_error)?;
+    // Bound first: the workers' jobs are told where the server is (`cascade dispatch`).
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: options.listen,
+        source,
+    })?;
     let mut pool_task = None;
     let pool = match &options.worker_exe {
         Some(exe) => {
@@ -111,6 +127,7 @@ pub async fn serve(
                     lease: options.lease,
                     tick: Duration::from_millis(250),
                     worker_args: options.worker_args.clone(),
+                    server_url: format!("http://{addr}"),
                 },
                 pool_queue,
                 shutdown.clone(),
@@ -120,6 +137,13 @@ pub async fn serve(
         }
         None => None,
     };
+    let hook_secrets = match &options.gitops {
+        Some(g) => g.hook_secrets().map_err(ServeError::GitOps)?,
+        None => None,
+    };
+    if options.gitops.is_some() && hook_secrets.is_none() {
+        tracing::warn!("webhook routes are off: no --webhook-secret and no repository names one");
+    }
     let intake = intake::Intake::start(queue);
     let mut tasks = tokio::task::JoinSet::new();
     let inbox = match &options.gitops {
@@ -142,17 +166,8 @@ pub async fn serve(
         reader: Mutex::new(reader),
         pool,
         inbox,
+        hook_secrets,
     });
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: options.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: options.listen,
-        source,
-    })?;
     ready(addr);
     let stop = shutdown.clone();
     let served = axum::serve(listener, router(app))

@@ -90,6 +90,48 @@ impl Incoming {
         }
     }
 
+    /// The event as `cascade-git` matches `on:` against it (push, tag, pull request).
+    pub fn forge_event(&self) -> Option<cascade_git::delivery::ForgeEvent> {
+        use cascade_git::delivery::{
+            EventKind, ForgeEvent, PrAction, PullRequest as Pr, Repository,
+        };
+        let kind = match self.kind.as_str() {
+            "push" => EventKind::Push {
+                branch: self.branch.clone()?,
+            },
+            "tag" => EventKind::Tag {
+                name: self.tag.clone()?,
+            },
+            "pull_request" => {
+                let pr = self.pull_request.as_ref()?;
+                EventKind::PullRequest(Pr {
+                    action: PrAction::Other(pr.action.clone()),
+                    merged: false,
+                    number: pr.number,
+                    title: String::new(),
+                    head_ref: pr.head_ref.clone(),
+                    head_sha: pr.head_sha.clone(),
+                    head_clone_url: None,
+                    base_ref: pr.base_ref.clone(),
+                    base_sha: (!pr.base_sha.is_empty()).then(|| pr.base_sha.clone()),
+                    from_fork: pr.from_fork,
+                })
+            }
+            _ => return None,
+        };
+        Some(ForgeEvent {
+            kind,
+            repository: Repository {
+                full_name: self.repo.clone().unwrap_or_default(),
+                ..Repository::default()
+            },
+            sha: self.sha.clone(),
+            before: self.before.clone(),
+            changed_files: self.changed_paths.clone(),
+            sender: None,
+        })
+    }
+
     fn task_id(&self) -> Option<String> {
         self.client_payload
             .as_ref()
@@ -333,9 +375,23 @@ impl Orchestrator {
                     continue;
                 }
             };
-            let listens = cascade_spec::parse_pipeline(&repo.pipeline, &text)
-                .ok()
-                .and_then(|p| p.on.repository_dispatch)
+            let pipeline = match cascade_spec::parse_pipeline(&repo.pipeline, &text) {
+                Ok(p) => p,
+                Err(errors) => {
+                    problems.push(format!(
+                        "{repo_name}/{}: invalid: {}",
+                        repo.pipeline,
+                        errors
+                            .diagnostics
+                            .first()
+                            .map_or("", |d| d.message.as_str())
+                    ));
+                    continue;
+                }
+            };
+            let listens = pipeline
+                .on
+                .repository_dispatch
                 .is_some_and(|d| d.types.is_empty() || d.types.contains(&event_type));
             if !listens {
                 continue;
@@ -597,32 +653,35 @@ impl Orchestrator {
         Check::Run
     }
 
-    /// Why `on:` does not start the pipeline for this event, if it does not.
+    /// Why `on:` does not start the pipeline for this event, if it does not. A skip that
+    /// only the path filters cause is reported (the forge shows it skipped); others not.
     fn not_triggered(pipeline: &cascade_spec::Pipeline, incoming: &Incoming) -> Option<Skip> {
-        let on = &pipeline.on;
+        use cascade_git::filter::{Verdict, evaluate};
         let quiet = |text: String| {
             Some(Skip {
                 text,
                 reported: false,
             })
         };
-        match incoming.kind.as_str() {
-            "push" | "tag" => {
-                let Some(filter) = &on.push else {
-                    return quiet("`on.push` is not set".to_owned());
-                };
-                crate::trigger::push_skip(filter, incoming)
+        if incoming.kind == "workflow_dispatch" {
+            return pipeline.on.workflow_dispatch.is_none().then(|| Skip {
+                text: "`on.workflow_dispatch` is not set".to_owned(),
+                reported: false,
+            });
+        }
+        let event = incoming.forge_event()?;
+        let changed = incoming.changed_paths.as_deref();
+        match evaluate(&pipeline.on, &event, changed) {
+            Ok(Verdict::Run) => None,
+            Ok(Verdict::Skip(why)) => {
+                let paths_only = changed.is_some()
+                    && matches!(evaluate(&pipeline.on, &event, None), Ok(Verdict::Run));
+                Some(Skip {
+                    text: why,
+                    reported: paths_only,
+                })
             }
-            "pull_request" => {
-                let Some(filter) = &on.pull_request else {
-                    return quiet("`on.pull_request` is not set".to_owned());
-                };
-                crate::trigger::pull_request_skip(filter, incoming)
-            }
-            "workflow_dispatch" if on.workflow_dispatch.is_none() => {
-                quiet("`on.workflow_dispatch` is not set".to_owned())
-            }
-            _ => None,
+            Err(e) => quiet(e.to_string()),
         }
     }
 

@@ -31,6 +31,8 @@ pub struct PoolOptions {
     pub tick: Duration,
     /// More arguments for `worker run` (`--config`, `--secrets-file`, …).
     pub worker_args: Vec<OsString>,
+    /// This server, for jobs that talk back (`cascade dispatch`): `CASCADE_SERVER`.
+    pub server_url: String,
 }
 
 /// What a submission tells the pool.
@@ -256,6 +258,7 @@ impl Pool {
             .arg("--lease")
             .arg(cascade_spec::duration::format(self.options.lease))
             .args(&self.options.worker_args)
+            .env("CASCADE_SERVER", &self.options.server_url)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit());

@@ -169,6 +169,21 @@ impl Reporter {
             if last.as_ref() == Some(&(status.clone(), description.clone())) {
                 continue;
             }
+            // Every context starts `pending`, even when the run ended before the reporter
+            // first looked: the forge sees the check start, then end.
+            if last.is_none() && status != "pending" {
+                let post = StatusPost {
+                    target: target.clone(),
+                    context: context.clone(),
+                    state: "pending".to_owned(),
+                    description: "queued".to_owned(),
+                };
+                if let Err(e) = send(post).await {
+                    tracing::warn!(run = run_id, context, error = e, "commit status not sent");
+                    all = false;
+                    continue;
+                }
+            }
             let post = StatusPost {
                 target: target.clone(),
                 context: context.clone(),

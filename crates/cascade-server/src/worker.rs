@@ -296,11 +296,18 @@ async fn run_claimed(
         Err(reason) => ledger.fail(&run, &reason),
         Ok((plan, secrets, run_id)) => {
             let workspace = run_dir.join("workspace");
-            let _ = std::fs::create_dir_all(&workspace);
+            let checkout = match checkout(&claimed, &options, &workspace) {
+                Ok(c) => c,
+                Err(reason) => {
+                    ledger.fail(&run, &reason);
+                    finish(&ledger, &run, &running, &run_dir).await;
+                    return;
+                }
+            };
             let slots = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
             let engine_options = cascade_engine::Options {
                 run_id,
-                workspace,
+                workspace: workspace.clone(),
                 run_dir: run_dir.clone(),
                 capacity: cascade_engine::capacity(&options.config, slots),
                 grace: options.kill_grace,
@@ -321,17 +328,56 @@ async fn run_claimed(
                 }
                 Err(e) => ledger.fail(&run, &e.to_string()),
             }
+            if let Some((repos, repo)) = checkout {
+                let _ = repos.remove_worktree(&repo, &workspace);
+            }
         }
     }
-    match ledger.finish(&run).await {
+    finish(&ledger, &run, &running, &run_dir).await;
+}
+
+/// Waits for the run's end to be recorded, then forgets it and its scratch directory
+/// (logs and outputs are in the database).
+async fn finish(ledger: &Ledger, run: &str, running: &Running, run_dir: &Path) {
+    match ledger.finish(run).await {
         Ok(()) => tracing::debug!(run, "run recorded"),
         Err(e) => tracing::warn!(run, error = %e, "run not recorded"),
     }
     if let Ok(mut r) = running.lock() {
-        r.remove(&run);
+        r.remove(run);
     }
-    // Logs and outputs are in the database; the scratch directory can go.
-    let _ = std::fs::remove_dir_all(&run_dir);
+    let _ = std::fs::remove_dir_all(run_dir);
+}
+
+/// A run started by a repository's event works in a checkout of the commit its
+/// pipeline was read at (a worktree of the clone cache); others in an empty directory.
+fn checkout(
+    claimed: &Claimed,
+    options: &WorkerOptions,
+    workspace: &Path,
+) -> Result<Option<(cascade_git::clone::Repos, PathBuf)>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(&claimed.definition).unwrap_or(serde_json::Value::Null);
+    let (Some(url), Some(sha)) = (
+        value["checkout"]["url"].as_str(),
+        value["checkout"]["sha"].as_str(),
+    ) else {
+        std::fs::create_dir_all(workspace)
+            .map_err(|e| format!("cannot make the workspace: {e}"))?;
+        return Ok(None);
+    };
+    if let Some(parent) = workspace.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot make the run directory: {e}"))?;
+    }
+    let repos = cascade_git::clone::Repos::new(options.data_dir.join("repos"));
+    let repo = repos
+        .fetch(url, sha)
+        .map_err(|e| format!("cannot fetch {sha}: {e}"))?;
+    repos
+        .worktree(&repo, sha, workspace)
+        .map_err(|e| format!("cannot check out {sha}: {e}"))?;
+    Ok(Some((repos, repo)))
 }
 
 /// The plan, secrets and run id of a claimed submission, or why it cannot run.

@@ -34,9 +34,10 @@ CREATE TABLE event_bodies (
 );
 
 -- Where a run came from, so its end can be reported (commit statuses, callbacks,
--- retries of a dispatch chain).
+-- retries of a dispatch chain). Written before the run is queued (no foreign key), so
+-- a run never exists without its origin; an origin whose run never came is ignored.
 CREATE TABLE run_origins (
-    run_id        TEXT PRIMARY KEY REFERENCES dag_runs (run_id) ON DELETE CASCADE,
+    run_id        TEXT PRIMARY KEY,
     event_id      INTEGER REFERENCES events (event_id),
     pipeline      TEXT NOT NULL,
     -- Commit statuses: forge, API base, repository (owner/name or project id), sha.

@@ -36,15 +36,49 @@ pub struct Args {
     /// Admin config for the workers [default: ./cascade.toml if present]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Secrets file for the workers (others come from the environment)
+    /// Secrets file for the workers and the server (others come from the environment)
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+    /// The secret webhooks are signed with; repositories in cascade.toml may name their
+    /// own. Without any, the webhook routes are off
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "CASCADE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    webhook_secret: Option<String>,
+    /// NATS server for the event queue (JetStream); the embedded SQLite queue without it
+    #[arg(long, value_name = "URL", env = "CASCADE_NATS_URL")]
+    nats_url: Option<String>,
     #[command(flatten)]
     log: crate::logging::LogArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     args.log.init();
+    let config = match super::trigger::load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(message) => {
+            output::error(&message);
+            return Ok(Outcome::Failure);
+        }
+    };
+    let secrets = match &args.secrets_file {
+        Some(path) => cascade_engine::Secrets::from_file(path)?,
+        None => cascade_engine::Secrets::default(),
+    };
+    let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    let gitops = cascade_server::gitops::GitOpsOptions {
+        config: std::sync::Arc::new(config),
+        nats_url: args.nats_url.clone(),
+        secrets: std::sync::Arc::new(secrets),
+        source: std::sync::Arc::new(cascade_server::source::GitSource {
+            repos: cascade_git::clone::Repos::new(data_dir.join("repos")),
+        }),
+        webhook_secret: args.webhook_secret.clone(),
+        report_every: Duration::from_millis(300),
+    };
     let exe = std::env::current_exe().context("cannot find the cascade binary to start workers")?;
     let node_id = args.node_id.clone().or_else(|| {
         nix::unistd::gethostname()
@@ -94,13 +128,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         });
         let options = cascade_server::ServeOptions {
             listen: args.listen,
-            data_dir: std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()),
+            data_dir,
             node_id,
             max_workers: args.max_workers,
             lease: args.lease,
             worker_exe: Some(exe),
             worker_args,
-            gitops: None,
+            gitops: Some(gitops),
         };
         cascade_server::serve(options, shutdown, |addr| {
             output::note(&format!(

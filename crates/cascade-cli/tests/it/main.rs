@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod gitops;
 mod layering;
 mod run;
 mod serve;

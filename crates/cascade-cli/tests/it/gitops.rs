@@ -1,0 +1,592 @@
+//! The GitOps loop with real parts: `cascade serve` as a process, git repositories made
+//! here, signed webhooks, and the forge's status API and a callback receiver as a local
+//! HTTP server that records requests (the contract tests, named `contract_…`).
+
+use crate::cascade;
+use crate::serve::{Server, http};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A repository with these files committed on `main`; returns its head.
+fn repo(dir: &Path, files: &[(&str, &str)]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    commit(dir, files)
+}
+
+fn commit(dir: &Path, files: &[(&str, &str)]) -> String {
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "change"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// One recorded HTTP request.
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+/// A local HTTP server that records every request and answers `201 {}`.
+struct Recorder {
+    url: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Recorder {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let sink = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let sink = Arc::clone(&sink);
+                std::thread::spawn(move || serve_one(&stream, &sink));
+            }
+        });
+        Self { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for the recorded requests.
+    fn wait(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&[Recorded]) -> bool,
+    ) -> Vec<Recorded> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.requests();
+            if pred(&got) {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "{what}: got {got:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn serve_one(stream: &TcpStream, sink: &Mutex<Vec<Recorded>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = Vec::new();
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        sink.lock().unwrap().push(Recorded {
+            method,
+            path,
+            headers,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        });
+        let mut out = stream.try_clone().unwrap();
+        let _ = out.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cascade serve` with a config, a webhook secret and a known port.
+fn serve(data: &Path, config: &str, extra: &[&str]) -> Server {
+    std::fs::write(data.join("cascade.toml"), config).unwrap();
+    let port = free_port();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_cascade"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = cascade()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--node-id",
+            "test-node",
+            "--data-dir",
+        ])
+        .arg(data.join("data"))
+        .arg("--config")
+        .arg(data.join("cascade.toml"))
+        .args(extra)
+        .env("CASCADE_WEBHOOK_SECRET", SECRET)
+        .env("GH_TOKEN", "token-123")
+        .env("CASCADE_SERVER", format!("http://127.0.0.1:{port}"))
+        .env("PATH", path)
+        .env(
+            "CASCADE_LOG",
+            std::env::var("CASCADE_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            // Shown when a test fails (libtest captures it otherwise).
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("serve: {sink}").as_bytes(),
+            );
+            sink.clear();
+        }
+    });
+    Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    }
+}
+
+/// A GitHub push of `after` on `main` (the payload shape GitHub sends, trimmed).
+fn push_payload(repo_url: &str, before: &str, after: &str, changed: &[&str]) -> String {
+    serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "commits": [{"id": after, "added": [], "removed": [], "modified": changed}],
+        "head_commit": {"id": after},
+        "repository": {"id": 1, "full_name": "acme/app", "clone_url": repo_url, "html_url": "https://example.invalid/acme/app", "default_branch": "main"},
+        "sender": {"login": "octocat"}
+    })
+    .to_string()
+}
+
+/// Posts a webhook; returns the status code.
+fn post_hook(addr: &str, forge: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "POST /hooks/{forge} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status: u16 = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = match (response.find('{'), response.rfind('}')) {
+        (Some(a), Some(b)) => serde_json::from_str(&response[a..=b]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, json)
+}
+
+fn github_headers(delivery: &str, event: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-GitHub-Event", event.to_owned()),
+        ("X-GitHub-Delivery", delivery.to_owned()),
+        (
+            "X-Hub-Signature-256",
+            format!(
+                "sha256={}",
+                cascade_git::signature::sign(body.as_bytes(), SECRET.as_bytes())
+            ),
+        ),
+    ]
+}
+
+fn config(repo: &Path, statuses: &str, extra: &str) -> String {
+    format!(
+        "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"file://{}\"\napi_url = \"{statuses}\"\ntoken_secret = \"GH_TOKEN\"\n{extra}",
+        repo.display()
+    )
+}
+
+fn events(server: &Server, task: Option<&str>) -> Vec<Value> {
+    let path = task.map_or_else(
+        || "/api/v1/events".to_owned(),
+        |t| format!("/api/v1/events?task_id={t}"),
+    );
+    let (status, body) = http(&server.addr, "GET", &path, "");
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().unwrap().clone()
+}
+
+fn statuses_for(requests: &[Recorded], context: &str) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.body["context"] == context)
+        .map(|r| r.body["state"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn contract_a_push_runs_the_pipeline_and_reports_one_status_per_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let pipeline = "name: app\non: { push: { branches: [main] } }\njobs:\n  build: { run: test -f src/main.txt && echo built }\n  docs: { needs: [build], if: \"false\", run: echo never }\n";
+    let sha = repo(&src, &[("ci.yaml", pipeline), ("src/main.txt", "hello")]);
+    let host = Recorder::start();
+    let server = serve(dir.path(), &config(&src, &host.url, ""), &[]);
+    let body = push_payload(
+        &format!("file://{}", src.display()),
+        &"0".repeat(40),
+        &sha,
+        &["src/main.txt"],
+    );
+    let (status, answer) = post_hook(
+        &server.addr,
+        "github",
+        &github_headers("d-1", "push", &body),
+        &body,
+    );
+    assert_eq!(status, 202, "{answer}");
+    let build = "cascade/acme/app/ci.yaml/build";
+    let docs = "cascade/acme/app/ci.yaml/docs";
+    let got = host.wait(Duration::from_secs(30), "statuses of build and docs", |r| {
+        statuses_for(r, build)
+            .last()
+            .is_some_and(|s| s == "success")
+            && statuses_for(r, docs).last().is_some_and(|s| s == "success")
+    });
+    assert_eq!(
+        statuses_for(&got, build).first().map(String::as_str),
+        Some("pending")
+    );
+    let post = got.iter().find(|r| r.body["context"] == build).unwrap();
+    assert_eq!(post.method, "POST");
+    assert_eq!(post.path, format!("/repos/acme/app/statuses/{sha}"));
+    assert!(
+        post.headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v.ends_with("token-123")),
+        "{:?}",
+        post.headers
+    );
+    let skipped = got
+        .iter()
+        .rev()
+        .find(|r| r.body["context"] == docs)
+        .unwrap();
+    assert_eq!(skipped.body["description"], "skipped");
+    // Each state is posted once: only changes are sent.
+    let mut build_states = statuses_for(&got, build);
+    build_states.dedup();
+    assert_eq!(
+        build_states.len(),
+        statuses_for(&got, build).len(),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn contract_a_push_touching_only_docs_does_not_start_a_src_pipeline_and_is_reported_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let pipeline = "name: app\non: { push: { branches: [main], paths: [\"src/**\"] } }\njobs:\n  build: { run: echo built }\n";
+    let before = repo(&src, &[("ci.yaml", pipeline), ("src/main.txt", "hello")]);
+    let after = commit(&src, &[("docs/guide.md", "words")]);
+    let host = Recorder::start();
+    let server = serve(dir.path(), &config(&src, &host.url, ""), &[]);
+    let body = push_payload(
+        &format!("file://{}", src.display()),
+        &before,
+        &after,
+        &["docs/guide.md"],
+    );
+    let (status, _) = post_hook(
+        &server.addr,
+        "github",
+        &github_headers("d-docs", "push", &body),
+        &body,
+    );
+    assert_eq!(status, 202);
+    let got = host.wait(Duration::from_secs(30), "a skipped status", |r| {
+        r.iter().any(|p| p.body["state"] == "success")
+    });
+    let posted: Vec<&str> = got
+        .iter()
+        .map(|p| p.body["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(posted, ["pending", "success"]);
+    let last = &got[1].body;
+    assert_eq!(last["context"], "cascade/acme/app/ci.yaml");
+    assert!(
+        last["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("skipped: "),
+        "{last}"
+    );
+    let (_, dags) = http(&server.addr, "GET", "/api/v1/dags", "");
+    assert_eq!(
+        dags["dags"].as_array().map(Vec::len),
+        Some(0),
+        "no run was queued: {dags}"
+    );
+    let log = events(&server, None);
+    assert_eq!(log[0]["status"], "skipped");
+}
+
+#[test]
+fn bad_signatures_are_rejected_and_nothing_is_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let sha = repo(&src, &[("ci.yaml", "jobs: { a: { run: echo } }\n")]);
+    let server = serve(dir.path(), &config(&src, "http://127.0.0.1:9", ""), &[]);
+    let body = push_payload("file:///nowhere", &"0".repeat(40), &sha, &[]);
+    let good = cascade_git::signature::sign(body.as_bytes(), SECRET.as_bytes());
+    let wrong = cascade_git::signature::sign(body.as_bytes(), b"another secret");
+    let mut flipped = good.clone().into_bytes();
+    flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let mut corpus: Vec<Option<String>> = vec![
+        None,
+        Some(String::new()),
+        Some("sha256=".to_owned()),
+        Some(format!("sha256={flipped}")),
+        Some(format!("sha256={wrong}")),
+        Some(good.clone()),
+        Some(format!("sha1={good}")),
+    ];
+    for n in 1..64 {
+        corpus.push(Some(format!("sha256={}", &good[..n])));
+    }
+    for signature in &corpus {
+        let mut headers = vec![
+            ("X-GitHub-Event", "push".to_owned()),
+            ("X-GitHub-Delivery", "bad".to_owned()),
+        ];
+        if let Some(s) = signature {
+            headers.push(("X-Hub-Signature-256", s.clone()));
+        }
+        let (status, answer) = post_hook(&server.addr, "github", &headers, &body);
+        assert_eq!(status, 401, "{signature:?} → {answer}");
+    }
+    // The same bytes re-serialised (as a proxy might) no longer match the signature.
+    let reserialised =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+    let mut headers = github_headers("bad", "push", &body);
+    headers.retain(|(k, _)| *k != "X-Hub-Signature-256");
+    headers.push(("X-Hub-Signature-256", format!("sha256={good}")));
+    assert_eq!(
+        post_hook(&server.addr, "github", &headers, &reserialised).0,
+        401
+    );
+    assert!(events(&server, None).is_empty(), "nothing was queued");
+}
+
+#[test]
+fn the_same_delivery_sent_100_times_concurrently_starts_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let sha = repo(
+        &src,
+        &[(
+            "ci.yaml",
+            "name: app\non: { push: {} }\njobs: { a: { run: echo once } }\n",
+        )],
+    );
+    let server = serve(dir.path(), &config(&src, "http://127.0.0.1:9", ""), &[]);
+    let body = Arc::new(push_payload(
+        &format!("file://{}", src.display()),
+        &"0".repeat(40),
+        &sha,
+        &["ci.yaml"],
+    ));
+    let addr = Arc::new(server.addr.clone());
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let (body, addr) = (Arc::clone(&body), Arc::clone(&addr));
+            std::thread::spawn(move || {
+                post_hook(
+                    &addr,
+                    "github",
+                    &github_headers("same-delivery", "push", &body),
+                    &body,
+                )
+                .0
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 202).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 99, "{codes:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, dags) = http(&server.addr, "GET", "/api/v1/dags/acme%2Fapp%2Fci.yaml", "");
+        if dags["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            assert_eq!(dags["runs"].as_array().unwrap().len(), 1, "{dags}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no run started: {dags}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(events(&server, None).len(), 1);
+}
+
+#[test]
+fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("chain");
+    let marker = dir.path().join("failed-once");
+    let agent = "name: agent\non: { repository_dispatch: { types: [\"task:start\"] } }\njobs:\n  agent:\n    env: { TASK_ID: \"${{ event.client_payload.task_id }}\" }\n    run: |\n      cascade dispatch agent:complete --payload \"{\\\"task_id\\\": \\\"$TASK_ID\\\", \\\"status\\\": \\\"success\\\"}\"\n";
+    let build = format!(
+        "name: build\non: {{ repository_dispatch: {{ types: [\"agent:complete\"] }} }}\njobs:\n  build:\n    if: event.client_payload.status == 'success'\n    run: if [ -e {m} ]; then echo built; else touch {m}; exit 3; fi\n",
+        m = marker.display()
+    );
+    repo(&src, &[("agent.yaml", agent), ("build.yaml", &build)]);
+    let callbacks = Recorder::start();
+    let url = format!("file://{}", src.display());
+    let config = format!(
+        "[repositories.\"acme/agent\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"agent.yaml\"\n[repositories.\"acme/build\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"build.yaml\"\n[orchestrator]\nretry_limit = 3\ncallback_url = \"{}/done\"\n",
+        callbacks.url
+    );
+    let server = serve(dir.path(), &config, &[]);
+    let out = cascade()
+        .args([
+            "dispatch",
+            "task:start",
+            "--payload",
+            r#"{"task_id": "T-42"}"#,
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = callbacks.wait(
+        Duration::from_mins(1),
+        "the build's completion callback",
+        |r| {
+            r.iter().any(|c| {
+                c.body["pipeline"] == "acme/build/build.yaml" && c.body["status"] == "completed"
+            })
+        },
+    );
+    let done = got
+        .iter()
+        .find(|c| c.body["pipeline"] == "acme/build/build.yaml" && c.body["status"] == "completed")
+        .unwrap();
+    assert_eq!(done.path, "/done");
+    assert_eq!(done.body["task_id"], "T-42");
+    assert_eq!(
+        done.body["retry_count"], 1,
+        "the failed first run was retried once: {got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|c| c.body["pipeline"] == "acme/agent/agent.yaml"
+                && c.body["status"] == "completed"),
+        "the agent's callback too: {got:#?}"
+    );
+    let chain = events(&server, Some("T-42"));
+    let kinds: Vec<(String, i64)> = chain
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap_or_default().to_owned(),
+                e["payload"]["client_payload"]["retry_count"]
+                    .as_i64()
+                    .unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("task:start".into(), 0),
+            ("agent:complete".into(), 0),
+            ("agent:complete".into(), 1)
+        ],
+        "{chain:#?}"
+    );
+    let out = cascade()
+        .args([
+            "events",
+            "--task-id",
+            "T-42",
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("agent:complete") && table.contains("task:start"),
+        "{table}"
+    );
+}
