@@ -162,3 +162,73 @@ impl Cron {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::Fetched;
+    use cascade_spec::config::Repository;
+
+    /// The pipeline file of every repository, fixed (reading from git is tested in
+    /// `cascade-git` and end to end; this tests the tick bookkeeping).
+    struct Fixed(&'static str);
+
+    impl PipelineSource for Fixed {
+        fn read(&self, _: &Repository, _: &str, _: &str) -> Result<Option<Fetched>, String> {
+            Ok(Some(Fetched {
+                text: self.0.to_owned(),
+                sha: "0".repeat(40),
+            }))
+        }
+        fn changed(&self, _: &Repository, _: &str, _: &str) -> Result<Vec<String>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn cron(db: &std::path::Path) -> Cron {
+        let config = AdminConfig::parse(
+            "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"file:///nowhere\"\n",
+        )
+        .unwrap();
+        Cron {
+            store: Orchestration::open(db).unwrap(),
+            inbox: Inbox::Local {
+                intake: crate::intake::Intake::start(cascade_store::Queue::open(db).unwrap()),
+                wake: Arc::new(tokio::sync::Notify::new()),
+            },
+            config: Arc::new(config),
+            source: Arc::new(Fixed(
+                "name: nightly\non:\n  schedule:\n    - cron: \"0 3 * * *\"\n      timezone: Europe/Berlin\njobs: { a: { run: echo } }\n",
+            )),
+            refresh: Duration::from_mins(1),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tick_fires_once_even_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let mut first = cron(&db);
+        let entries = first.entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].timezone.as_deref(), Some("Europe/Berlin"));
+        let key = entries[0].key();
+        let tick: jiff::Timestamp = "2026-01-01T02:00:00Z".parse().unwrap();
+        first.fire(&entries[0], &key, tick).await.unwrap();
+        first.fire(&entries[0], &key, tick).await.unwrap();
+        // A restarted server (new connections, new state) sees the same tick as fired.
+        let mut second = cron(&db);
+        second.fire(&entries[0], &key, tick).await.unwrap();
+        let later: jiff::Timestamp = "2026-01-02T02:00:00Z".parse().unwrap();
+        second.fire(&entries[0], &key, later).await.unwrap();
+        let reader = cascade_store::Reader::open(&db).unwrap();
+        let events = reader.events(None, 10).unwrap();
+        assert_eq!(events.len(), 2, "one event per tick: {events:#?}");
+        assert_eq!(events[0].kind, "schedule");
+        assert_eq!(
+            events[0].payload["raw"]["tick"], "2026-01-01T02:00:00Z",
+            "{:?}",
+            events[0].payload
+        );
+    }
+}

@@ -191,8 +191,13 @@ fn serve(data: &Path, config: &str, extra: &[&str]) -> Server {
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("listening"), "{line}");
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve exited before listening"
+        );
+    }
     std::thread::spawn(move || {
         let mut sink = String::new();
         while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
@@ -589,4 +594,88 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
         table.contains("agent:complete") && table.contains("task:start"),
         "{table}"
     );
+}
+
+/// Posts one dispatch with a fresh connection; the status code, or 0 when the server
+/// did not answer.
+fn post_dispatch(addr: &str, task: &str) -> u16 {
+    let body = format!(r#"{{"event_type": "burst", "client_payload": {{"task_id": "{task}"}}}}"#);
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    let request = format!(
+        "POST /api/v1/dispatch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn no_acknowledged_event_is_lost_when_nats_is_killed_during_a_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = cascade_test::NatsServer::start_jetstream(&dir.path().join("jetstream"));
+    let server = serve(dir.path(), "", &["--nats-url", &nats.url()]);
+    let addr = server.addr.clone();
+    let burst = std::thread::spawn(move || {
+        (0..1000)
+            .map(|i| {
+                let task = format!("b{i}");
+                let status = post_dispatch(&addr, &task);
+                (task, status)
+            })
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    nats.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    nats.restart();
+    let answers = burst.join().unwrap();
+    let accepted: Vec<&str> = answers
+        .iter()
+        .filter(|(_, s)| *s == 202)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert!(!accepted.is_empty(), "some dispatches were acknowledged");
+    assert!(
+        answers.iter().any(|(_, s)| *s == 503),
+        "the outage fell inside the burst (some were refused)"
+    );
+    assert!(
+        answers.iter().all(|(_, s)| matches!(*s, 202 | 503)),
+        "each was acknowledged or refused with 503: {answers:?}"
+    );
+    // Every acknowledged event reaches the event log once NATS is back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored: std::collections::HashSet<String> = {
+            let (status, body) = http(&server.addr, "GET", "/api/v1/events?limit=10000", "");
+            assert_eq!(status, 200);
+            body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["task_id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let missing: Vec<&&str> = accepted.iter().filter(|t| !stored.contains(**t)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged events lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
