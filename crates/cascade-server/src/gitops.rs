@@ -173,6 +173,7 @@ pub async fn start(
     tasks: &mut JoinSet<()>,
 ) -> Result<Inbox, GitOpsError> {
     let open = || Orchestration::open(db).map_err(GitOpsError::Store);
+    let relaxed = || Orchestration::open_relaxed(db).map_err(GitOpsError::Store);
     let wake = Arc::new(tokio::sync::Notify::new());
     let inbox = match &options.nats_url {
         None => Inbox::Local {
@@ -194,7 +195,7 @@ pub async fn start(
     };
     let secrets = Arc::clone(&options.secrets);
     let orchestrator = Orchestrator {
-        store: open()?,
+        store: relaxed()?,
         intake,
         pool,
         config: Arc::clone(&options.config),
@@ -209,7 +210,7 @@ pub async fn start(
         .build()
         .map_err(|e| GitOpsError::Http(e.to_string()))?;
     let reporter = Reporter {
-        store: open()?,
+        store: relaxed()?,
         inbox: inbox.clone(),
         config: Arc::clone(&options.config),
         http,

@@ -54,9 +54,13 @@ impl HookSecrets {
     }
 
     fn for_body(&self, forge: Forge, body: &[u8]) -> Option<&[u8]> {
-        repository_name(forge, body)
-            .and_then(|name| self.repos.get(&name))
-            .or(self.server.as_ref())
+        // The body is read for its repository only when some repository has a secret.
+        let own = if self.repos.is_empty() {
+            None
+        } else {
+            repository_name(forge, body).and_then(|name| self.repos.get(&name))
+        };
+        own.or(self.server.as_ref())
             .map(Vec::as_slice)
             .filter(|s| !s.is_empty())
     }

@@ -234,25 +234,23 @@ impl Orchestrator {
             let taken = tokio::task::block_in_place(|| self.store.take(16));
             match taken {
                 Ok(events) if !events.is_empty() => {
+                    let mut outcomes = Vec::with_capacity(events.len());
                     for event in events {
                         let handled = self.handle(&event).await;
-                        let (status, note) = match &handled {
+                        let (status, note) = match handled {
                             Handled::Done(n) => ("done", n),
                             Handled::Skipped(n) => ("skipped", n),
                             Handled::Failed(n) => ("failed", n),
                         };
-                        tracing::info!(
-                            event = event.event_id,
-                            kind = event.kind,
-                            status,
-                            note,
-                            "event handled"
-                        );
-                        if let Err(e) = tokio::task::block_in_place(|| {
-                            self.store.settle(event.event_id, status, note)
-                        }) {
-                            tracing::warn!(error = %e, "cannot record an event's outcome");
-                        }
+                        tracing::info!(event = event.event_id, kind = event.kind, status, note, "event handled");
+                        outcomes.push((event.event_id, status, note));
+                    }
+                    let outcomes: Vec<(i64, &str, &str)> = outcomes
+                        .iter()
+                        .map(|(id, status, note)| (*id, *status, note.as_str()))
+                        .collect();
+                    if let Err(e) = tokio::task::block_in_place(|| self.store.settle_all(&outcomes)) {
+                        tracing::warn!(error = %e, "cannot record events' outcomes");
                     }
                     continue;
                 }
@@ -601,6 +599,12 @@ impl Orchestrator {
 
     /// Whether a pipeline runs for this event; config errors say why it cannot.
     fn check(&self, s: &Start<'_>, trigger: &cascade_plan::Trigger) -> Check {
+        if s.repo.backend == cascade_spec::config::Backend::Argo {
+            // Said plainly rather than run somewhere the admin did not choose.
+            return Check::ConfigError(
+                "backend `argo` is not yet supported for repository events; use `backend = \"local\"`, or `cascade argo submit`".to_owned(),
+            );
+        }
         let pipeline = match cascade_spec::parse_pipeline(&s.path, &s.text) {
             Ok(p) => p,
             Err(errors) => {

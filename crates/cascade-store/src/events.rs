@@ -148,6 +148,30 @@ impl Orchestration {
         Ok(Self { conn })
     }
 
+    /// Like [`Orchestration::open`], for bookkeeping that may be redone: commits are
+    /// not synced one by one (`synchronous=NORMAL`; in WAL mode they survive a crash of
+    /// the process, and only a power loss can undo the last ones, which then happen
+    /// again: an event handled twice is caught by routes and delivery ids). Never for
+    /// what acknowledges an event to its sender.
+    pub fn open_relaxed(path: &Path) -> Result<Self, StoreError> {
+        let this = Self::open(path)?;
+        this.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(this)
+    }
+
+    /// Records how handling each event ended, in one transaction.
+    pub fn settle_all(&mut self, outcomes: &[(i64, &str, &str)]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (event_id, status, note) in outcomes {
+            tx.prepare_cached("UPDATE events SET status = ?2, note = ?3 WHERE event_id = ?1")?
+                .execute(params![event_id, status, note])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Stores events (one transaction); duplicates are recognised, not stored twice.
     pub fn record(&mut self, events: &[NewEvent]) -> Result<Vec<Recorded>, StoreError> {
         let tx = self
