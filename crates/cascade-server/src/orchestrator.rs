@@ -242,14 +242,21 @@ impl Orchestrator {
                             Handled::Skipped(n) => ("skipped", n),
                             Handled::Failed(n) => ("failed", n),
                         };
-                        tracing::info!(event = event.event_id, kind = event.kind, status, note, "event handled");
+                        tracing::info!(
+                            event = event.event_id,
+                            kind = event.kind,
+                            status,
+                            note,
+                            "event handled"
+                        );
                         outcomes.push((event.event_id, status, note));
                     }
                     let outcomes: Vec<(i64, &str, &str)> = outcomes
                         .iter()
                         .map(|(id, status, note)| (*id, *status, note.as_str()))
                         .collect();
-                    if let Err(e) = tokio::task::block_in_place(|| self.store.settle_all(&outcomes)) {
+                    if let Err(e) = tokio::task::block_in_place(|| self.store.settle_all(&outcomes))
+                    {
                         tracing::warn!(error = %e, "cannot record events' outcomes");
                     }
                     continue;

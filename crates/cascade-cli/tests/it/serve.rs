@@ -42,7 +42,14 @@ pub fn serve_with(data: &std::path::Path, args: &[&str]) -> Server {
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    // Log lines may come first; the address is on the `listening on` line.
+    while !line.contains("listening on http://") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve exited before listening"
+        );
+    }
     let addr = line
         .split("http://")
         .nth(1)
