@@ -307,6 +307,7 @@ async fn run_claimed(
                 containers: false,
                 base_env: std::env::vars_os().collect::<Vec<(OsString, OsString)>>(),
                 config: options.config.clone(),
+                control: None,
             };
             let bus = Bus::new().with(Arc::new(LedgerSink(Arc::clone(&ledger))));
             match cascade_engine::run(&plan, &secrets, engine_options, bus, cancel).await {

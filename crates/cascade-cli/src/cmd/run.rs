@@ -162,6 +162,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         containers: args.containers,
         base_env: std::env::vars_os().collect(),
         config,
+        control: None,
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
