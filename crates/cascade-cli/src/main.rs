@@ -49,6 +49,11 @@ enum Command {
     /// Run pipelines on Kubernetes through Argo Workflows
     #[command(subcommand)]
     Argo(cmd::argo::Command),
+    /// Watch runs and their tasks live from telemetry (runs of any machine)
+    Observe(cmd::observe::Args),
+    /// Pause, resume, cancel or limit running engines through the broker
+    #[command(subcommand)]
+    Control(cmd::control::Command),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -87,6 +92,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(&args),
         Command::Worker(command) => cmd::worker::run(&command),
         Command::Dag(command) => Ok(cmd::dag::run(&command)),
+        Command::Observe(args) => cmd::observe::run(&args),
+        Command::Control(command) => cmd::control::run(&command),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -51,8 +51,8 @@ pub struct Commands {
 }
 
 impl Commands {
-    /// The receiver, if no run took it yet.
-    pub(crate) fn take(&self) -> Option<mpsc::Receiver<Command>> {
+    /// The receiver, if no run took it yet (the engine takes it when a run starts).
+    pub fn take(&self) -> Option<mpsc::Receiver<Command>> {
         self.rx
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

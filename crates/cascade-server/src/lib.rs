@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod intake;
 pub mod jetstream;
 pub mod pool;
+pub mod telemetry;
 pub mod worker;
 
 use axum::Router;

@@ -39,6 +39,10 @@ pub struct Args {
     /// Secrets file for the workers (others come from the environment)
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+    /// The workers publish every run's events to this broker and obey its control
+    /// commands (`mqtt://host:port` or `nats://host:port`)
+    #[arg(long, value_name = "URL", value_parser = super::control::broker_url)]
+    telemetry: Option<cascade_connect::BrokerUrl>,
     #[command(flatten)]
     log: crate::logging::LogArgs,
 }
@@ -69,6 +73,15 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             worker_args.push(flag.into());
             worker_args.push(path.into());
         }
+    }
+    if let Some(url) = &args.telemetry {
+        // Checked here, so a bad org or project stops `serve`, not each worker.
+        if let Err(message) = super::control::broker(url) {
+            output::error(&message);
+            return Ok(Outcome::Usage);
+        }
+        worker_args.push("--telemetry".into());
+        worker_args.push(url.to_string().into());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
