@@ -7,6 +7,7 @@ pub mod error;
 pub mod inbox;
 pub mod intake;
 pub mod jetstream;
+pub mod metrics;
 pub mod pool;
 pub mod telemetry;
 pub mod worker;
@@ -68,7 +69,9 @@ pub fn router(app: Arc<api::App>) -> Router {
         .route("/api/v1/runs/{run_id}/cancel", post(api::cancel))
         .route("/api/v1/workers", get(api::workers))
         .route("/api/v1/workers/{worker_id}", get(api::worker))
+        .route("/metrics", get(metrics::render))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(metrics::trace_layer())
         .with_state(app)
 }
 
