@@ -11,6 +11,7 @@ mod cli;
 mod layering;
 mod run;
 mod serve;
+mod telemetry;
 mod workers;
 
 use std::path::{Path, PathBuf};
