@@ -1,8 +1,10 @@
 //! Telemetry and control for the runs of one process (`cascade run`, a worker): the one
 //! place that knows both the engine and `cascade-connect`.
 //!
-//! A [`Link`] is a connection to a broker shared by every run of the process. It never
-//! holds a run up: the first connection attempt and the control subscription get a short,
+//! A [`Link`] is a connection to a broker shared by every run of the process, served by
+//! a thread of its own (a one-thread tokio runtime): encoding, masking and the broker
+//! client's IO never take turns with the engine's dispatcher, which only pays a
+//! `try_send` per event. It never holds a run up: the first connection attempt and the control subscription get a short,
 //! bounded wait (a broker that is down refuses at once), after which the connector keeps
 //! trying in the background while the run goes on; events recorded while it is down are
 //! dropped and counted. Each run gets a [`RunLink`]: a [`Telemetry`] publisher masking with
@@ -100,6 +102,10 @@ impl Runs {
 /// A broker connection for telemetry and control, shared by the runs of this process.
 #[derive(Debug)]
 pub struct Link {
+    /// The link's own thread; `None` if it could not be started (then the caller's
+    /// runtime does the work).
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
     connector: Arc<dyn Connector>,
     identity: Identity,
     runs: Arc<Mutex<Runs>>,
@@ -114,6 +120,38 @@ impl Link {
     /// Connects (waiting briefly) and subscribes to the project's control topics. Never
     /// fails: an unreachable broker is retried in the background.
     pub async fn start(broker: &Broker) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cascade-telemetry")
+            .enable_all()
+            .build()
+            .inspect_err(
+                |error| tracing::warn!(%error, "no telemetry thread; publishing on the run's own"),
+            )
+            .ok();
+        let handle = runtime
+            .as_ref()
+            .map_or_else(tokio::runtime::Handle::current, |r| r.handle().clone());
+        let identity = broker.identity.clone();
+        let (connector, runs, control) = match handle.spawn(Self::connect(broker.clone())).await {
+            Ok(parts) => parts,
+            // Only a panic in `connect` gets here: pass it on.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        Self {
+            runtime,
+            handle,
+            connector,
+            identity,
+            runs,
+            dropped: AtomicU64::new(0),
+            stats: None,
+            control,
+        }
+    }
+
+    /// Connects and subscribes, on the link's runtime.
+    async fn connect(broker: Broker) -> (Arc<dyn Connector>, Arc<Mutex<Runs>>, JoinHandle<()>) {
         let connector: Arc<dyn Connector> = Arc::from(cascade_connect::connector(&broker.url));
         let connecting = tokio::spawn({
             let connector = Arc::clone(&connector);
@@ -137,14 +175,7 @@ impl Link {
             subscribed,
         ));
         let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
-        Self {
-            connector,
-            identity: broker.identity.clone(),
-            runs,
-            dropped: AtomicU64::new(0),
-            stats: None,
-            control,
-        }
+        (connector, runs, control)
     }
 
     /// A worker's link, if it has a broker: its dropped count is kept in [`stats_path`]
@@ -175,6 +206,8 @@ impl Link {
     /// Telemetry and control for a run: `bus` with the publisher added, and the commands
     /// for [`cascade_engine::Options::control`].
     pub fn attach(&self, run_id: &RunId, secrets: &Secrets, bus: Bus) -> (Bus, Commands, RunLink) {
+        // The publisher's task runs on the link's thread.
+        let _on_link_thread = self.handle.enter();
         let telemetry = Arc::new(TelemetrySink(Telemetry::with_options(
             Arc::clone(&self.connector),
             self.identity.clone(),
@@ -237,10 +270,26 @@ impl Link {
     /// run still holding the link keeps it open until it ends).
     pub async fn close(self: Arc<Self>) {
         self.control.abort();
-        let Ok(link) = Arc::try_unwrap(self) else {
+        let Ok(mut link) = Arc::try_unwrap(self) else {
             return;
         };
-        let _ = tokio::time::timeout(CLOSE_WAIT, link.connector.disconnect()).await;
+        let connector = Arc::clone(&link.connector);
+        let closing = link.handle.spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_WAIT, connector.disconnect()).await;
+        });
+        let _ = closing.await;
+        if let Some(runtime) = link.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // A runtime must not be dropped (blocking) inside async code.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
