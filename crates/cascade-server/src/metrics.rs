@@ -166,3 +166,54 @@ pub fn trace_layer() -> tower_http::trace::TraceLayer<
         .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
         .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_results_are_counted_by_forge_and_result() {
+        webhook("github", "accepted");
+        webhook("github", "accepted");
+        webhook("gitlab", "rejected");
+        let text = handle().render();
+        assert!(
+            text.contains("# TYPE cascade_webhooks_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cascade_webhooks_total{forge=\"github\",result=\"accepted\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cascade_webhooks_total{forge=\"gitlab\",result=\"rejected\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_vanished_label_goes_to_zero() {
+        let mut seen = BTreeSet::new();
+        set_gauges(
+            "cascade_test_gauge",
+            "status",
+            &[("running".into(), 2)],
+            &mut seen,
+        );
+        set_gauges(
+            "cascade_test_gauge",
+            "status",
+            &[("done".into(), 3)],
+            &mut seen,
+        );
+        let text = handle().render();
+        assert!(
+            text.contains("cascade_test_gauge{status=\"running\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cascade_test_gauge{status=\"done\"} 3"),
+            "{text}"
+        );
+    }
+}
