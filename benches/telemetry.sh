@@ -5,8 +5,9 @@
 #   live: --telemetry mqtt://127.0.0.1:PORT, a mosquitto started here
 #   dead: --telemetry mqtt://127.0.0.1:PORT2, where nothing listens
 # Prints hyperfine's table, the ratios live/off and dead/off of means and of medians
-# (targets: < 1.05 each; medians resist the bursts of a shared machine), and how many
-# messages a subscriber got from one live run (so "live" really published).
+# (targets: < 1.05 each), the same ratios from the three run interleaved round by round
+# (robust to load that drifts on a shared machine), and how many messages a subscriber
+# got from one live run (so "live" really published).
 # Usage: benches/telemetry.sh [RUNS]   (installs hyperfine and mosquitto if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,35 @@ for stat in ("mean", "median"):
     for name in ("live", "dead"):
         r = results[name][stat]
         print(f"{name} / off ({stat}) = {r / off:.3f}  ({r * 1000:.1f} ms vs {off * 1000:.1f} ms)")
+EOF
+
+# Cross-check against drift on a shared machine: the three commands interleaved, round by
+# round (hyperfine runs all of one command before the next), medians of wall time.
+echo
+echo "interleaved, $RUNS rounds (median ms):"
+for _ in $(seq "$RUNS"); do
+  for mode in off live dead; do
+    case $mode in
+      off) extra=() ;;
+      live) extra=(--telemetry "mqtt://127.0.0.1:$LIVE") ;;
+      dead) extra=(--telemetry "mqtt://127.0.0.1:$DEAD") ;;
+    esac
+    start=$(date +%s%N)
+    $RUN "${extra[@]}" >/dev/null 2>&1
+    echo "$mode $((($(date +%s%N) - start) / 1000))" >>"$WORK/interleaved"
+  done
+done
+python3 - "$WORK/interleaved" <<'EOF'
+import statistics, sys
+times = {}
+for line in open(sys.argv[1]):
+    mode, us = line.split()
+    times.setdefault(mode, []).append(int(us) / 1000)
+off = statistics.median(times["off"])
+print(f"off {off:.1f}")
+for name in ("live", "dead"):
+    m = statistics.median(times[name])
+    print(f"{name} {m:.1f}  ({name} / off = {m / off:.3f})")
 EOF
 
 # One more live run with a subscriber: every transition must have gone out.
