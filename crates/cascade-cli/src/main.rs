@@ -53,6 +53,11 @@ enum Command {
     /// Run pipelines on Kubernetes through Argo Workflows
     #[command(subcommand)]
     Argo(cmd::argo::Command),
+    /// Watch runs and their tasks live from telemetry (runs of any machine)
+    Observe(cmd::observe::Args),
+    /// Pause, resume, cancel or limit running engines through the broker
+    #[command(subcommand)]
+    Control(cmd::control::Command),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -93,6 +98,8 @@ fn main() -> ExitCode {
         Command::Dag(command) => Ok(cmd::dag::run(&command)),
         Command::Dispatch(args) => Ok(cmd::events::dispatch(&args)),
         Command::Events(args) => Ok(cmd::events::events(&args)),
+        Command::Observe(args) => cmd::observe::run(&args),
+        Command::Control(command) => cmd::control::run(&command),
     };
     match result {
         Ok(outcome) => outcome.into(),

@@ -226,6 +226,9 @@ impl Connector for NatsConnector {
                 return Ok(());
             };
             let drained = if client.connection_state() == State::Connected {
+                // A flush first: drain alone closes without sending what was published
+                // just before (a control command sent by a short-lived process was lost).
+                let _ = tokio::time::timeout(self.settings.ack_timeout, client.flush()).await;
                 // Drain sends what is queued, then closes.
                 tokio::time::timeout(self.settings.ack_timeout, client.drain())
                     .await

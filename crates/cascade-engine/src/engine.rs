@@ -8,6 +8,7 @@
 //! expand. Nothing here blocks the loop: processes, sleeps and pipes are async.
 
 use crate::bus::Bus;
+use crate::control::{Command, Commands};
 use crate::error::EngineError;
 use crate::mask::Masker;
 use crate::process::{self, Exit, Launch, LineSink};
@@ -46,6 +47,9 @@ pub struct Options {
     /// The environment jobs inherit (secrets are removed from it).
     pub base_env: Vec<(OsString, OsString)>,
     pub config: AdminConfig,
+    /// Commands obeyed while the run goes (pause, resume, cancel, limit); see
+    /// [`crate::control`].
+    pub control: Option<Commands>,
 }
 
 /// The final state of one task.
@@ -205,6 +209,10 @@ struct Dispatcher<'p> {
     queue: VecDeque<(usize, usize)>,
     running: JoinSet<Report>,
     cancelled: bool,
+    /// A `pause` command holds new starts until `resume`.
+    paused: bool,
+    /// Where commands come from, while the sender is there.
+    control: Option<tokio::sync::mpsc::Receiver<Command>>,
     kill: CancellationToken,
     started: Instant,
     /// Names of every secret, removed from the inherited environment.
@@ -229,6 +237,7 @@ impl<'p> Dispatcher<'p> {
                 jobs[need].dependents.push(index);
             }
         }
+        let control = options.control.as_ref().and_then(Commands::take);
         let mut secret_names: Vec<String> = secrets.names().map(str::to_owned).collect();
         secret_names.extend(plan.jobs.iter().flat_map(|j| j.secrets.iter().cloned()));
         Self {
@@ -246,6 +255,8 @@ impl<'p> Dispatcher<'p> {
             queue: VecDeque::new(),
             running: JoinSet::new(),
             cancelled: false,
+            paused: false,
+            control,
             kill: CancellationToken::new(),
             started: Instant::now(),
             secret_names,
@@ -275,6 +286,7 @@ impl<'p> Dispatcher<'p> {
             self.expand(job);
         }
         loop {
+            self.take_commands();
             self.start_ready();
             if self.running.is_empty() && self.queue.is_empty() {
                 break;
@@ -293,6 +305,10 @@ impl<'p> Dispatcher<'p> {
                     }
                 },
                 () = cancel.cancelled(), if !self.cancelled => self.cancel(),
+                command = recv(self.control.as_mut()), if self.control.is_some() => match command {
+                    Some(command) => self.obey(command),
+                    None => self.control_gone(),
+                },
             }
         }
         // Jobs never reached (only possible after cancellation) end as cancelled.
@@ -303,8 +319,49 @@ impl<'p> Dispatcher<'p> {
         }
     }
 
+    /// Applies every command already waiting (so one sent before the run holds from the
+    /// first task).
+    fn take_commands(&mut self) {
+        loop {
+            let Some(rx) = self.control.as_mut() else {
+                return;
+            };
+            match rx.try_recv() {
+                Ok(command) => self.obey(command),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    self.control_gone();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn obey(&mut self, command: Command) {
+        match command {
+            Command::Pause => self.paused = true,
+            Command::Resume => self.paused = false,
+            Command::Cancel => {
+                if !self.cancelled {
+                    self.cancel();
+                }
+            }
+            Command::Limit(jobs) => self
+                .resources
+                .set_slots(u32::try_from(jobs.get()).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// Nobody can send commands any more: a paused run would wait forever, so it resumes.
+    fn control_gone(&mut self) {
+        self.control = None;
+        self.paused = false;
+    }
+
     fn cancel(&mut self) {
         self.cancelled = true;
+        // A cancelled run ends: its `always()` jobs must not wait for a resume.
+        self.paused = false;
         self.kill.cancel();
         // Tasks started from now on (always() jobs) get a fresh token.
         self.kill = CancellationToken::new();
@@ -324,6 +381,9 @@ impl<'p> Dispatcher<'p> {
     }
 
     fn start_ready(&mut self) {
+        if self.paused {
+            return;
+        }
         while let Some(&(job, task)) = self.queue.front() {
             let weight = self.weights[job];
             if !self.resources.try_acquire(weight) {
@@ -798,6 +858,14 @@ impl<'p> Dispatcher<'p> {
             jobs,
             duration,
         }
+    }
+}
+
+/// The next command, or `None` when the sender is gone (never called without a receiver).
+async fn recv(control: Option<&mut tokio::sync::mpsc::Receiver<Command>>) -> Option<Command> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -2,10 +2,13 @@
 //! process groups, retries, timeouts, outputs, secret masking, resource limits.
 //!
 //! The engine knows nothing of storage, terminals or connectors: it emits
-//! [`cascade_plan::Event`]s on a [`Bus`] and its caller decides who listens.
+//! [`cascade_plan::Event`]s on a [`Bus`] and its caller decides who listens; commands
+//! (pause, resume, cancel, limit) reach it through a [`control::channel`], whoever sends
+//! them.
 
 pub mod bus;
 pub mod container;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod mask;
@@ -15,6 +18,7 @@ pub mod resources;
 pub mod secrets;
 
 pub use bus::{Bus, Recorder, Subscriber};
+pub use control::{Command, Commands, Controller};
 pub use engine::{Options, Summary, TaskSummary, capacity, run};
 pub use error::EngineError;
 pub use resources::Capacity;

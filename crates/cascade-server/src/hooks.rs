@@ -67,9 +67,9 @@ impl HookSecrets {
 }
 
 /// Counts a webhook by forge and result (`queued`, `duplicate`, `unauthorized`,
-/// `invalid`, `unavailable`).
+/// `invalid`, `unavailable`) for `/metrics`.
 fn count(forge: &str, result: &str) {
-    tracing::debug!(forge, result, "webhook");
+    crate::metrics::webhook(forge, result);
 }
 
 /// The repository's full name, read only to choose a secret.

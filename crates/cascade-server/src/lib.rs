@@ -11,10 +11,12 @@ pub mod hooks;
 pub mod inbox;
 pub mod intake;
 pub mod jetstream;
+pub mod metrics;
 pub mod orchestrator;
 pub mod pool;
 pub mod reporter;
 pub mod source;
+pub mod telemetry;
 pub mod worker;
 
 use axum::Router;
@@ -85,7 +87,9 @@ pub fn router(app: Arc<api::App>) -> Router {
             "/hooks/{forge}",
             post(hooks::hook).layer(DefaultBodyLimit::max(hooks::MAX_HOOK_BYTES)),
         )
+        .route("/metrics", get(metrics::render))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(metrics::trace_layer())
         .with_state(app)
 }
 

@@ -46,6 +46,8 @@ pub struct WorkerOptions {
     /// Secrets from a file; names not in it are looked up in the environment.
     pub secrets: Secrets,
     pub kill_grace: Duration,
+    /// Publish every run's events to this broker, and obey its control commands.
+    pub telemetry: Option<crate::telemetry::Broker>,
 }
 
 /// Why a worker could not start.
@@ -185,6 +187,7 @@ pub async fn run(
         read_wakeups(Arc::clone(&wake), parent_gone.clone());
     }
     tracing::info!(worker = options.id, scope = %options.scope, pid = std::process::id(), "worker started");
+    let link = crate::telemetry::Link::for_worker(options.telemetry.as_ref(), &options).await;
     let options = Arc::new(options);
     let mut runs = JoinSet::new();
     let exit = loop {
@@ -197,12 +200,17 @@ pub async fn run(
                         if let Ok(mut r) = running.lock() {
                             r.insert(c.lease.run_id.clone(), token.clone());
                         }
-                        runs.spawn(run_claimed(
-                            c,
-                            Arc::clone(&ledger),
-                            Arc::clone(&options),
-                            Arc::clone(&running),
-                            token,
+                        let span = tracing::info_span!("run", run_id = %c.lease.run_id, dag_id = %c.dag_id);
+                        runs.spawn(tracing::Instrument::instrument(
+                            run_claimed(
+                                c,
+                                Arc::clone(&ledger),
+                                Arc::clone(&options),
+                                Arc::clone(&running),
+                                token,
+                                link.clone(),
+                            ),
+                            span,
                         ));
                     }
                 }
@@ -228,6 +236,9 @@ pub async fn run(
     runs.shutdown().await;
     if let Ok(ledger) = Arc::try_unwrap(ledger) {
         ledger.close();
+    }
+    if let Some(link) = link {
+        link.close().await;
     }
     tracing::info!(worker = options.id, ?exit, "worker stopped");
     Ok(exit)
@@ -289,6 +300,7 @@ async fn run_claimed(
     options: Arc<WorkerOptions>,
     running: Running,
     cancel: CancellationToken,
+    link: Option<Arc<crate::telemetry::Link>>,
 ) {
     let run = claimed.lease.run_id.clone();
     let run_dir = options.data_dir.join("runs").join(&run);
@@ -314,9 +326,30 @@ async fn run_claimed(
                 containers: false,
                 base_env: std::env::vars_os().collect::<Vec<(OsString, OsString)>>(),
                 config: options.config.clone(),
+                control: None,
             };
             let bus = Bus::new().with(Arc::new(LedgerSink(Arc::clone(&ledger))));
-            match cascade_engine::run(&plan, &secrets, engine_options, bus, cancel).await {
+            let (bus, engine_options, attached) = match &link {
+                Some(link) => {
+                    let (bus, commands, attached) =
+                        link.attach(&engine_options.run_id, &secrets, bus);
+                    let control = Some(commands);
+                    (
+                        bus,
+                        cascade_engine::Options {
+                            control,
+                            ..engine_options
+                        },
+                        Some(attached),
+                    )
+                }
+                None => (bus, engine_options, None),
+            };
+            let ran = cascade_engine::run(&plan, &secrets, engine_options, bus, cancel).await;
+            if let (Some(link), Some(attached)) = (&link, attached) {
+                link.finish(attached).await;
+            }
+            match ran {
                 Ok(summary) => {
                     for task in summary.tasks.iter().filter(|t| !t.outputs.is_empty()) {
                         ledger.outputs(

@@ -13,5 +13,5 @@ pub use error::StoreError;
 pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
-pub use runs::{DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};
+pub use runs::{Counts, DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};
 pub use writer::{RunMeta, Writer};

@@ -306,6 +306,38 @@ impl Reader {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// What `/metrics` shows from the store: runs by status, tasks by state, and runs
+    /// queued (not yet claimed) per worker. Whole-table counts: a scrape reads every
+    /// task row once.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let grouped = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        Ok(Counts {
+            runs: grouped("SELECT status, count(*) FROM dag_runs GROUP BY status")?,
+            tasks: grouped("SELECT status, count(*) FROM task_executions GROUP BY status")?,
+            queued: grouped(
+                "SELECT worker_id, count(*) FROM worker_queue WHERE status = 'queued' GROUP BY worker_id",
+            )?,
+        })
+    }
+
+    /// The database file this reader reads (`None` for an in-memory database).
+    pub fn path(&self) -> Option<&Path> {
+        self.conn.path().map(Path::new)
+    }
+}
+
+/// Counts from [`Reader::counts`], each a list of (label, count).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub runs: Vec<(String, i64)>,
+    pub tasks: Vec<(String, i64)>,
+    /// Runs waiting to be claimed, by worker id.
+    pub queued: Vec<(String, i64)>,
 }
 
 const RUN_COLUMNS: &str = "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid, worker_id, node_id, error FROM dag_runs";

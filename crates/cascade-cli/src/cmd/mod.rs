@@ -2,9 +2,11 @@
 
 pub mod argo;
 pub mod changed;
+pub mod control;
 pub mod dag;
 pub mod events;
 pub mod graph;
+pub mod observe;
 pub mod run;
 pub mod runs;
 pub mod schema;

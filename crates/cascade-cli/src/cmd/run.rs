@@ -61,6 +61,12 @@ pub struct Args {
     /// `human` (live view and summary) or `json` (one event per line on stdout)
     #[arg(long, value_enum, default_value_t)]
     output: RunOutput,
+    /// Publish the run's events to this broker and obey its control commands
+    /// (`mqtt://host:port` or `nats://host:port`; org and project from
+    /// `CASCADE_ORG_ID`, `CASCADE_PROJECT_ID`). A broker that is down never holds the run
+    /// up: its events are dropped
+    #[arg(long, value_name = "URL", value_parser = super::control::broker_url)]
+    telemetry: Option<cascade_connect::BrokerUrl>,
 }
 
 struct StoreSink(Writer);
@@ -120,6 +126,18 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         output::error(&e.to_string());
         return Ok(Outcome::Failure);
     }
+    let broker = match args
+        .telemetry
+        .as_ref()
+        .map(super::control::broker)
+        .transpose()
+    {
+        Ok(b) => b,
+        Err(message) => {
+            output::error(&message);
+            return Ok(Outcome::Usage);
+        }
+    };
     if !args.containers && plan.jobs.iter().any(|j| j.image.is_some()) {
         output::note("note: `image:` is ignored without --containers; jobs run on this machine");
     }
@@ -162,6 +180,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         containers: args.containers,
         base_env: std::env::vars_os().collect(),
         config,
+        control: None,
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -169,7 +188,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     let cancel = CancellationToken::new();
-    let summary = runtime.block_on(async {
+    let (summary, dropped) = runtime.block_on(async {
         let signal = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -182,9 +201,31 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
                 }
             }
         });
-        cascade_engine::run(&plan, &secrets, options, bus, cancel).await
+        let Some(broker) = &broker else {
+            return (
+                cascade_engine::run(&plan, &secrets, options, bus, cancel).await,
+                None,
+            );
+        };
+        let link = std::sync::Arc::new(cascade_server::telemetry::Link::start(broker).await);
+        let (bus, commands, attached) = link.attach(&run_id, &secrets, bus);
+        let options = cascade_engine::Options {
+            control: Some(commands),
+            ..options
+        };
+        let summary = cascade_engine::run(&plan, &secrets, options, bus, cancel).await;
+        let dropped = link.finish(attached).await;
+        link.close().await;
+        (summary, Some(dropped))
     });
     progress.finish();
+    if let (Some(dropped @ 1..), Some(broker)) = (dropped, &broker) {
+        output::note(&format!(
+            "telemetry: {dropped} event{} not published to {}",
+            if dropped == 1 { "" } else { "s" },
+            broker.url
+        ));
+    }
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {

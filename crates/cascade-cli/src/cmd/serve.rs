@@ -51,8 +51,48 @@ pub struct Args {
     /// NATS server for the event queue (JetStream); the embedded SQLite queue without it
     #[arg(long, value_name = "URL", env = "CASCADE_NATS_URL")]
     nats_url: Option<String>,
+    /// The workers publish every run's events to this broker and obey its control
+    /// commands (`mqtt://host:port` or `nats://host:port`)
+    #[arg(long, value_name = "URL", value_parser = super::control::broker_url)]
+    telemetry: Option<cascade_connect::BrokerUrl>,
     #[command(flatten)]
     log: crate::logging::LogArgs,
+}
+
+/// What every worker is started with besides its id and scope: logging, config,
+/// secrets and telemetry, as the server has them.
+fn worker_args(args: &Args) -> Result<Vec<OsString>, Outcome> {
+    let mut worker_args: Vec<OsString> = vec![
+        "--log-format".into(),
+        match args.log.log_format {
+            crate::logging::LogFormat::Text => "text",
+            crate::logging::LogFormat::Json => "json",
+        }
+        .into(),
+    ];
+    for (flag, path) in [
+        ("--config", &args.config),
+        ("--secrets-file", &args.secrets_file),
+    ] {
+        if let Some(path) = path {
+            let Ok(path) = std::path::absolute(path) else {
+                output::error(&format!("cannot resolve {}", path.display()));
+                return Err(Outcome::Usage);
+            };
+            worker_args.push(flag.into());
+            worker_args.push(path.into());
+        }
+    }
+    if let Some(url) = &args.telemetry {
+        // Checked here, so a bad org or project stops `serve`, not each worker.
+        if let Err(message) = super::control::broker(url) {
+            output::error(&message);
+            return Err(Outcome::Usage);
+        }
+        worker_args.push("--telemetry".into());
+        worker_args.push(url.to_string().into());
+    }
+    Ok(worker_args)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
@@ -85,25 +125,10 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             .ok()
             .and_then(|h| h.into_string().ok())
     });
-    let mut worker_args: Vec<OsString> = vec![
-        "--log-format".into(),
-        match args.log.log_format {
-            crate::logging::LogFormat::Text => "text",
-            crate::logging::LogFormat::Json => "json",
-        }
-        .into(),
-    ];
-    for (flag, path) in [
-        ("--config", &args.config),
-        ("--secrets-file", &args.secrets_file),
-    ] {
-        if let Some(path) = path {
-            let path = std::path::absolute(path)
-                .with_context(|| format!("cannot resolve {}", path.display()))?;
-            worker_args.push(flag.into());
-            worker_args.push(path.into());
-        }
-    }
+    let worker_args = match worker_args(args) {
+        Ok(a) => a,
+        Err(outcome) => return Ok(outcome),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// Seconds between SIGTERM and SIGKILL when a task is stopped
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     kill_grace: f64,
+    /// Publish every run's events to this broker and obey its control commands
+    /// (`mqtt://host:port` or `nats://host:port`; org and project from
+    /// `CASCADE_ORG_ID`, `CASCADE_PROJECT_ID`)
+    #[arg(long, value_name = "URL", value_parser = super::control::broker_url)]
+    telemetry: Option<cascade_connect::BrokerUrl>,
     #[command(flatten)]
     log: crate::logging::LogArgs,
 }
@@ -80,6 +85,18 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
         Some(path) => Secrets::from_file(path)?,
         None => Secrets::default(),
     };
+    let telemetry = match args
+        .telemetry
+        .as_ref()
+        .map(super::control::broker)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(message) => {
+            output::error(&message);
+            return Ok(Outcome::Usage);
+        }
+    };
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let options = WorkerOptions {
         id: args.id.clone(),
@@ -93,6 +110,7 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
         config,
         secrets,
         kill_grace: Duration::from_secs_f64(args.kill_grace.max(0.0)),
+        telemetry,
     };
     // Small: the engine's work is child processes; two threads keep the ledger replies
     // and the dispatch loops moving.

@@ -635,6 +635,7 @@ fn no_acknowledged_event_is_lost_when_nats_is_killed_during_a_burst() {
             .collect::<Vec<_>>()
     });
     std::thread::sleep(Duration::from_millis(100));
+    assert!(!burst.is_finished(), "the kill falls inside the burst");
     nats.kill();
     std::thread::sleep(Duration::from_millis(500));
     nats.restart();
@@ -645,10 +646,6 @@ fn no_acknowledged_event_is_lost_when_nats_is_killed_during_a_burst() {
         .map(|(t, _)| t.as_str())
         .collect();
     assert!(!accepted.is_empty(), "some dispatches were acknowledged");
-    assert!(
-        answers.iter().any(|(_, s)| *s == 503),
-        "the outage fell inside the burst (some were refused)"
-    );
     assert!(
         answers.iter().all(|(_, s)| matches!(*s, 202 | 503)),
         "each was acknowledged or refused with 503: {answers:?}"

@@ -12,6 +12,7 @@ mod gitops;
 mod layering;
 mod run;
 mod serve;
+mod telemetry;
 mod workers;
 
 use std::path::{Path, PathBuf};

@@ -125,6 +125,7 @@ fn podman_never_sees_a_value_on_its_command_line() {
         containers: true,
         base_env: Vec::new(),
         config: cascade_spec::config::AdminConfig::default(),
+        control: None,
     };
     let env = vec![
         ("TOKEN".into(), "s3cret-value".into()),

@@ -1,5 +1,5 @@
 //! Integration tests of the engine with real processes: fan-out and fan-in, retries,
-//! timeouts, conditions, cancellation, injection and masking corpora.
+//! timeouts, conditions, cancellation, control commands, injection and masking corpora.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,10 +10,11 @@
 )]
 
 mod container;
+mod control;
 mod flow;
 mod safety;
 
-use cascade_engine::{Bus, Recorder, Secrets, Summary};
+use cascade_engine::{Bus, Command, Recorder, Secrets, Summary};
 use cascade_plan::{Event, EventKind, Trigger};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct Ran {
     pub summary: Summary,
     pub events: Vec<Event>,
     pub dir: tempfile::TempDir,
+    /// When each of [`Setup::commands`] was sent, in order.
+    pub sent: Vec<jiff::Timestamp>,
 }
 
 impl Ran {
@@ -68,6 +71,9 @@ pub struct Setup {
     pub env: Vec<(&'static str, &'static str)>,
     /// Run jobs with `image:` in podman.
     pub containers: bool,
+    /// Control commands, each sent that long after the run started (zero: before it
+    /// starts); the sender is dropped after the last one.
+    pub commands: Vec<(Duration, Command)>,
 }
 
 impl Default for Setup {
@@ -80,6 +86,7 @@ impl Default for Setup {
             grace: Duration::from_millis(500),
             env: Vec::new(),
             containers: false,
+            commands: Vec::new(),
         }
     }
 }
@@ -106,6 +113,7 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
             .chain(setup.env.iter().map(|(k, v)| ((*k).into(), (*v).into())))
             .collect(),
         config: cascade_spec::config::AdminConfig::default(),
+        control: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,6 +127,34 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
             c.cancel();
         });
     }
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let options = if setup.commands.is_empty() {
+        options
+    } else {
+        let (controller, commands) = cascade_engine::control::channel(16);
+        let mut later = Vec::new();
+        for (after, command) in setup.commands {
+            if after.is_zero() {
+                sent.lock().unwrap().push(jiff::Timestamp::now());
+                assert!(controller.send(command));
+            } else {
+                later.push((after, command));
+            }
+        }
+        let sent = Arc::clone(&sent);
+        runtime.spawn(async move {
+            let start = tokio::time::Instant::now();
+            for (after, command) in later {
+                tokio::time::sleep_until(start + after).await;
+                sent.lock().unwrap().push(jiff::Timestamp::now());
+                controller.send(command);
+            }
+        });
+        cascade_engine::Options {
+            control: Some(commands),
+            ..options
+        }
+    };
     let summary = runtime
         .block_on(cascade_engine::run(
             &plan,
@@ -128,9 +164,11 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
             cancel,
         ))
         .unwrap();
+    let sent = sent.lock().unwrap().clone();
     Ran {
         summary,
         events: recorder.events(),
         dir,
+        sent,
     }
 }
