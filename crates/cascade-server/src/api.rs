@@ -85,7 +85,8 @@ pub fn submission(text: &str, value: &serde_json::Value) -> Result<Submission, A
     }
 }
 
-fn new_run_id() -> RunId {
+/// A fresh run id: now, and a per-process random part.
+pub fn new_run_id() -> RunId {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());

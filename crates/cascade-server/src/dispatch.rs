@@ -64,7 +64,7 @@ pub fn dispatch_event(body: &[u8]) -> Result<NewEvent, ApiError> {
     let task_id = match payload.get("task_id") {
         Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
-        None => new_task_id(),
+        None => crate::api::new_run_id().to_string(),
         Some(_) => {
             return Err(ApiError::Field {
                 field: "client_payload.task_id",
@@ -91,14 +91,6 @@ pub fn dispatch_event(body: &[u8]) -> Result<NewEvent, ApiError> {
         event_type: Some(event_type),
         payload: serde_json::to_value(incoming).unwrap_or_default(),
     })
-}
-
-fn new_task_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let millis = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
-    cascade_plan::RunId::generate(millis, h.finish()).to_string()
 }
 
 /// `POST /api/v1/dispatch`: queues a `repository_dispatch` event; `202` once durable,

@@ -219,14 +219,6 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let millis = u64::try_from(now_ms()).unwrap_or(0);
-    cascade_plan::RunId::generate(millis, h.finish()).to_string()
-}
-
 impl Orchestrator {
     /// Handles events as they come until `shutdown`.
     pub async fn run(mut self, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
@@ -505,7 +497,7 @@ impl Orchestrator {
     /// Checks, matches and queues one pipeline; config errors become failed runs.
     async fn start(&mut self, s: Start<'_>) -> Handled {
         let name = format!("{}/{}", s.repo_name, s.path);
-        let run_id = new_run_id();
+        let run_id = crate::api::new_run_id().to_string();
         let scope = Scope::Project(slug(s.repo_name));
         let status_target = s.incoming.sha.as_ref().map(|sha| {
             serde_json::json!({

@@ -131,16 +131,7 @@ impl Source {
     fn new(target: &Target) -> Result<Self, Failure> {
         match &target.server {
             Some(url) => {
-                let mut builder =
-                    reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
-                if url.starts_with("http://") {
-                    // Plain HTTP needs no trust roots; loading the system's costs more
-                    // than the request itself.
-                    builder = builder.tls_certs_only(std::iter::empty());
-                }
-                let client = builder
-                    .build()
-                    .map_err(|e| Failure::Refused(format!("cannot build the HTTP client: {e}")))?;
+                let client = http_client(url).map_err(Failure::Refused)?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -271,6 +262,18 @@ impl Source {
     }
 }
 
+/// An HTTP client for the server's API; plain HTTP needs no trust roots, and loading the
+/// system's costs more than the request itself.
+pub(crate) fn http_client(url: &str) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    if url.starts_with("http://") {
+        builder = builder.tls_certs_only(std::iter::empty());
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 /// The API's error body in one line: the message, then each problem with its position.
 fn describe_error(value: &Value) -> Option<String> {
     let mut message = value.get("error")?.as_str()?.to_owned();
@@ -377,7 +380,8 @@ fn submit(args: &SubmitArgs) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
-fn str_of(value: &Value) -> String {
+/// A JSON value as a table cell (`-` for null).
+pub(crate) fn str_of(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),

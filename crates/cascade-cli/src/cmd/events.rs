@@ -41,16 +41,6 @@ pub struct EventsArgs {
     output: ListFormat,
 }
 
-fn client(url: &str) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
-    if url.starts_with("http://") {
-        builder = builder.tls_certs_only(std::iter::empty());
-    }
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,7 +62,7 @@ pub fn dispatch(args: &DispatchArgs) -> Outcome {
     };
     let body = serde_json::json!({"event_type": args.event_type, "client_payload": payload});
     let base = args.server.trim_end_matches('/').to_owned();
-    let result = client(&base).and_then(|client| {
+    let result = super::dag::http_client(&base).and_then(|client| {
         runtime()?.block_on(async {
             let response = client
                 .post(format!("{base}/api/v1/dispatch"))
@@ -123,7 +113,7 @@ pub fn dispatch(args: &DispatchArgs) -> Outcome {
 pub fn events(args: &EventsArgs) -> Outcome {
     let rows: Result<Value, String> = if let Some(url) = &args.server {
         let base = url.trim_end_matches('/').to_owned();
-        client(&base).and_then(|client| {
+        super::dag::http_client(&base).and_then(|client| {
             runtime()?.block_on(async {
                 let mut request = client
                     .get(format!("{base}/api/v1/events"))
@@ -163,11 +153,7 @@ pub fn events(args: &EventsArgs) -> Outcome {
     match args.output {
         ListFormat::Json => output::json(&Value::Array(rows)),
         ListFormat::Table => {
-            let cell = |v: &Value| match v {
-                Value::Null => "-".to_owned(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+            let cell = super::dag::str_of;
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|e| {
