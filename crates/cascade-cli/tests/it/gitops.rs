@@ -676,3 +676,59 @@ fn no_acknowledged_event_is_lost_when_nats_is_killed_during_a_burst() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn contract_a_gitlab_push_with_its_token_runs_and_reports_to_the_gitlab_status_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let pipeline =
+        "name: app\non: { push: { branches: [main] } }\njobs:\n  build: { run: echo built }\n";
+    let sha = repo(&src, &[("ci.yaml", pipeline)]);
+    let host = Recorder::start();
+    let config = format!(
+        "[repositories.\"acme/app\"]\nforge = \"gitlab\"\nurl = \"file://{}\"\napi_url = \"{}/api/v4\"\nproject_id = \"42\"\ntoken_secret = \"GH_TOKEN\"\n",
+        src.display(),
+        host.url
+    );
+    let server = serve(dir.path(), &config, &[]);
+    // GitLab's published push payload, pointed at this repository and commit.
+    let mut body: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::root().join("../shared/webhooks/gitlab/push.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    body["ref"] = "refs/heads/main".into();
+    body["before"] = "0".repeat(40).into();
+    body["after"] = sha.clone().into();
+    body["checkout_sha"] = sha.clone().into();
+    body["project"]["path_with_namespace"] = "acme/app".into();
+    body["project"]["git_http_url"] = format!("file://{}", src.display()).into();
+    let body = body.to_string();
+    let headers = |token: &str| {
+        vec![
+            ("X-Gitlab-Event", "Push Hook".to_owned()),
+            ("X-Gitlab-Webhook-UUID", "gl-1".to_owned()),
+            ("X-Gitlab-Token", token.to_owned()),
+        ]
+    };
+    assert_eq!(
+        post_hook(&server.addr, "gitlab", &headers("wrong"), &body).0,
+        401
+    );
+    let (status, answer) = post_hook(&server.addr, "gitlab", &headers(SECRET), &body);
+    assert_eq!(status, 202, "{answer}");
+    let got = host.wait(Duration::from_secs(30), "a success status on GitLab", |r| {
+        r.iter().any(|p| p.body["state"] == "success")
+    });
+    let last = got.last().unwrap();
+    assert_eq!(last.path, format!("/api/v4/projects/42/statuses/{sha}"));
+    assert_eq!(last.body["name"], "cascade/acme/app/ci.yaml/build");
+    assert!(
+        last.headers
+            .iter()
+            .any(|(k, v)| k == "private-token" && v == "token-123"),
+        "{:?}",
+        last.headers
+    );
+    assert_eq!(got[0].body["state"], "pending");
+}
