@@ -261,8 +261,183 @@ pub fn changes(
     out
 }
 
+/// The label that ties a `Workflow` to the Cascade run it carries out.
+pub const RUN_LABEL: &str = "cascade.dev/run-id";
+
+pub use kube::Client;
+pub use kube::runtime::watcher::Event as WatchEvent;
+
+/// Every workflow carrying [`RUN_LABEL`] in `namespace`, as kube-runtime's watcher sees
+/// them: a full list first (after every restart of the watch), then each change;
+/// errors are retried with the default backoff.
+pub fn run_workflows(
+    client: &kube::Client,
+    namespace: &str,
+) -> impl futures::Stream<Item = Result<WatchEvent<Workflow>, watcher::Error>> + Send + use<> {
+    use kube::runtime::WatchStreamExt;
+    let api: Api<Workflow> = Api::namespaced(client.clone(), namespace);
+    watcher(api, watcher::Config::default().labels(RUN_LABEL)).default_backoff()
+}
+
+/// A run as its workflow shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunProgress {
+    /// The run's state: `queued`, `running`, `completed` or `failed`.
+    pub status: &'static str,
+    /// Argo's message, when the workflow did not succeed.
+    pub message: Option<String>,
+    /// Each job (by its id in ci.yaml), in the plan's order: its state and Argo's message.
+    pub jobs: Vec<(String, TaskState, Option<String>)>,
+}
+
+/// Maps a workflow's status to the run's jobs (pure, for tests). `jobs` pairs each Argo
+/// task name with its job id, in the plan's order. A job's state is the node named after
+/// its task (a pod, or the retry or fan-out group around its copies); a job with no node
+/// is waiting, or skipped once the workflow ended without reaching it.
+pub fn run_progress(status: &WorkflowStatus, jobs: &[(String, String)]) -> RunProgress {
+    let phase = status.phase.as_deref().unwrap_or("");
+    let ended = is_final(phase);
+    let run = match phase {
+        "Succeeded" => "completed",
+        "Failed" | "Error" => "failed",
+        "Running" => "running",
+        _ => "queued",
+    };
+    let mut by_name: BTreeMap<&str, &crate::manifest::NodeStatus> = BTreeMap::new();
+    for node in status.nodes.values() {
+        let job_level = matches!(
+            node.node_type.as_deref(),
+            Some("Pod" | "Retry" | "TaskGroup" | "Skipped" | "Suspend" | "Container")
+        );
+        if job_level {
+            by_name.entry(node.display_name.as_str()).or_insert(node);
+        }
+    }
+    let jobs = jobs
+        .iter()
+        .map(|(task, job)| match by_name.get(task.as_str()) {
+            Some(node) => {
+                let mut state = task_state(node.phase.as_deref().unwrap_or("Pending"));
+                if ended && !state.is_final() {
+                    state = TaskState::Cancelled;
+                }
+                (job.clone(), state, node.message.clone())
+            }
+            None if ended => (job.clone(), TaskState::Skipped, None),
+            None => (job.clone(), TaskState::Pending, None),
+        })
+        .collect();
+    RunProgress {
+        status: run,
+        message: (ended && run != "completed")
+            .then(|| status.message.clone())
+            .flatten(),
+        jobs,
+    }
+}
+
 /// Drains a stream helper so `StreamExt` stays used when features change.
 #[doc(hidden)]
 pub async fn count<S: futures::Stream + Unpin>(s: S) -> usize {
     s.count().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::NodeStatus;
+
+    fn node(name: &str, kind: &str, phase: &str) -> NodeStatus {
+        NodeStatus {
+            display_name: name.to_owned(),
+            phase: Some(phase.to_owned()),
+            node_type: Some(kind.to_owned()),
+            message: (phase == "Failed").then(|| "exit code 1".to_owned()),
+        }
+    }
+
+    fn status(phase: &str, nodes: &[NodeStatus]) -> WorkflowStatus {
+        WorkflowStatus {
+            phase: Some(phase.to_owned()),
+            message: (phase == "Failed").then(|| "child failed".to_owned()),
+            nodes: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("wf-{i}"), n.clone()))
+                .collect(),
+        }
+    }
+
+    fn jobs() -> Vec<(String, String)> {
+        [
+            ("build", "build"),
+            ("unit-test", "unit_test"),
+            ("deploy", "deploy"),
+        ]
+        .iter()
+        .map(|(t, j)| ((*t).to_owned(), (*j).to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn jobs_take_the_state_of_the_node_named_after_their_task() {
+        let s = status(
+            "Running",
+            &[
+                node("wf", "DAG", "Running"),
+                // A retried job: the retry node is the job, its pods are attempts.
+                node("build", "Retry", "Succeeded"),
+                node("build(0)", "Pod", "Failed"),
+                node("build(1)", "Pod", "Succeeded"),
+                // A fan-out: the group is the job.
+                node("unit-test", "TaskGroup", "Running"),
+                node("unit-test(0:linux)", "Pod", "Succeeded"),
+            ],
+        );
+        let p = run_progress(&s, &jobs());
+        assert_eq!(p.status, "running");
+        assert_eq!(p.message, None);
+        assert_eq!(
+            p.jobs,
+            vec![
+                ("build".to_owned(), TaskState::Completed, None),
+                ("unit_test".to_owned(), TaskState::Running, None),
+                ("deploy".to_owned(), TaskState::Pending, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ended_workflow_leaves_no_job_waiting() {
+        let s = status(
+            "Failed",
+            &[
+                node("build", "Pod", "Failed"),
+                node("unit-test", "Pod", "Running"),
+            ],
+        );
+        let p = run_progress(&s, &jobs());
+        assert_eq!(p.status, "failed");
+        assert_eq!(p.message.as_deref(), Some("child failed"));
+        assert_eq!(
+            p.jobs,
+            vec![
+                (
+                    "build".to_owned(),
+                    TaskState::Failed,
+                    Some("exit code 1".to_owned())
+                ),
+                ("unit_test".to_owned(), TaskState::Cancelled, None),
+                ("deploy".to_owned(), TaskState::Skipped, None),
+            ]
+        );
+        assert_eq!(
+            run_progress(&status("Succeeded", &[]), &[]).status,
+            "completed"
+        );
+        assert_eq!(
+            run_progress(&WorkflowStatus::default(), &[]).status,
+            "queued"
+        );
+    }
 }

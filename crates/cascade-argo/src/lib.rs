@@ -5,4 +5,4 @@ pub mod cluster;
 pub mod manifest;
 pub mod render;
 
-pub use render::{ArgoVersion, Manifest, RenderError, RenderOptions, render};
+pub use render::{ArgoVersion, Checkout, Manifest, RenderError, RenderOptions, render};

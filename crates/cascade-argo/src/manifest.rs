@@ -103,12 +103,31 @@ pub struct ValueFrom {
 pub struct Io {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<Parameter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
 }
 
 impl Io {
     pub fn is_empty(&self) -> bool {
-        self.parameters.is_empty()
+        self.parameters.is_empty() && self.artifacts.is_empty()
     }
+}
+
+/// An input artifact: Argo's executor fetches it into `path` before the container starts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Artifact {
+    pub name: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitArtifact>,
+}
+
+/// A git checkout (Argo's `GitArtifact`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct GitArtifact {
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// A template: the DAG, or one job's container.

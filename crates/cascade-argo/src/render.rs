@@ -7,8 +7,8 @@
 //! escalation, under a fixed service account, with no `podSpecPatch`.
 
 use crate::manifest::{
-    Arguments, Backoff, CronWorkflow, CronWorkflowSpec, DagTask, DagTemplate, Io, Parameter,
-    RetryStrategy, Template, ValueFrom, Workflow, WorkflowSpec,
+    Arguments, Artifact, Backoff, CronWorkflow, CronWorkflowSpec, DagTask, DagTemplate,
+    GitArtifact, Io, Parameter, RetryStrategy, Template, ValueFrom, Workflow, WorkflowSpec,
 };
 use cascade_plan::{FanOut, Plan, PlannedJob};
 use cascade_spec::Pipeline;
@@ -51,7 +51,22 @@ pub struct RenderOptions {
     pub callback_url: Option<String>,
     /// Image of the exit handler that sends it.
     pub callback_image: String,
+    /// The commit every job starts in (`/src`, fetched by Argo's executor); none: jobs
+    /// start in the image's working directory.
+    pub checkout: Option<Checkout>,
+    /// A `Workflow` even for a scheduled pipeline: one tick, started by `serve`.
+    pub one_shot: bool,
 }
+
+/// A repository and the commit to check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub repo: String,
+    pub revision: String,
+}
+
+/// Where the checkout lands in a job's container (its working directory).
+pub const CHECKOUT_DIR: &str = "/src";
 
 impl Default for RenderOptions {
     fn default() -> Self {
@@ -62,6 +77,8 @@ impl Default for RenderOptions {
             namespace: None,
             callback_url: None,
             callback_image: "docker.io/curlimages/curl:8.10.1".to_owned(),
+            checkout: None,
+            one_shot: false,
         }
     }
 }
@@ -186,7 +203,8 @@ pub fn render(
         ..ObjectMeta::default()
     };
     // A scheduled pipeline becomes a CronWorkflow, unless rendered for another event.
-    let cron = !pipeline.on.schedule.is_empty()
+    let cron = !options.one_shot
+        && !pipeline.on.schedule.is_empty()
         && matches!(plan.event_name.as_str(), "schedule" | "manual");
     if !cron {
         let mut w = Workflow::new("", spec);
@@ -404,6 +422,22 @@ fn text_at(value: &serde_json::Value, path: &[&str]) -> Option<String> {
     Some(expr::to_text(v))
 }
 
+/// The commit a job starts in, as Argo's executor fetches it.
+fn checkout(options: &RenderOptions) -> Vec<Artifact> {
+    options
+        .checkout
+        .iter()
+        .map(|c| Artifact {
+            name: "source".to_owned(),
+            path: CHECKOUT_DIR.to_owned(),
+            git: Some(GitArtifact {
+                repo: c.repo.clone(),
+                revision: Some(c.revision.clone()),
+            }),
+        })
+        .collect()
+}
+
 /// The task in `main` and the container template of one job.
 fn job_parts(
     plan: &Plan,
@@ -454,9 +488,11 @@ fn job_parts(
                     ..Parameter::default()
                 })
                 .collect(),
+            artifacts: checkout(options),
         },
         outputs: Io {
             parameters: output_params(plan, job),
+            ..Io::default()
         },
         container: Some(Container {
             name: "main".to_owned(),
@@ -468,6 +504,7 @@ fn job_parts(
             command: Some(command),
             args: Some(args),
             env: (!env.is_empty()).then_some(env),
+            working_dir: options.checkout.as_ref().map(|_| CHECKOUT_DIR.to_owned()),
             security_context: Some(SecurityContext {
                 run_as_non_root: Some(true),
                 allow_privilege_escalation: Some(false),

@@ -1,6 +1,6 @@
 //! Starts the GitOps loop inside `serve`: the inbox (SQLite, or NATS JetStream and its
-//! consumer), the orchestrator, the reporter and cron, each an owned task that stops
-//! with `shutdown`.
+//! consumer), the orchestrator, the reporter, cron, and the Argo watcher when a
+//! repository runs on Argo, each an owned task that stops with `shutdown`.
 
 use crate::cron::Cron;
 use crate::inbox::Inbox;
@@ -194,6 +194,20 @@ pub async fn start(
         }
     };
     let secrets = Arc::clone(&options.secrets);
+    let argo = crate::argo::ArgoBackend::new();
+    let on_argo = options
+        .config
+        .repositories
+        .values()
+        .any(|r| r.backend == cascade_spec::config::Backend::Argo);
+    if on_argo {
+        let watch = crate::argo::ArgoWatch::new(
+            relaxed()?,
+            Arc::clone(&argo),
+            options.config.argo.namespace.clone(),
+        );
+        tasks.spawn(watch.run(shutdown.clone()));
+    }
     let orchestrator = Orchestrator {
         store: relaxed()?,
         intake,
@@ -203,6 +217,7 @@ pub async fn start(
         secret_names: Arc::new(move |name| {
             secrets.get(name).is_some() || std::env::var_os(name).is_some()
         }),
+        argo,
     };
     tasks.spawn(orchestrator.run(wake, shutdown.clone()));
     let http = reqwest::Client::builder()

@@ -1,8 +1,10 @@
 //! `cascade serve`: the only crate that wires the libraries together behind HTTP: the
 //! DAG API over the durable queue, the worker pool, and the worker processes it starts
-//! (`cascade worker run`). Webhooks and the orchestrator come next (see ARCHITECTURE.md).
+//! (`cascade worker run`), and the GitOps loop: webhooks, the event queue, the
+//! orchestrator, the status reporter, cron, and the Argo backend (see ARCHITECTURE.md).
 
 pub mod api;
+pub mod argo;
 pub mod cron;
 pub mod dispatch;
 pub mod error;

@@ -192,6 +192,8 @@ pub struct Orchestrator {
     /// Secret names available to runs (env and secrets file); an unknown one is a
     /// config error before anything runs.
     pub secret_names: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Where repositories with `backend = "argo"` run.
+    pub argo: Arc<crate::argo::ArgoBackend>,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -494,11 +496,9 @@ impl Orchestrator {
         .await
     }
 
-    /// Checks, matches and queues one pipeline; config errors become failed runs.
-    async fn start(&mut self, s: Start<'_>) -> Handled {
-        let name = format!("{}/{}", s.repo_name, s.path);
-        let run_id = crate::api::new_run_id().to_string();
-        let scope = Scope::Project(slug(s.repo_name));
+    /// Where a run comes from: what the reporter needs to tell its forge and its
+    /// dispatcher.
+    fn origin(&self, s: &Start<'_>, run_id: &str, name: &str) -> Origin {
         let status_target = s.incoming.sha.as_ref().map(|sha| {
             serde_json::json!({
                 "forge": s.repo.forge,
@@ -518,16 +518,24 @@ impl Orchestrator {
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned)
             .or_else(|| self.config.orchestrator.callback_url.clone());
-        let origin = Origin {
-            run_id: run_id.clone(),
+        Origin {
+            run_id: run_id.to_owned(),
             event_id: Some(s.event_id),
-            pipeline: name.clone(),
+            pipeline: name.to_owned(),
             status_target,
             task_id: s.route.as_ref().map(|r| r.0.clone()),
             event_type: s.route.as_ref().map(|r| r.1.clone()),
             retry_count: s.route.as_ref().map_or(0, |r| r.2),
             callback_url,
-        };
+        }
+    }
+
+    /// Checks, matches and queues one pipeline; config errors become failed runs.
+    async fn start(&mut self, s: Start<'_>) -> Handled {
+        let name = format!("{}/{}", s.repo_name, s.path);
+        let run_id = crate::api::new_run_id().to_string();
+        let scope = Scope::Project(slug(s.repo_name));
+        let origin = self.origin(&s, &run_id, &name);
         let trigger = cascade_plan::Trigger {
             event_name: s.incoming.event_name().to_owned(),
             payload: s.incoming.raw.clone(),
@@ -546,8 +554,8 @@ impl Orchestrator {
             "secrets": s.secrets,
             "checkout": {"url": s.repo.url, "sha": s.sha},
         });
-        match checked {
-            Check::Run => {}
+        let planned = match checked {
+            Check::Run(planned) => planned,
             Check::Skip(reason) => {
                 if reason.reported {
                     self.ended(
@@ -565,6 +573,11 @@ impl Orchestrator {
                 self.ended(&run_id, &name, &origin, &s.incoming.kind, "failed", &error);
                 return Handled::Failed(format!("{name}: {error}"));
             }
+        };
+        if s.repo.backend == cascade_spec::config::Backend::Argo {
+            return self
+                .start_on_argo(&s, &name, &run_id, &origin, *planned, &definition)
+                .await;
         }
         let submission = Submission {
             dag_id: name.clone(),
@@ -598,12 +611,6 @@ impl Orchestrator {
 
     /// Whether a pipeline runs for this event; config errors say why it cannot.
     fn check(&self, s: &Start<'_>, trigger: &cascade_plan::Trigger) -> Check {
-        if s.repo.backend == cascade_spec::config::Backend::Argo {
-            // Said plainly rather than run somewhere the admin did not choose.
-            return Check::ConfigError(
-                "backend `argo` is not yet supported for repository events; use `backend = \"local\"`, or `cascade argo submit`".to_owned(),
-            );
-        }
         let pipeline = match cascade_spec::parse_pipeline(&s.path, &s.text) {
             Ok(p) => p,
             Err(errors) => {
@@ -636,7 +643,8 @@ impl Orchestrator {
                     job.id
                 ));
             }
-            if s.secrets {
+            // On Argo, secrets are the cluster's (mapped in `[secrets]`; rendering checks).
+            if s.secrets && s.repo.backend == cascade_spec::config::Backend::Local {
                 for secret in &job.secrets {
                     if !(self.secret_names)(secret) {
                         return Check::ConfigError(format!(
@@ -653,7 +661,116 @@ impl Orchestrator {
                 reported: true,
             });
         }
-        Check::Run
+        Check::Run(Box::new(Planned { pipeline, plan }))
+    }
+
+    /// Renders the run as an Argo `Workflow` labelled with its run id, records it, and
+    /// creates it on the cluster; the Argo watcher follows it from there. A pipeline
+    /// that cannot run on Argo, or a cluster that refuses it, ends the run `failed`
+    /// saying why.
+    async fn start_on_argo(
+        &mut self,
+        s: &Start<'_>,
+        name: &str,
+        run_id: &str,
+        origin: &Origin,
+        planned: Planned,
+        definition: &serde_json::Value,
+    ) -> Handled {
+        let Planned { pipeline, mut plan } = planned;
+        if !s.secrets {
+            // A pull request from a fork: its jobs get no secret, as on local workers.
+            for job in &mut plan.jobs {
+                job.secrets.clear();
+            }
+        }
+        let settings = &self.config.argo;
+        let options = cascade_argo::RenderOptions {
+            default_image: settings.default_image.clone(),
+            service_account: settings.service_account.clone(),
+            namespace: Some(settings.namespace.clone()),
+            // The reporter sends completion callbacks, for every backend alike.
+            callback_url: None,
+            checkout: Some(cascade_argo::Checkout {
+                repo: s.repo.url.clone(),
+                revision: s.sha.clone(),
+            }),
+            one_shot: true,
+            ..cascade_argo::RenderOptions::default()
+        };
+        let mut workflow = match cascade_argo::render(&pipeline, &plan, &self.config, &options) {
+            Ok(cascade_argo::Manifest::Workflow(w)) => w,
+            Ok(cascade_argo::Manifest::CronWorkflow(_)) => {
+                let why = "a one-shot render gave a CronWorkflow".to_owned();
+                self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
+                return Handled::Failed(format!("{name}: {why}"));
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
+                return Handled::Failed(format!("{name}: {why}"));
+            }
+        };
+        crate::argo::label(&mut workflow, run_id, name);
+        let tasks: Vec<(String, String)> = plan
+            .jobs
+            .iter()
+            .map(|j| {
+                (
+                    cascade_argo::render::sanitize(j.id.as_str()),
+                    j.id.to_string(),
+                )
+            })
+            .collect();
+        let mut definition = definition.clone();
+        definition["argo"] = serde_json::json!({
+            "namespace": settings.namespace,
+            "tasks": tasks,
+        });
+        let jobs: Vec<String> = tasks.into_iter().map(|(_, job)| job).collect();
+        let recorded = tokio::task::block_in_place(|| {
+            self.store.add_origin(origin)?;
+            self.store.external_run(
+                run_id,
+                name,
+                s.incoming.event_name(),
+                crate::argo::BACKEND,
+                &definition,
+                &jobs,
+            )
+        });
+        if let Err(e) = recorded {
+            return Handled::Failed(format!("cannot record run {run_id} of {name}: {e}"));
+        }
+        if let Some((task, event_type, _)) = &s.route {
+            let _ = tokio::task::block_in_place(|| {
+                self.store
+                    .set_route(task, event_type, name, Some(run_id), "running")
+            });
+        }
+        let namespace = settings.namespace.clone();
+        let manifest = cascade_argo::Manifest::Workflow(workflow);
+        match self.argo.submit(&namespace, &manifest).await {
+            Ok(created) => {
+                let reference = format!("{namespace}/{created}");
+                if let Err(e) =
+                    tokio::task::block_in_place(|| self.store.set_external_ref(run_id, &reference))
+                {
+                    tracing::warn!(run = run_id, error = %e, "cannot record where an Argo run is");
+                }
+                Handled::Done(format!(
+                    "started run {run_id} of {name} as Argo workflow {reference}"
+                ))
+            }
+            Err(e) => {
+                let why = format!("cannot create the Argo workflow in `{namespace}`: {e}");
+                let _ = tokio::task::block_in_place(|| {
+                    self.store
+                        .external_progress(run_id, "failed", Some(&why), &[])
+                });
+                Handled::Failed(format!("{name}: {why}"))
+            }
+        }
     }
 
     /// Why `on:` does not start the pipeline for this event, if it does not. A skip that
@@ -716,8 +833,14 @@ pub struct Skip {
     pub reported: bool,
 }
 
+/// A pipeline that runs, and its plan.
+struct Planned {
+    pipeline: cascade_spec::Pipeline,
+    plan: cascade_plan::Plan,
+}
+
 enum Check {
-    Run,
+    Run(Box<Planned>),
     Skip(Skip),
     ConfigError(String),
 }

@@ -25,6 +25,32 @@ pub struct AdminConfig {
     /// How `serve` routes events: dispatch retries, circuit breakers, callbacks.
     #[serde(default)]
     pub orchestrator: Orchestrator,
+    /// Where repositories with `backend = "argo"` run: the cluster comes from the
+    /// server's kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or its service account.
+    #[serde(default)]
+    pub argo: ArgoSettings,
+}
+
+/// How `serve` hands runs to Argo Workflows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArgoSettings {
+    /// The namespace workflows are created in and watched.
+    pub namespace: String,
+    /// The image of jobs without `image:`.
+    pub default_image: String,
+    /// The service account the job pods run as (never taken from ci.yaml).
+    pub service_account: String,
+}
+
+impl Default for ArgoSettings {
+    fn default() -> Self {
+        Self {
+            namespace: "default".to_owned(),
+            default_image: "docker.io/library/alpine:3.20".to_owned(),
+            service_account: "cascade-executor".to_owned(),
+        }
+    }
 }
 
 /// A git host.
@@ -216,6 +242,7 @@ impl Default for AdminConfig {
             engine: EngineLimits::default(),
             repositories: IndexMap::new(),
             orchestrator: Orchestrator::default(),
+            argo: ArgoSettings::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/002_queue.sql")),
         M::up(include_str!("../migrations/003_workers.sql")),
         M::up(include_str!("../migrations/004_events.sql")),
+        M::up(include_str!("../migrations/005_external.sql")),
     ])
 }
 

@@ -134,7 +134,7 @@ pub struct OriginState {
 /// The orchestrator's connection.
 #[derive(Debug)]
 pub struct Orchestration {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Orchestration {

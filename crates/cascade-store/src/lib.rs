@@ -4,6 +4,7 @@
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod ledger;
 pub mod queue;
 pub mod runs;
@@ -11,6 +12,7 @@ pub mod writer;
 
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
+pub use external::{ExternalRun, ExternalTask};
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
 pub use runs::{Counts, DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};

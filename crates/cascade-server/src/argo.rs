@@ -1,0 +1,319 @@
+//! The Argo Workflows backend of `serve`: repositories with `backend = "argo"` have
+//! their runs rendered to a `Workflow` and created on the cluster (the orchestrator
+//! calls [`ArgoBackend::submit`]); a reconciler on kube-runtime's watcher
+//! ([`ArgoWatch`]) follows every workflow labelled with a run id and writes the run's
+//! and its jobs' states back to the store, where the status reporter, the API and
+//! `cascade dag status` read them as they read local runs.
+//!
+//! The cluster is the server's kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or its
+//! service account; the namespace and images come from `[argo]` in `cascade.toml`.
+
+use cascade_argo::cluster::{self, Client, RUN_LABEL, RunProgress, WatchEvent};
+use cascade_argo::manifest::Workflow;
+use cascade_store::{ExternalTask, Orchestration};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// The backend's name in the store (`dag_runs.backend`).
+pub const BACKEND: &str = "argo";
+
+/// The cluster connection, made on first use and shared by the orchestrator and the
+/// watcher.
+#[derive(Default)]
+pub struct ArgoBackend {
+    client: OnceCell<Client>,
+}
+
+impl std::fmt::Debug for ArgoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArgoBackend")
+            .field("connected", &self.client.initialized())
+            .finish()
+    }
+}
+
+/// The error of a cluster call, with its causes, for a run's status.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl ArgoBackend {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The client; an error says why none could be made (no kubeconfig, bad context).
+    pub async fn client(&self) -> Result<Client, String> {
+        self.client
+            .get_or_try_init(|| async { cluster::client().await.map_err(|e| chain(&e)) })
+            .await
+            .cloned()
+    }
+
+    /// Creates the workflow in `namespace`; returns its name.
+    pub async fn submit(
+        &self,
+        namespace: &str,
+        manifest: &cascade_argo::Manifest,
+    ) -> Result<String, String> {
+        let client = self.client().await?;
+        cluster::submit(&client, namespace, manifest)
+            .await
+            .map_err(|e| chain(&e))
+    }
+}
+
+/// Labels a rendered workflow with its run, and says which Argo task is which job.
+pub fn label(workflow: &mut Workflow, run_id: &str, pipeline: &str) {
+    workflow
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(RUN_LABEL.to_owned(), run_id.to_owned());
+    workflow
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("cascade.dev/pipeline".to_owned(), pipeline.to_owned());
+}
+
+/// The reconciler: follows the labelled workflows of one namespace.
+pub struct ArgoWatch {
+    pub store: Orchestration,
+    pub backend: Arc<ArgoBackend>,
+    pub namespace: String,
+    /// What was last written per run (only changes are written).
+    seen: HashMap<String, RunProgress>,
+    /// Runs whose workflow appeared in the current listing.
+    listed: Vec<String>,
+}
+
+impl std::fmt::Debug for ArgoWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArgoWatch")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArgoWatch {
+    pub fn new(store: Orchestration, backend: Arc<ArgoBackend>, namespace: String) -> Self {
+        Self {
+            store,
+            backend,
+            namespace,
+            seen: HashMap::new(),
+            listed: Vec::new(),
+        }
+    }
+
+    /// Follows workflows until `shutdown`. Without a cluster it tries again every few
+    /// seconds; the watch itself retries with kube-runtime's backoff.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let client = loop {
+            match self.backend.client().await {
+                Ok(client) => break client,
+                Err(error) => {
+                    tracing::warn!(%error, "no Kubernetes client for the argo backend; trying again in 5 s");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        };
+        let events = cluster::run_workflows(&client, &self.namespace);
+        futures::pin_mut!(events);
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = events.next() => next,
+            };
+            match next {
+                Some(Ok(event)) => tokio::task::block_in_place(|| self.apply(event)),
+                Some(Err(error)) => {
+                    tracing::warn!(error = %chain(&error), namespace = self.namespace, "watching Argo workflows");
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// One watch event.
+    pub fn apply(&mut self, event: WatchEvent<Workflow>) {
+        match event {
+            WatchEvent::Init => self.listed.clear(),
+            WatchEvent::InitApply(w) => {
+                if let Some(run) = run_of(&w) {
+                    self.listed.push(run.to_owned());
+                }
+                self.observe(&w);
+            }
+            WatchEvent::Apply(w) => self.observe(&w),
+            WatchEvent::InitDone => self.sweep(),
+            WatchEvent::Delete(w) => {
+                if let Some(run) = run_of(&w) {
+                    let run = run.to_owned();
+                    self.gone(&run);
+                }
+            }
+        }
+    }
+
+    /// Writes a workflow's state to its run, if it changed.
+    fn observe(&mut self, workflow: &Workflow) {
+        let Some(run_id) = run_of(workflow) else {
+            return;
+        };
+        let jobs = match self.jobs(run_id) {
+            Ok(Some(jobs)) => jobs,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(run = run_id, %error, "cannot read an Argo run's definition");
+                return;
+            }
+        };
+        let status = workflow.status.clone().unwrap_or_default();
+        let progress = cluster::run_progress(&status, &jobs);
+        if self.seen.get(run_id) == Some(&progress) {
+            return;
+        }
+        let tasks: Vec<ExternalTask<'_>> = progress
+            .jobs
+            .iter()
+            .map(|(job, state, message)| ExternalTask {
+                task_id: job,
+                status: state.as_str(),
+                error: message.as_deref().filter(|_| {
+                    matches!(
+                        state,
+                        cascade_plan::TaskState::Failed | cascade_plan::TaskState::Cancelled
+                    )
+                }),
+            })
+            .collect();
+        let error = progress
+            .message
+            .as_deref()
+            .or((progress.status == "failed").then_some("the workflow failed"));
+        match self
+            .store
+            .external_progress(run_id, progress.status, error, &tasks)
+        {
+            Ok(_) => {
+                tracing::debug!(
+                    run = run_id,
+                    status = progress.status,
+                    "argo run progressed"
+                );
+                if matches!(progress.status, "completed" | "failed") {
+                    self.seen.remove(run_id);
+                } else {
+                    self.seen.insert(run_id.to_owned(), progress);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(run = run_id, %error, "cannot record an Argo run's progress")
+            }
+        }
+    }
+
+    /// The (Argo task, job id) pairs of a run, from its definition; `None` for a run
+    /// this server does not know (another server's, or one deleted here).
+    fn jobs(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<Vec<(String, String)>>, cascade_store::StoreError> {
+        let Some(definition) = self.store.run_definition(run_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            definition["argo"]["tasks"]
+                .as_array()
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .filter_map(|p| {
+                            Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// After a full listing: a run created on the cluster whose workflow is no longer
+    /// there was deleted while this server was not watching.
+    fn sweep(&mut self) {
+        let open = match self.store.external_runs(BACKEND) {
+            Ok(open) => open,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list open Argo runs");
+                return;
+            }
+        };
+        let prefix = format!("{}/", self.namespace);
+        for run in open {
+            let here = run
+                .external_ref
+                .as_deref()
+                .is_some_and(|r| r.starts_with(&prefix));
+            if here && !self.listed.contains(&run.run_id) {
+                self.gone(&run.run_id);
+            }
+        }
+    }
+
+    /// The run's workflow was deleted before it ended.
+    fn gone(&mut self, run_id: &str) {
+        self.seen.remove(run_id);
+        let jobs = self.jobs(run_id).ok().flatten().unwrap_or_default();
+        let current = self.store.run_tasks(run_id).unwrap_or_default();
+        let tasks: Vec<ExternalTask<'_>> = jobs
+            .iter()
+            .map(|(_, job)| {
+                let status = current
+                    .iter()
+                    .find(|(t, _)| t == job)
+                    .map_or("pending", |(_, s)| s.as_str());
+                ExternalTask {
+                    task_id: job,
+                    status: if matches!(status, "pending" | "running") {
+                        "cancelled"
+                    } else {
+                        status
+                    },
+                    error: None,
+                }
+            })
+            .collect();
+        if let Err(error) = self.store.external_progress(
+            run_id,
+            "cancelled",
+            Some("the Argo workflow was deleted before it ended"),
+            &tasks,
+        ) {
+            tracing::warn!(run = run_id, %error, "cannot record a deleted Argo run");
+        }
+    }
+}
+
+fn run_of(workflow: &Workflow) -> Option<&str> {
+    workflow
+        .metadata
+        .labels
+        .as_ref()?
+        .get(RUN_LABEL)
+        .map(String::as_str)
+}
