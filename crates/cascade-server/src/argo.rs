@@ -74,8 +74,54 @@ impl ArgoBackend {
     }
 }
 
-/// Labels a rendered workflow with its run, and says which Argo task is which job.
-pub fn label(workflow: &mut Workflow, run_id: &str, pipeline: &str) {
+/// (Argo task name, job id) pairs, in plan order.
+pub type JobNames = Vec<(String, String)>;
+
+/// Renders a run as a `Workflow` labelled with its run id, with `[argo]`'s namespace
+/// and images, the commit checked out for every job, and no completion callback of its
+/// own (the reporter sends callbacks for every backend alike). Also returns which Argo
+/// task is which job, in plan order. The error says why the pipeline cannot run there.
+pub fn render(
+    pipeline: &cascade_spec::Pipeline,
+    plan: &cascade_plan::Plan,
+    config: &cascade_spec::config::AdminConfig,
+    checkout: cascade_argo::Checkout,
+    run_id: &str,
+    name: &str,
+) -> Result<(Box<Workflow>, JobNames), String> {
+    let settings = &config.argo;
+    let options = cascade_argo::RenderOptions {
+        default_image: settings.default_image.clone(),
+        service_account: settings.service_account.clone(),
+        namespace: Some(settings.namespace.clone()),
+        callback_url: None,
+        checkout: Some(checkout),
+        one_shot: true,
+        ..cascade_argo::RenderOptions::default()
+    };
+    let mut workflow = match cascade_argo::render(pipeline, plan, config, &options) {
+        Ok(cascade_argo::Manifest::Workflow(w)) => w,
+        Ok(cascade_argo::Manifest::CronWorkflow(_)) => {
+            return Err("a one-shot render gave a CronWorkflow".to_owned());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    label(&mut workflow, run_id, name);
+    let tasks = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            (
+                cascade_argo::render::sanitize(j.id.as_str()),
+                j.id.to_string(),
+            )
+        })
+        .collect();
+    Ok((workflow, tasks))
+}
+
+/// Labels a rendered workflow with its run, and names its pipeline.
+fn label(workflow: &mut Workflow, run_id: &str, pipeline: &str) {
     workflow
         .metadata
         .labels
@@ -224,7 +270,7 @@ impl ArgoWatch {
                 }
             }
             Err(error) => {
-                tracing::warn!(run = run_id, %error, "cannot record an Argo run's progress")
+                tracing::warn!(run = run_id, %error, "cannot record an Argo run's progress");
             }
         }
     }

@@ -685,43 +685,18 @@ impl Orchestrator {
             }
         }
         let settings = &self.config.argo;
-        let options = cascade_argo::RenderOptions {
-            default_image: settings.default_image.clone(),
-            service_account: settings.service_account.clone(),
-            namespace: Some(settings.namespace.clone()),
-            // The reporter sends completion callbacks, for every backend alike.
-            callback_url: None,
-            checkout: Some(cascade_argo::Checkout {
-                repo: s.repo.url.clone(),
-                revision: s.sha.clone(),
-            }),
-            one_shot: true,
-            ..cascade_argo::RenderOptions::default()
+        let checkout = cascade_argo::Checkout {
+            repo: s.repo.url.clone(),
+            revision: s.sha.clone(),
         };
-        let mut workflow = match cascade_argo::render(&pipeline, &plan, &self.config, &options) {
-            Ok(cascade_argo::Manifest::Workflow(w)) => w,
-            Ok(cascade_argo::Manifest::CronWorkflow(_)) => {
-                let why = "a one-shot render gave a CronWorkflow".to_owned();
-                self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
-                return Handled::Failed(format!("{name}: {why}"));
-            }
-            Err(e) => {
-                let why = e.to_string();
-                self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
-                return Handled::Failed(format!("{name}: {why}"));
-            }
-        };
-        crate::argo::label(&mut workflow, run_id, name);
-        let tasks: Vec<(String, String)> = plan
-            .jobs
-            .iter()
-            .map(|j| {
-                (
-                    cascade_argo::render::sanitize(j.id.as_str()),
-                    j.id.to_string(),
-                )
-            })
-            .collect();
+        let (workflow, tasks) =
+            match crate::argo::render(&pipeline, &plan, &self.config, checkout, run_id, name) {
+                Ok(rendered) => rendered,
+                Err(why) => {
+                    self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
+                    return Handled::Failed(format!("{name}: {why}"));
+                }
+            };
         let mut definition = definition.clone();
         definition["argo"] = serde_json::json!({
             "namespace": settings.namespace,
@@ -764,9 +739,18 @@ impl Orchestrator {
             }
             Err(e) => {
                 let why = format!("cannot create the Argo workflow in `{namespace}`: {e}");
+                // Every job says why, so none stays pending on the forge.
+                let tasks: Vec<cascade_store::ExternalTask<'_>> = jobs
+                    .iter()
+                    .map(|job| cascade_store::ExternalTask {
+                        task_id: job,
+                        status: "failed",
+                        error: Some(&why),
+                    })
+                    .collect();
                 let _ = tokio::task::block_in_place(|| {
                     self.store
-                        .external_progress(run_id, "failed", Some(&why), &[])
+                        .external_progress(run_id, "failed", Some(&why), &tasks)
                 });
                 Handled::Failed(format!("{name}: {why}"))
             }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "It's a Secret to Everybody";
+pub(crate) const SECRET: &str = "It's a Secret to Everybody";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -33,13 +33,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A repository with these files committed on `main`; returns its head.
-fn repo(dir: &Path, files: &[(&str, &str)]) -> String {
+pub(crate) fn repo(dir: &Path, files: &[(&str, &str)]) -> String {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "-q", "-b", "main"]);
     commit(dir, files)
 }
 
-fn commit(dir: &Path, files: &[(&str, &str)]) -> String {
+pub(crate) fn commit(dir: &Path, files: &[(&str, &str)]) -> String {
     for (path, text) in files {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -52,21 +52,21 @@ fn commit(dir: &Path, files: &[(&str, &str)]) -> String {
 
 /// One recorded HTTP request.
 #[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Value,
+pub(crate) struct Recorded {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Value,
 }
 
 /// A local HTTP server that records every request and answers `201 {}`.
-struct Recorder {
-    url: String,
+pub(crate) struct Recorder {
+    pub(crate) url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl Recorder {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -80,12 +80,12 @@ impl Recorder {
         Self { url, requests }
     }
 
-    fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
     /// Waits until `pred` holds for the recorded requests.
-    fn wait(
+    pub(crate) fn wait(
         &self,
         limit: Duration,
         what: &str,
@@ -153,7 +153,17 @@ fn free_port() -> u16 {
 }
 
 /// `cascade serve` with a config, a webhook secret and a known port.
-fn serve(data: &Path, config: &str, extra: &[&str]) -> Server {
+pub(crate) fn serve(data: &Path, config: &str, extra: &[&str]) -> Server {
+    serve_env(data, config, extra, &[])
+}
+
+/// [`serve`] with more environment variables.
+pub(crate) fn serve_env(
+    data: &Path,
+    config: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Server {
     std::fs::write(data.join("cascade.toml"), config).unwrap();
     let port = free_port();
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_cascade"))
@@ -186,6 +196,7 @@ fn serve(data: &Path, config: &str, extra: &[&str]) -> Server {
             "CASCADE_LOG",
             std::env::var("CASCADE_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
         )
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -216,7 +227,7 @@ fn serve(data: &Path, config: &str, extra: &[&str]) -> Server {
 }
 
 /// A GitHub push of `after` on `main` (the payload shape GitHub sends, trimmed).
-fn push_payload(repo_url: &str, before: &str, after: &str, changed: &[&str]) -> String {
+pub(crate) fn push_payload(repo_url: &str, before: &str, after: &str, changed: &[&str]) -> String {
     serde_json::json!({
         "ref": "refs/heads/main",
         "before": before,
@@ -233,7 +244,12 @@ fn push_payload(repo_url: &str, before: &str, after: &str, changed: &[&str]) -> 
 }
 
 /// Posts a webhook; returns the status code.
-fn post_hook(addr: &str, forge: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
+pub(crate) fn post_hook(
+    addr: &str,
+    forge: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     let mut request = format!(
         "POST /hooks/{forge} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -255,7 +271,11 @@ fn post_hook(addr: &str, forge: &str, headers: &[(&str, String)], body: &str) ->
     (status, json)
 }
 
-fn github_headers(delivery: &str, event: &str, body: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn github_headers(
+    delivery: &str,
+    event: &str,
+    body: &str,
+) -> Vec<(&'static str, String)> {
     vec![
         ("X-GitHub-Event", event.to_owned()),
         ("X-GitHub-Delivery", delivery.to_owned()),
@@ -269,14 +289,14 @@ fn github_headers(delivery: &str, event: &str, body: &str) -> Vec<(&'static str,
     ]
 }
 
-fn config(repo: &Path, statuses: &str, extra: &str) -> String {
+pub(crate) fn config(repo: &Path, statuses: &str, extra: &str) -> String {
     format!(
         "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"file://{}\"\napi_url = \"{statuses}\"\ntoken_secret = \"GH_TOKEN\"\n{extra}",
         repo.display()
     )
 }
 
-fn events(server: &Server, task: Option<&str>) -> Vec<Value> {
+pub(crate) fn events(server: &Server, task: Option<&str>) -> Vec<Value> {
     let path = task.map_or_else(
         || "/api/v1/events".to_owned(),
         |t| format!("/api/v1/events?task_id={t}"),
@@ -286,7 +306,7 @@ fn events(server: &Server, task: Option<&str>) -> Vec<Value> {
     body["events"].as_array().unwrap().clone()
 }
 
-fn statuses_for(requests: &[Recorded], context: &str) -> Vec<String> {
+pub(crate) fn statuses_for(requests: &[Recorded], context: &str) -> Vec<String> {
     requests
         .iter()
         .filter(|r| r.body["context"] == context)

@@ -9,6 +9,7 @@
 
 mod cli;
 mod gitops;
+mod gitops_argo;
 mod layering;
 mod run;
 mod serve;
