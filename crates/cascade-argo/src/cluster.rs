@@ -157,6 +157,24 @@ pub async fn dry_run(
     })
 }
 
+/// Stops a workflow the way `argo terminate` does (`spec.shutdown: Terminate`): running
+/// pods are killed, nothing more starts, and the exit handler still runs. Idempotent.
+pub async fn terminate(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ClusterError> {
+    let api: Api<Workflow> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({"spec": {"shutdown": "Terminate"}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| ClusterError::Refused {
+            kind: "termination of the Workflow",
+            source,
+        })
+}
+
 /// Argo's phase of a workflow or node as one of our task states.
 pub fn task_state(phase: &str) -> TaskState {
     match phase {

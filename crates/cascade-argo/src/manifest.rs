@@ -35,6 +35,9 @@ pub struct WorkflowSpec {
     pub security_context: Option<PodSecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
+    /// `Terminate` or `Stop` once someone stopped the workflow (never rendered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<String>,
 }
 
 /// `CronWorkflow.spec`.

@@ -336,6 +336,7 @@ fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions)
             ..PodSecurityContext::default()
         }),
         active_deadline_seconds: None,
+        shutdown: None,
     }
 }
 

@@ -143,6 +143,8 @@ pub struct ArgoWatch {
     seen: HashMap<String, RunProgress>,
     /// Runs whose workflow appeared in the current listing.
     listed: Vec<String>,
+    /// Runs whose workflow was asked to terminate.
+    stopped: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for ArgoWatch {
@@ -161,6 +163,7 @@ impl ArgoWatch {
             namespace,
             seen: HashMap::new(),
             listed: Vec::new(),
+            stopped: std::collections::HashSet::new(),
         }
     }
 
@@ -181,10 +184,16 @@ impl ArgoWatch {
         };
         let events = cluster::run_workflows(&client, &self.namespace);
         futures::pin_mut!(events);
+        let mut stops = tokio::time::interval(Duration::from_millis(500));
+        stops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
                 next = events.next() => next,
+                _ = stops.tick() => {
+                    self.stop_cancelled(&client).await;
+                    continue;
+                }
             };
             match next {
                 Some(Ok(event)) => tokio::task::block_in_place(|| self.apply(event)),
@@ -192,6 +201,41 @@ impl ArgoWatch {
                     tracing::warn!(error = %chain(&error), namespace = self.namespace, "watching Argo workflows");
                 }
                 None => return,
+            }
+        }
+    }
+
+    /// Terminates the workflows of runs asked to stop (`POST /runs/{id}/cancel` set them
+    /// `cancelling`); their end comes back through the watch. Asked once per run and
+    /// process (the patch is idempotent, so a restart asking again does no harm).
+    async fn stop_cancelled(&mut self, client: &Client) {
+        let cancelling =
+            match tokio::task::block_in_place(|| self.store.external_cancelling(BACKEND)) {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list Argo runs to stop");
+                    return;
+                }
+            };
+        for (run_id, reference) in cancelling {
+            if self.stopped.contains(&run_id) {
+                continue;
+            }
+            let Some((namespace, name)) = reference.split_once('/') else {
+                continue;
+            };
+            match cluster::terminate(client, namespace, name).await {
+                Ok(()) => {
+                    tracing::info!(
+                        run = run_id,
+                        workflow = reference,
+                        "Argo workflow terminated"
+                    );
+                    self.stopped.insert(run_id);
+                }
+                Err(error) => {
+                    tracing::warn!(run = run_id, error = %chain(&error), "cannot terminate an Argo workflow; trying again");
+                }
             }
         }
     }

@@ -100,6 +100,14 @@ impl Orchestration {
         if ended(&current) {
             return Ok(false);
         }
+        // A cancel was asked for: the run stays `cancelling` until the backend stops it,
+        // and an end other than success is the cancel's.
+        let status = match (current.as_str(), status) {
+            ("cancelling", "completed") => "completed",
+            ("cancelling", s) if ended(s) => "cancelled",
+            ("cancelling", _) => "cancelling",
+            (_, s) => s,
+        };
         for (position, task) in tasks.iter().enumerate() {
             let started = (task.status != "pending").then(|| now.to_string());
             let finished = ended(task.status).then(|| now.to_string());
@@ -193,6 +201,18 @@ impl Orchestration {
         Ok(rows)
     }
 
+    /// Runs on `backend` asked to stop (`cancelling`), and where they are.
+    pub fn external_cancelling(&self, backend: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, external_ref FROM dag_runs
+             WHERE backend = ?1 AND status = 'cancelling' AND external_ref IS NOT NULL",
+        )?;
+        let rows = stmt
+            .query_map([backend], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// The definition of one run (`None` if there is no such run).
     pub fn run_definition(&self, run_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let text: Option<Option<String>> = self
@@ -209,6 +229,7 @@ impl Orchestration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{Cancelled, Queue};
 
     fn store() -> (tempfile::TempDir, Orchestration) {
         let dir = tempfile::tempdir().unwrap();
@@ -243,9 +264,6 @@ mod tests {
         assert_eq!(open[0].definition, definition);
         assert_eq!(open[0].external_ref, None);
         store.set_external_ref("r1", "ci/app-x7k2p").unwrap();
-        let state = &store.pending_origins().unwrap();
-        // No origin was recorded: the reporter has nothing to say about this run.
-        assert!(state.is_empty());
         assert!(
             store
                 .external_progress(
@@ -328,5 +346,59 @@ mod tests {
                 .external_progress("nope", "running", None, &[])
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn a_cancelled_run_on_another_backend_stays_cancelling_until_the_backend_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = Orchestration::open(&path).unwrap();
+        let mut queue = Queue::open(&path).unwrap();
+        for run in ["r1", "r2"] {
+            store
+                .external_run(
+                    run,
+                    "d",
+                    "push",
+                    "argo",
+                    &serde_json::json!({}),
+                    &["build".to_owned()],
+                )
+                .unwrap();
+            store.set_external_ref(run, &format!("ci/{run}")).unwrap();
+        }
+        store
+            .external_progress("r1", "running", None, &[task("build", "running")])
+            .unwrap();
+        assert_eq!(queue.cancel("r1").unwrap(), Cancelled::Requested);
+        assert_eq!(queue.cancel("r1").unwrap(), Cancelled::Requested);
+        assert_eq!(
+            store.external_cancelling("argo").unwrap(),
+            vec![("r1".to_owned(), "ci/r1".to_owned())]
+        );
+        // Still running on the backend: still cancelling here.
+        store
+            .external_progress("r1", "running", None, &[task("build", "running")])
+            .unwrap();
+        assert_eq!(queue.run_status("r1").unwrap().0, "cancelling");
+        store
+            .external_progress(
+                "r1",
+                "failed",
+                Some("Stopped with strategy 'Terminate'"),
+                &[task("build", "failed")],
+            )
+            .unwrap();
+        assert_eq!(queue.run_status("r1").unwrap().0, "cancelled");
+        assert_eq!(
+            queue.cancel("r1").unwrap(),
+            Cancelled::AlreadyEnded("cancelled".to_owned())
+        );
+        // A run that succeeded before the stop took effect keeps its success.
+        queue.cancel("r2").unwrap();
+        store
+            .external_progress("r2", "completed", None, &[task("build", "completed")])
+            .unwrap();
+        assert_eq!(queue.run_status("r2").unwrap().0, "completed");
     }
 }

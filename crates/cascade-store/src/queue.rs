@@ -239,14 +239,14 @@ impl Queue {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(String, Option<String>)> = tx
+        let row: Option<(String, Option<String>, Option<String>)> = tx
             .query_row(
-                "SELECT r.status, w.status FROM dag_runs r LEFT JOIN worker_queue w USING (run_id) WHERE r.run_id = ?1",
+                "SELECT r.status, w.status, r.backend FROM dag_runs r LEFT JOIN worker_queue w USING (run_id) WHERE r.run_id = ?1",
                 [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((run_status, queue_status)) = row else {
+        let Some((run_status, queue_status, backend)) = row else {
             return Err(StoreError::NoRun(run_id.to_owned()));
         };
         let now = jiff::Timestamp::now().to_string();
@@ -270,6 +270,15 @@ impl Queue {
                 Cancelled::Requested
             }
             Some("leased") => Cancelled::Requested,
+            // On another backend (Argo): its watcher stops it there and records the end.
+            None if backend.is_some() && matches!(run_status.as_str(), "queued" | "running") => {
+                tx.execute(
+                    "UPDATE dag_runs SET status = 'cancelling', version = version + 1 WHERE run_id = ?1",
+                    [run_id],
+                )?;
+                Cancelled::Requested
+            }
+            None if backend.is_some() && run_status == "cancelling" => Cancelled::Requested,
             _ => Cancelled::AlreadyEnded(run_status),
         };
         tx.commit()?;

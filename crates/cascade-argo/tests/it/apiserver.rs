@@ -184,3 +184,29 @@ async fn apiserver_watch_follows_a_submitted_workflow_through_its_phases() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs a real API server; scripts/test builds and starts one and runs this with --ignored"]
+async fn apiserver_terminate_asks_argo_to_stop_the_workflow() {
+    let client = client().await;
+    let manifest = crate::render_file(
+        &crate::root().join("examples/hello.yaml"),
+        &Trigger::manual(),
+        &RenderOptions::default(),
+    )
+    .unwrap();
+    let name = cluster::submit(&client, "default", &manifest)
+        .await
+        .unwrap();
+    cluster::terminate(&client, "default", &name).await.unwrap();
+    // Idempotent: a second ask (after a restart of serve) changes nothing.
+    cluster::terminate(&client, "default", &name).await.unwrap();
+    let api: Api<Workflow> = Api::namespaced(client.clone(), "default");
+    let stored = api.get(&name).await.unwrap();
+    assert_eq!(stored.spec.shutdown.as_deref(), Some("Terminate"));
+    let missing = cluster::terminate(&client, "default", "no-such-workflow").await;
+    assert!(missing.is_err());
+    api.delete(&name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+}

@@ -192,7 +192,10 @@ fn rbac_grants_exactly_what_the_generator_and_executor_need() {
     };
     assert_eq!(
         rules("cascade-generator"),
-        serde_json::json!([{"apiGroups": ["argoproj.io"], "resources": ["workflows", "cronworkflows"], "verbs": ["create", "get", "list", "watch"]}])
+        serde_json::json!([
+            {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "get", "list", "watch", "patch"]},
+            {"apiGroups": ["argoproj.io"], "resources": ["cronworkflows"], "verbs": ["create", "get", "list", "watch"]},
+        ])
     );
     assert_eq!(
         rules("cascade-executor"),

@@ -35,6 +35,8 @@ struct Cluster {
     created: Vec<Value>,
     /// Answer creates with this status and body instead.
     refuse: Option<(u16, Value)>,
+    /// (workflow, merge patch) of every patch.
+    patches: Vec<(String, Value)>,
 }
 
 /// The local Kubernetes API (Workflows only).
@@ -160,33 +162,11 @@ fn kube_connection(stream: &TcpStream, state: &(Mutex<Cluster>, Condvar)) {
             continue;
         };
         let namespace = rest.split('/').next().unwrap_or("").to_owned();
-        let (lock, changed) = state;
+        let (lock, _) = state;
         match method.as_str() {
             "POST" => {
-                let mut object: Value = serde_json::from_slice(&body).unwrap();
-                let mut cluster = lock.lock().unwrap();
-                cluster.created.push(object.clone());
-                if let Some((code, answer)) = cluster.refuse.clone() {
-                    drop(cluster);
-                    respond(&mut out, code, &answer);
-                    continue;
-                }
-                let version = cluster.log.len() + 1;
-                let name = format!(
-                    "{}{version:05}",
-                    object["metadata"]["generateName"].as_str().unwrap_or("wf-")
-                );
-                object["metadata"]["name"] = name.clone().into();
-                object["metadata"]["namespace"] = namespace.into();
-                object["metadata"]["uid"] = format!("uid-{version}").into();
-                object["metadata"]["resourceVersion"] = version.to_string().into();
-                cluster.objects.insert(name, object.clone());
-                cluster
-                    .log
-                    .push(json!({"type": "ADDED", "object": object.clone()}));
-                changed.notify_all();
-                drop(cluster);
-                respond(&mut out, 201, &object);
+                let (code, answer) = create(state, namespace, &body);
+                respond(&mut out, code, &answer);
             }
             "GET" if query.contains("watch=true") || query.contains("watch=1") => {
                 stream_watch(&mut out, state, query);
@@ -203,9 +183,64 @@ fn kube_connection(stream: &TcpStream, state: &(Mutex<Cluster>, Condvar)) {
                 drop(cluster);
                 respond(&mut out, 200, &list);
             }
+            "PATCH" => {
+                let name = rest.rsplit('/').next().unwrap_or("");
+                let (code, answer) = merge_patch(state, name, &body);
+                respond(&mut out, code, &answer);
+            }
             _ => respond(&mut out, 405, &json!({"kind": "Status", "code": 405})),
         }
     }
+}
+
+/// `POST …/workflows`: stores the workflow under a generated name.
+fn create(state: &(Mutex<Cluster>, Condvar), namespace: String, body: &[u8]) -> (u16, Value) {
+    let (lock, changed) = state;
+    let mut object: Value = serde_json::from_slice(body).unwrap();
+    let mut cluster = lock.lock().unwrap();
+    cluster.created.push(object.clone());
+    if let Some(refusal) = cluster.refuse.clone() {
+        return refusal;
+    }
+    let version = cluster.log.len() + 1;
+    let name = format!(
+        "{}{version:05}",
+        object["metadata"]["generateName"].as_str().unwrap_or("wf-")
+    );
+    object["metadata"]["name"] = name.clone().into();
+    object["metadata"]["namespace"] = namespace.into();
+    object["metadata"]["uid"] = format!("uid-{version}").into();
+    object["metadata"]["resourceVersion"] = version.to_string().into();
+    cluster.objects.insert(name, object.clone());
+    cluster
+        .log
+        .push(json!({"type": "ADDED", "object": object.clone()}));
+    changed.notify_all();
+    (201, object)
+}
+
+/// `PATCH …/workflows/NAME` with a merge patch of `spec` fields.
+fn merge_patch(state: &(Mutex<Cluster>, Condvar), name: &str, body: &[u8]) -> (u16, Value) {
+    let (lock, changed) = state;
+    let update: Value = serde_json::from_slice(body).unwrap();
+    let mut cluster = lock.lock().unwrap();
+    cluster.patches.push((name.to_owned(), update.clone()));
+    let version = cluster.log.len() + 1;
+    let Some(object) = cluster.objects.get_mut(name) else {
+        return (404, json!({"kind": "Status", "code": 404}));
+    };
+    if let Some(spec) = update["spec"].as_object() {
+        for (k, v) in spec {
+            object["spec"][k] = v.clone();
+        }
+    }
+    object["metadata"]["resourceVersion"] = version.to_string().into();
+    let object = object.clone();
+    cluster
+        .log
+        .push(json!({"type": "MODIFIED", "object": object.clone()}));
+    changed.notify_all();
+    (200, object)
 }
 
 /// A watch: every change after the asked resource version, as a chunked stream that
@@ -526,6 +561,73 @@ fn contract_argo_runs_survive_a_server_restart_and_a_deleted_workflow_cancels_it
             .any(|p| p.path.ends_with(&second) && p.body["description"] == "cancelled"),
         "{got:#?}"
     );
+}
+
+#[test]
+fn contract_cancelling_an_argo_run_terminates_its_workflow_and_ends_it_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let sha = repo(&src, &[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
+    let host = Recorder::start();
+    let kube = FakeKube::start();
+    let server = serve_env(
+        dir.path(),
+        &argo_config(&src, &host.url),
+        &[],
+        &[("KUBECONFIG", kube.kubeconfig(dir.path()))],
+    );
+    push(&server.addr, &src, "d-argo-6", &sha);
+    let run_id = kube.wait_created(1)[0]["metadata"]["labels"]["cascade.dev/run-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let name = format!("app-{:05}", 1);
+    kube.set_status(
+        &name,
+        json!({"phase": "Running", "nodes": {"n1": node("build", "Pod", "Running", None)}}),
+    );
+    let run_path = format!("/api/v1/runs/{run_id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::serve::http(&server.addr, "GET", &run_path, "").1["run"]["status"] != "running" {
+        assert!(Instant::now() < deadline, "the run never showed running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, answer) =
+        crate::serve::http(&server.addr, "POST", &format!("{run_path}/cancel"), "");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "cancelling");
+    // The server stops the workflow the way `argo terminate` does.
+    while !kube
+        .state
+        .0
+        .lock()
+        .unwrap()
+        .patches
+        .iter()
+        .any(|(n, p)| *n == name && p["spec"]["shutdown"] == "Terminate")
+    {
+        assert!(Instant::now() < deadline, "the workflow was not terminated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Argo's controller then fails it; the run ends cancelled, its jobs say so.
+    kube.set_status(
+        &name,
+        json!({"phase": "Failed", "message": "Stopped with strategy 'Terminate'", "nodes": {
+            "n1": node("build", "Pod", "Failed", Some("terminated")),
+        }}),
+    );
+    while crate::serve::http(&server.addr, "GET", &run_path, "").1["run"]["status"] != "cancelled" {
+        assert!(Instant::now() < deadline, "the run did not end cancelled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let build = "cascade/acme/app/ci.yaml/build";
+    host.wait(Duration::from_secs(30), "the cancelled end reported", |r| {
+        statuses_for(r, build)
+            .last()
+            .is_some_and(|s| s == "failure" || s == "error")
+    });
+    let (status, _) = crate::serve::http(&server.addr, "POST", &format!("{run_path}/cancel"), "");
+    assert_eq!(status, 409, "an ended run has nothing to cancel");
 }
 
 /// `curl` with the real API server's admin credentials; returns (status, body).
