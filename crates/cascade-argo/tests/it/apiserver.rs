@@ -87,16 +87,21 @@ async fn apiserver_strict_dry_run_accepts_every_example() {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs a real API server; scripts/test builds and starts one and runs this with --ignored"]
-async fn apiserver_strict_dry_run_rejects_what_the_crd_forbids() {
-    let client = client().await;
-    let manifest = crate::render_file(
+/// `examples/hello.yaml`, rendered for a manual run.
+fn hello() -> Manifest {
+    crate::render_file(
         &crate::root().join("examples/hello.yaml"),
         &Trigger::manual(),
         &RenderOptions::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server; scripts/test builds and starts one and runs this with --ignored"]
+async fn apiserver_strict_dry_run_rejects_what_the_crd_forbids() {
+    let client = client().await;
+    let manifest = hello();
     let Manifest::Workflow(w) = manifest else {
         panic!("hello.yaml renders a Workflow")
     };
@@ -189,12 +194,7 @@ async fn apiserver_watch_follows_a_submitted_workflow_through_its_phases() {
 #[ignore = "needs a real API server; scripts/test builds and starts one and runs this with --ignored"]
 async fn apiserver_terminate_asks_argo_to_stop_the_workflow() {
     let client = client().await;
-    let manifest = crate::render_file(
-        &crate::root().join("examples/hello.yaml"),
-        &Trigger::manual(),
-        &RenderOptions::default(),
-    )
-    .unwrap();
+    let manifest = hello();
     let name = cluster::submit(&client, "default", &manifest)
         .await
         .unwrap();

@@ -67,16 +67,8 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let sink = Arc::clone(&requests);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let sink = Arc::clone(&sink);
-                std::thread::spawn(move || serve_one(&stream, &sink));
-            }
-        });
+        let url = listen(&requests, serve_one);
         Self { url, requests }
     }
 
@@ -101,6 +93,24 @@ impl Recorder {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A loopback HTTP server answering each connection on a thread of its own with
+/// `handle`; returns its base URL.
+pub(crate) fn listen<S: Send + Sync + 'static>(
+    state: &Arc<S>,
+    handle: fn(&TcpStream, &S),
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::clone(state);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || handle(&stream, &state));
+        }
+    });
+    url
 }
 
 fn serve_one(stream: &TcpStream, sink: &Mutex<Vec<Recorded>>) {

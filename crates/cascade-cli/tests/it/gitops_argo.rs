@@ -17,7 +17,7 @@ use crate::gitops::{
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -47,16 +47,8 @@ struct FakeKube {
 
 impl FakeKube {
     fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let state: Arc<(Mutex<Cluster>, Condvar)> = Arc::default();
-        let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = Arc::clone(&shared);
-                std::thread::spawn(move || kube_connection(&stream, &state));
-            }
-        });
+        let url = crate::gitops::listen(&state, kube_connection);
         Self { url, state }
     }
 
@@ -317,20 +309,102 @@ fn push(addr: &str, src: &Path, delivery: &str, sha: &str) {
     assert_eq!(status, 202, "{answer}");
 }
 
+const BUILD: &str = "cascade/acme/app/ci.yaml/build";
+const TEST: &str = "cascade/acme/app/ci.yaml/unit_test";
+
+/// A repository on `main` with these files, registered with `backend = "argo"`; the
+/// forge's status API, the local Kubernetes API, and `serve` with a kubeconfig for it.
+struct Setup {
+    dir: tempfile::TempDir,
+    src: std::path::PathBuf,
+    sha: String,
+    host: Recorder,
+    kube: FakeKube,
+    server: crate::serve::Server,
+}
+
+impl Setup {
+    fn start(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("app");
+        let sha = repo(&src, files);
+        let host = Recorder::start();
+        let kube = FakeKube::start();
+        let server = Self::serve(dir.path(), &src, &host, &kube);
+        Self {
+            dir,
+            src,
+            sha,
+            host,
+            kube,
+            server,
+        }
+    }
+
+    fn serve(dir: &Path, src: &Path, host: &Recorder, kube: &FakeKube) -> crate::serve::Server {
+        serve_env(
+            dir,
+            &argo_config(src, &host.url),
+            &[],
+            &[("KUBECONFIG", kube.kubeconfig(dir))],
+        )
+    }
+
+    /// Kills `serve` (as a crash would) and starts it again on the same data.
+    fn restart_after(&mut self, while_down: impl FnOnce(&FakeKube)) {
+        self.server.child.kill().unwrap();
+        self.server.child.wait().unwrap();
+        while_down(&self.kube);
+        self.server = Self::serve(self.dir.path(), &self.src, &self.host, &self.kube);
+    }
+
+    fn push(&self, delivery: &str, sha: &str) {
+        push(&self.server.addr, &self.src, delivery, sha);
+    }
+
+    /// Waits until both jobs of [`PIPELINE`] were reported pending.
+    fn wait_pending(&self) {
+        self.host
+            .wait(Duration::from_secs(30), "both jobs pending", |r| {
+                statuses_for(r, BUILD)
+                    .first()
+                    .is_some_and(|s| s == "pending")
+                    && statuses_for(r, TEST)
+                        .first()
+                        .is_some_and(|s| s == "pending")
+            });
+    }
+
+    /// Waits until the run's status reads `status`.
+    fn wait_run(&self, run_id: &str, status: &str) {
+        let path = format!("/api/v1/runs/{run_id}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, run) = crate::serve::http(&self.server.addr, "GET", &path, "");
+            if run["run"]["status"] == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the run never read {status}: {run:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn run_of(workflow: &Value) -> String {
+    workflow["metadata"]["labels"]["cascade.dev/run-id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn contract_a_push_on_an_argo_repository_becomes_a_workflow_whose_jobs_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("app");
-    let sha = repo(&src, &[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
-    let host = Recorder::start();
-    let kube = FakeKube::start();
-    let server = serve_env(
-        dir.path(),
-        &argo_config(&src, &host.url),
-        &[],
-        &[("KUBECONFIG", kube.kubeconfig(dir.path()))],
-    );
-    push(&server.addr, &src, "d-argo-1", &sha);
+    let t = Setup::start(&[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
+    let (src, sha, host, kube, server) = (&t.src, &t.sha, &t.host, &t.kube, &t.server);
+    t.push("d-argo-1", sha);
 
     let created = kube.wait_created(1);
     let workflow = &created[0];
@@ -341,10 +415,7 @@ fn contract_a_push_on_an_argo_repository_becomes_a_workflow_whose_jobs_are_repor
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}\n{workflow:#}");
-    let run_id = workflow["metadata"]["labels"]["cascade.dev/run-id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let run_id = run_of(workflow);
     assert_eq!(workflow["metadata"]["namespace"], "ci");
     assert!(workflow["spec"].get("onExit").is_none(), "{workflow:#}");
     let jobs: Vec<&Value> = workflow["spec"]["templates"]
@@ -362,16 +433,8 @@ fn contract_a_push_on_an_argo_repository_becomes_a_workflow_whose_jobs_are_repor
         assert_eq!(job["container"]["image"], "registry.example/build:1");
     }
 
-    let build = "cascade/acme/app/ci.yaml/build";
-    let test = "cascade/acme/app/ci.yaml/unit_test";
-    host.wait(Duration::from_secs(30), "both jobs pending", |r| {
-        statuses_for(r, build)
-            .first()
-            .is_some_and(|s| s == "pending")
-            && statuses_for(r, test)
-                .first()
-                .is_some_and(|s| s == "pending")
-    });
+    let (build, test) = (BUILD, TEST);
+    t.wait_pending();
     let name = format!("app-{:05}", 1);
     kube.set_status(
         &name,
@@ -408,35 +471,24 @@ fn contract_a_push_on_an_argo_repository_becomes_a_workflow_whose_jobs_are_repor
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["run"]["status"], "failed", "{run:#}");
     assert_eq!(run["tasks"][1]["error"], "Error (exit code 2)", "{run:#}");
-    let note = events(&server, None)[0]["note"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let note = events(server, None)[0]["note"].as_str().unwrap().to_owned();
     assert!(note.contains(&format!("Argo workflow ci/{name}")), "{note}");
 }
 
 #[test]
 fn contract_argo_config_errors_and_refusals_become_failed_statuses_that_say_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("app");
     // A secret the admin config does not map to a Kubernetes Secret.
     let secretive = "name: app\non: { push: { branches: [main] } }\njobs:\n  publish: { run: make publish, secrets: [NPM_TOKEN] }\n";
-    let first = repo(&src, &[("ci.yaml", secretive)]);
-    let host = Recorder::start();
-    let kube = FakeKube::start();
-    let server = serve_env(
-        dir.path(),
-        &argo_config(&src, &host.url),
-        &[],
-        &[("KUBECONFIG", kube.kubeconfig(dir.path()))],
-    );
+    let t = Setup::start(&[("ci.yaml", secretive)]);
     let whole = "cascade/acme/app/ci.yaml";
-    push(&server.addr, &src, "d-argo-2", &first);
-    let got = host.wait(Duration::from_secs(30), "a failed status", |r| {
-        statuses_for(r, whole)
-            .last()
-            .is_some_and(|s| s == "failure")
-    });
+    t.push("d-argo-2", &t.sha);
+    let got = t
+        .host
+        .wait(Duration::from_secs(30), "a failed status", |r| {
+            statuses_for(r, whole)
+                .last()
+                .is_some_and(|s| s == "failure")
+        });
     let post = got
         .iter()
         .rev()
@@ -444,34 +496,28 @@ fn contract_argo_config_errors_and_refusals_become_failed_statuses_that_say_why(
         .unwrap();
     let why = post.body["description"].as_str().unwrap();
     assert!(why.contains("secret `NPM_TOKEN`"), "{why}");
-    assert!(kube.created().is_empty(), "nothing reaches the cluster");
+    assert!(t.kube.created().is_empty(), "nothing reaches the cluster");
 
     // The cluster refuses the workflow (as RBAC would): the run fails, saying so.
-    kube.state.0.lock().unwrap().refuse = Some((
+    t.kube.state.0.lock().unwrap().refuse = Some((
         403,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
                "message": "workflows.argoproj.io is forbidden: User \"cascade\" cannot create resource \"workflows\" in namespace \"ci\""}),
     ));
-    let second = commit(&src, &[("ci.yaml", PIPELINE)]);
-    push(&server.addr, &src, "d-argo-3", &second);
-    kube.wait_created(1);
-    let build = "cascade/acme/app/ci.yaml/build";
-    let got = host.wait(
+    let second = commit(&t.src, &[("ci.yaml", PIPELINE)]);
+    t.push("d-argo-3", &second);
+    t.kube.wait_created(1);
+    let of_second =
+        |r: &crate::gitops::Recorded| r.path.ends_with(&second) && r.body["context"] == BUILD;
+    let got = t.host.wait(
         Duration::from_secs(30),
         "a failed status for the refusal",
         |r| {
-            r.iter().any(|p| {
-                p.path.ends_with(&second)
-                    && p.body["state"] == "failure"
-                    && p.body["context"] == build
-            })
+            r.iter()
+                .any(|p| of_second(p) && p.body["state"] == "failure")
         },
     );
-    let post = got
-        .iter()
-        .rev()
-        .find(|r| r.path.ends_with(&second) && r.body["context"] == build)
-        .unwrap();
+    let post = got.iter().rev().find(|r| of_second(r)).unwrap();
     let why = post.body["description"].as_str().unwrap();
     assert!(
         why.starts_with("cannot create the Argo workflow in `ci`"),
@@ -482,80 +528,52 @@ fn contract_argo_config_errors_and_refusals_become_failed_statuses_that_say_why(
 
 #[test]
 fn contract_argo_runs_survive_a_server_restart_and_a_deleted_workflow_cancels_its_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("app");
-    let sha = repo(&src, &[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
-    let host = Recorder::start();
-    let kube = FakeKube::start();
-    let settings = argo_config(&src, &host.url);
-    let env = [("KUBECONFIG", kube.kubeconfig(dir.path()))];
-    let mut server = serve_env(dir.path(), &settings, &[], &env);
-    push(&server.addr, &src, "d-argo-4", &sha);
-    kube.wait_created(1);
-    let build = "cascade/acme/app/ci.yaml/build";
-    let test = "cascade/acme/app/ci.yaml/unit_test";
-    host.wait(Duration::from_secs(30), "both jobs pending", |r| {
-        statuses_for(r, build)
-            .first()
-            .is_some_and(|s| s == "pending")
-            && statuses_for(r, test)
-                .first()
-                .is_some_and(|s| s == "pending")
-    });
+    let mut t = Setup::start(&[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
+    t.push("d-argo-4", &t.sha);
+    t.kube.wait_created(1);
+    t.wait_pending();
     // The server dies; the workflow ends while nobody watches.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
     let first = format!("app-{:05}", 1);
-    kube.set_status(
-        &first,
-        json!({"phase": "Succeeded", "nodes": {
-            "n1": node("build", "Pod", "Succeeded", None),
-            "n2": node("unit-test", "Pod", "Succeeded", None),
-        }}),
-    );
-    server = serve_env(dir.path(), &settings, &[], &env);
-    host.wait(
+    t.restart_after(|kube| {
+        kube.set_status(
+            &first,
+            json!({"phase": "Succeeded", "nodes": {
+                "n1": node("build", "Pod", "Succeeded", None),
+                "n2": node("unit-test", "Pod", "Succeeded", None),
+            }}),
+        );
+    });
+    t.host.wait(
         Duration::from_secs(30),
         "the end, seen after the restart",
         |r| {
-            statuses_for(r, build)
+            statuses_for(r, BUILD)
                 .last()
                 .is_some_and(|s| s == "success")
-                && statuses_for(r, test).last().is_some_and(|s| s == "success")
+                && statuses_for(r, TEST).last().is_some_and(|s| s == "success")
         },
     );
 
     // A second push; its workflow is deleted before it ends.
-    let second = commit(&src, &[("Makefile", "all:\n\ttrue\n")]);
-    push(&server.addr, &src, "d-argo-5", &second);
-    assert_eq!(kube.wait_created(2).len(), 2);
-    let second_name = kube
-        .state
-        .0
-        .lock()
-        .unwrap()
-        .objects
-        .keys()
-        .find(|k| **k != first)
-        .unwrap()
-        .clone();
-    kube.set_status(
-        &second_name,
+    let second = commit(&t.src, &[("Makefile", "all:\n\ttrue\n")]);
+    t.push("d-argo-5", &second);
+    let name = run_name(&t.kube.wait_created(2)[1], &t.kube);
+    t.kube.set_status(
+        &name,
         json!({"phase": "Running", "nodes": {"n1": node("build", "Pod", "Running", None)}}),
     );
-    kube.delete(&second_name);
-    let got = host.wait(Duration::from_secs(30), "the deleted run's jobs end", |r| {
-        let of_second: Vec<&crate::gitops::Recorded> =
-            r.iter().filter(|p| p.path.ends_with(&second)).collect();
-        let last = |context: &str| {
-            of_second
-                .iter()
-                .rev()
-                .find(|p| p.body["context"] == context)
-                .map(|p| p.body["state"].as_str().unwrap_or_default().to_owned())
-        };
-        last(build).as_deref() == Some("error") && last(test).as_deref() == Some("error")
-    });
+    t.kube.delete(&name);
+    let got = t
+        .host
+        .wait(Duration::from_secs(30), "the deleted run's jobs end", |r| {
+            let last = |context: &str| {
+                r.iter()
+                    .rev()
+                    .find(|p| p.path.ends_with(&second) && p.body["context"] == context)
+                    .map(|p| p.body["state"].as_str().unwrap_or_default().to_owned())
+            };
+            last(BUILD).as_deref() == Some("error") && last(TEST).as_deref() == Some("error")
+        });
     assert!(
         got.iter()
             .any(|p| p.path.ends_with(&second) && p.body["description"] == "cancelled"),
@@ -563,41 +581,39 @@ fn contract_argo_runs_survive_a_server_restart_and_a_deleted_workflow_cancels_it
     );
 }
 
+/// The name the cluster gave a created workflow (found by its run label).
+fn run_name(created: &Value, kube: &FakeKube) -> String {
+    let run = run_of(created);
+    kube.state
+        .0
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .find(|(_, o)| run_of(o) == run)
+        .map(|(name, _)| name.clone())
+        .unwrap()
+}
+
 #[test]
 fn contract_cancelling_an_argo_run_terminates_its_workflow_and_ends_it_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("app");
-    let sha = repo(&src, &[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
-    let host = Recorder::start();
-    let kube = FakeKube::start();
-    let server = serve_env(
-        dir.path(),
-        &argo_config(&src, &host.url),
-        &[],
-        &[("KUBECONFIG", kube.kubeconfig(dir.path()))],
-    );
-    push(&server.addr, &src, "d-argo-6", &sha);
-    let run_id = kube.wait_created(1)[0]["metadata"]["labels"]["cascade.dev/run-id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let name = format!("app-{:05}", 1);
-    kube.set_status(
+    let t = Setup::start(&[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
+    t.push("d-argo-6", &t.sha);
+    let created = t.kube.wait_created(1);
+    let (run_id, name) = (run_of(&created[0]), run_name(&created[0], &t.kube));
+    t.kube.set_status(
         &name,
         json!({"phase": "Running", "nodes": {"n1": node("build", "Pod", "Running", None)}}),
     );
-    let run_path = format!("/api/v1/runs/{run_id}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while crate::serve::http(&server.addr, "GET", &run_path, "").1["run"]["status"] != "running" {
-        assert!(Instant::now() < deadline, "the run never showed running");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (status, answer) =
-        crate::serve::http(&server.addr, "POST", &format!("{run_path}/cancel"), "");
+    t.wait_run(&run_id, "running");
+    let cancel = format!("/api/v1/runs/{run_id}/cancel");
+    let (status, answer) = crate::serve::http(&t.server.addr, "POST", &cancel, "");
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["status"], "cancelling");
     // The server stops the workflow the way `argo terminate` does.
-    while !kube
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !t
+        .kube
         .state
         .0
         .lock()
@@ -610,23 +626,20 @@ fn contract_cancelling_an_argo_run_terminates_its_workflow_and_ends_it_cancelled
         std::thread::sleep(Duration::from_millis(50));
     }
     // Argo's controller then fails it; the run ends cancelled, its jobs say so.
-    kube.set_status(
+    t.kube.set_status(
         &name,
         json!({"phase": "Failed", "message": "Stopped with strategy 'Terminate'", "nodes": {
             "n1": node("build", "Pod", "Failed", Some("terminated")),
         }}),
     );
-    while crate::serve::http(&server.addr, "GET", &run_path, "").1["run"]["status"] != "cancelled" {
-        assert!(Instant::now() < deadline, "the run did not end cancelled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let build = "cascade/acme/app/ci.yaml/build";
-    host.wait(Duration::from_secs(30), "the cancelled end reported", |r| {
-        statuses_for(r, build)
-            .last()
-            .is_some_and(|s| s == "failure" || s == "error")
-    });
-    let (status, _) = crate::serve::http(&server.addr, "POST", &format!("{run_path}/cancel"), "");
+    t.wait_run(&run_id, "cancelled");
+    t.host
+        .wait(Duration::from_secs(30), "the cancelled end reported", |r| {
+            statuses_for(r, BUILD)
+                .last()
+                .is_some_and(|s| s == "failure" || s == "error")
+        });
+    let (status, _) = crate::serve::http(&t.server.addr, "POST", &cancel, "");
     assert_eq!(status, 409, "an ended run has nothing to cancel");
 }
 
