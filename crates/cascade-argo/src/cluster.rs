@@ -47,6 +47,13 @@ pub enum ClusterError {
     },
 }
 
+impl ClusterError {
+    /// The server already has an object of that name (HTTP 409 on create).
+    pub fn already_exists(&self) -> bool {
+        matches!(self, ClusterError::Refused { source: kube::Error::Api(status), .. } if status.code == 409)
+    }
+}
+
 /// The key of the admin config inside its `ConfigMap`.
 pub const CONFIG_KEY: &str = "cascade.toml";
 

@@ -68,9 +68,17 @@ impl ArgoBackend {
         manifest: &cascade_argo::Manifest,
     ) -> Result<String, String> {
         let client = self.client().await?;
-        cluster::submit(&client, namespace, manifest)
-            .await
-            .map_err(|e| chain(&e))
+        match cluster::submit(&client, namespace, manifest).await {
+            Ok(name) => Ok(name),
+            // Created before a crash, by this same run: its name is fixed.
+            Err(e) if e.already_exists() => match manifest {
+                cascade_argo::Manifest::Workflow(w) => {
+                    Ok(w.metadata.name.clone().unwrap_or_default())
+                }
+                cascade_argo::Manifest::CronWorkflow(_) => Err(chain(&e)),
+            },
+            Err(e) => Err(chain(&e)),
+        }
     }
 }
 
@@ -120,8 +128,13 @@ pub fn render(
     Ok((workflow, tasks))
 }
 
-/// Labels a rendered workflow with its run, and names its pipeline.
+/// Names a rendered workflow after its run, labels it with the run, and names its
+/// pipeline.
 fn label(workflow: &mut Workflow, run_id: &str, pipeline: &str) {
+    // A fixed name from the run id: creating the same run twice (the event handled
+    // again after a crash) is refused by the server instead of running twice.
+    let prefix = workflow.metadata.generate_name.take().unwrap_or_default();
+    workflow.metadata.name = Some(format!("{prefix}{run_id}"));
     workflow
         .metadata
         .labels

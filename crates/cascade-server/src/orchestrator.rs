@@ -211,7 +211,8 @@ struct Start<'a> {
     /// The commit the jobs check out.
     sha: String,
     incoming: &'a Incoming,
-    event_id: i64,
+    /// The event that starts it.
+    event: &'a EventRow,
     /// Secrets are withheld from pull requests from forks.
     secrets: bool,
     route: Option<(String, String, i64)>,
@@ -274,9 +275,9 @@ impl Orchestrator {
         };
         match incoming.kind.as_str() {
             "ping" => Handled::Done("pong".to_owned()),
-            "push" | "tag" | "pull_request" => self.forge_event(event.event_id, &incoming).await,
-            "repository_dispatch" => self.dispatch(event.event_id, &incoming).await,
-            "workflow_dispatch" | "schedule" => self.named(event.event_id, &incoming).await,
+            "push" | "tag" | "pull_request" => self.forge_event(event, &incoming).await,
+            "repository_dispatch" => self.dispatch(event, &incoming).await,
+            "workflow_dispatch" | "schedule" => self.named(event, &incoming).await,
             other => Handled::Skipped(format!("`{other}` events start nothing")),
         }
     }
@@ -293,7 +294,7 @@ impl Orchestrator {
         }
     }
 
-    async fn forge_event(&mut self, event_id: i64, incoming: &Incoming) -> Handled {
+    async fn forge_event(&mut self, event: &EventRow, incoming: &Incoming) -> Handled {
         let config = Arc::clone(&self.config);
         let repo_name = match self.repo(incoming) {
             Ok(r) => r,
@@ -342,14 +343,14 @@ impl Orchestrator {
             text,
             sha,
             incoming: &incoming,
-            event_id,
+            event,
             secrets,
             route: None,
         })
         .await
     }
 
-    async fn dispatch(&mut self, event_id: i64, incoming: &Incoming) -> Handled {
+    async fn dispatch(&mut self, event: &EventRow, incoming: &Incoming) -> Handled {
         let config = Arc::clone(&self.config);
         let event_type = incoming.event_type.clone().unwrap_or_default();
         let task_id = incoming.task_id().unwrap_or_default();
@@ -426,7 +427,7 @@ impl Orchestrator {
                     text,
                     sha,
                     incoming,
-                    event_id,
+                    event,
                     secrets: true,
                     route: Some((task_id.clone(), event_type.clone(), retry_count)),
                 })
@@ -457,7 +458,7 @@ impl Orchestrator {
         })
     }
 
-    async fn named(&mut self, event_id: i64, incoming: &Incoming) -> Handled {
+    async fn named(&mut self, event: &EventRow, incoming: &Incoming) -> Handled {
         let config = Arc::clone(&self.config);
         let repo_name = match self.repo(incoming) {
             Ok(r) => r,
@@ -489,7 +490,7 @@ impl Orchestrator {
             text,
             sha,
             incoming,
-            event_id,
+            event,
             secrets: true,
             route: None,
         })
@@ -520,7 +521,7 @@ impl Orchestrator {
             .or_else(|| self.config.orchestrator.callback_url.clone());
         Origin {
             run_id: run_id.to_owned(),
-            event_id: Some(s.event_id),
+            event_id: Some(s.event.event_id),
             pipeline: name.to_owned(),
             status_target,
             task_id: s.route.as_ref().map(|r| r.0.clone()),
@@ -533,7 +534,26 @@ impl Orchestrator {
     /// Checks, matches and queues one pipeline; config errors become failed runs.
     async fn start(&mut self, s: Start<'_>) -> Handled {
         let name = format!("{}/{}", s.repo_name, s.path);
-        let run_id = crate::api::new_run_id().to_string();
+        let run_id = run_id_for(s.event, &name);
+        // The same event handled again (after a crash before its outcome was recorded)
+        // finds its run: nothing starts twice.
+        match tokio::task::block_in_place(|| self.store.run_backend(&run_id)) {
+            Ok(None) => {}
+            Ok(Some(existing))
+                if existing.backend.is_some()
+                    && existing.external_ref.is_none()
+                    && existing.status == "queued" =>
+            {
+                tracing::info!(
+                    run = run_id,
+                    "an Argo run recorded but maybe not created; creating it again"
+                );
+            }
+            Ok(Some(_)) => {
+                return Handled::Done(format!("run {run_id} of {name} was already started"));
+            }
+            Err(e) => return Handled::Failed(format!("cannot look up run {run_id}: {e}")),
+        }
         let scope = Scope::Project(slug(s.repo_name));
         let origin = self.origin(&s, &run_id, &name);
         let trigger = cascade_plan::Trigger {
@@ -829,6 +849,27 @@ enum Check {
     ConfigError(String),
 }
 
+/// The run an event starts for a pipeline: the same every time that event is handled.
+/// Its time part is when the event arrived (run ids sort by time); the rest is a stable
+/// hash (FNV-1a) of the event id and the pipeline.
+fn run_id_for(event: &EventRow, pipeline: &str) -> String {
+    let millis = event
+        .received_at
+        .parse::<jiff::Timestamp>()
+        .map_or_else(|_| now_ms(), jiff::Timestamp::as_millisecond);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in event
+        .event_id
+        .to_le_bytes()
+        .iter()
+        .chain(pipeline.as_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    cascade_plan::RunId::generate(u64::try_from(millis).unwrap_or(0), hash).to_string()
+}
+
 /// A scope id from a repository name (`acme/app` → `acme-app`).
 fn slug(name: &str) -> String {
     let s: String = name
@@ -843,4 +884,96 @@ fn slug(name: &str) -> String {
         .take(64)
         .collect();
     if s.is_empty() { "repo".to_owned() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cascade_store::{NewEvent, Queue};
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// An event handled again (the server died before recording its outcome) finds
+    /// the run it started the first time instead of starting another.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_same_event_handled_twice_starts_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("app");
+        std::fs::create_dir_all(&src).unwrap();
+        git(&src, &["init", "-q", "-b", "main"]);
+        std::fs::write(
+            src.join("ci.yaml"),
+            "name: app\non: { push: { branches: [main] } }\njobs:\n  build: { run: make }\n",
+        )
+        .unwrap();
+        git(&src, &["add", "-A"]);
+        git(&src, &["commit", "-q", "-m", "c"]);
+        let sha = git(&src, &["rev-parse", "HEAD"]);
+        let config = AdminConfig::parse(&format!(
+            "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"file://{}\"\n",
+            src.display()
+        ))
+        .unwrap();
+        let db = dir.path().join("cascade.db");
+        let mut store = Orchestration::open(&db).unwrap();
+        let incoming = Incoming {
+            kind: "push".into(),
+            repo: Some("acme/app".into()),
+            sha: Some(sha),
+            branch: Some("main".into()),
+            ..Incoming::default()
+        };
+        store
+            .record(&[NewEvent {
+                source: "github".into(),
+                delivery_id: "d-1".into(),
+                kind: "push".into(),
+                repo: Some("acme/app".into()),
+                task_id: None,
+                event_type: None,
+                payload: serde_json::to_value(&incoming).unwrap(),
+            }])
+            .unwrap();
+        let event = store.take(1).unwrap().remove(0);
+        let mut orchestrator = Orchestrator {
+            store,
+            intake: Intake::start(Queue::open(&db).unwrap()),
+            pool: None,
+            config: Arc::new(config),
+            source: Arc::new(crate::source::GitSource {
+                repos: cascade_git::clone::Repos::new(dir.path().join("repos")),
+            }),
+            secret_names: Arc::new(|_| false),
+            argo: crate::argo::ArgoBackend::new(),
+        };
+        let Handled::Done(first) = orchestrator.handle(&event).await else {
+            panic!("the push starts its pipeline");
+        };
+        let Handled::Done(second) = orchestrator.handle(&event).await else {
+            panic!("handling it again is not an error");
+        };
+        assert!(first.starts_with("started run "), "{first}");
+        let run = run_id_for(&event, "acme/app/ci.yaml");
+        assert!(first.contains(&run), "{first}");
+        assert_eq!(
+            second,
+            format!("run {run} of acme/app/ci.yaml was already started")
+        );
+        let reader = cascade_store::Reader::open(&db).unwrap();
+        let runs: i64 = reader.counts().unwrap().runs.iter().map(|(_, n)| n).sum();
+        assert_eq!(runs, 1);
+    }
 }

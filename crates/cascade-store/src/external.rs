@@ -17,6 +17,15 @@ pub struct ExternalRun {
     pub definition: serde_json::Value,
 }
 
+/// Where a run is, whichever backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlace {
+    pub status: String,
+    /// `None`: this server's workers.
+    pub backend: Option<String>,
+    pub external_ref: Option<String>,
+}
+
 /// A task's state as the backend reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalTask<'a> {
@@ -46,9 +55,11 @@ impl Orchestration {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Recorded again when the same event is handled again before the backend took
+        // the run (a crash in between): the first record stands.
         tx.prepare_cached(
             "INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at, backend, definition)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6) ON CONFLICT (run_id) DO NOTHING",
         )?
         .execute(params![
             run_id,
@@ -60,7 +71,8 @@ impl Orchestration {
         ])?;
         for (position, task) in tasks.iter().enumerate() {
             tx.prepare_cached(
-                "INSERT INTO task_executions (run_id, task_id, position, status) VALUES (?1, ?2, ?3, 'pending')",
+                "INSERT INTO task_executions (run_id, task_id, position, status) VALUES (?1, ?2, ?3, 'pending')
+                 ON CONFLICT (run_id, task_id) DO NOTHING",
             )?
             .execute(params![run_id, task, i64::try_from(position).unwrap_or(i64::MAX)])?;
         }
@@ -188,6 +200,21 @@ impl Orchestration {
                     .unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// A run's status and backend (`None` if there is no such run).
+    pub fn run_backend(&self, run_id: &str) -> Result<Option<RunPlace>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT status, backend, external_ref FROM dag_runs WHERE run_id = ?1")?
+            .query_row([run_id], |r| {
+                Ok(RunPlace {
+                    status: r.get(0)?,
+                    backend: r.get(1)?,
+                    external_ref: r.get(2)?,
+                })
+            })
+            .optional()?)
     }
 
     /// A run's tasks and their states, in plan order.

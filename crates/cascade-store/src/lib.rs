@@ -12,7 +12,7 @@ pub mod writer;
 
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
-pub use external::{ExternalRun, ExternalTask};
+pub use external::{ExternalRun, ExternalTask, RunPlace};
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
 pub use runs::{Counts, DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};

@@ -195,10 +195,22 @@ fn create(state: &(Mutex<Cluster>, Condvar), namespace: String, body: &[u8]) -> 
         return refusal;
     }
     let version = cluster.log.len() + 1;
-    let name = format!(
-        "{}{version:05}",
-        object["metadata"]["generateName"].as_str().unwrap_or("wf-")
+    let name = object["metadata"]["name"].as_str().map_or_else(
+        || {
+            format!(
+                "{}{version:05}",
+                object["metadata"]["generateName"].as_str().unwrap_or("wf-")
+            )
+        },
+        str::to_owned,
     );
+    if cluster.objects.contains_key(&name) {
+        return (
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409,
+                   "message": format!("workflows.argoproj.io \"{name}\" already exists")}),
+        );
+    }
     object["metadata"]["name"] = name.clone().into();
     object["metadata"]["namespace"] = namespace.into();
     object["metadata"]["uid"] = format!("uid-{version}").into();
@@ -435,7 +447,8 @@ fn contract_a_push_on_an_argo_repository_becomes_a_workflow_whose_jobs_are_repor
 
     let (build, test) = (BUILD, TEST);
     t.wait_pending();
-    let name = format!("app-{:05}", 1);
+    let name = run_name(workflow, kube);
+    assert_eq!(name, format!("app-{run_id}"), "named after its run");
     kube.set_status(
         &name,
         json!({"phase": "Running", "nodes": {
@@ -530,10 +543,9 @@ fn contract_argo_config_errors_and_refusals_become_failed_statuses_that_say_why(
 fn contract_argo_runs_survive_a_server_restart_and_a_deleted_workflow_cancels_its_run() {
     let mut t = Setup::start(&[("ci.yaml", PIPELINE), ("Makefile", "all:\n")]);
     t.push("d-argo-4", &t.sha);
-    t.kube.wait_created(1);
+    let first = run_name(&t.kube.wait_created(1)[0], &t.kube);
     t.wait_pending();
     // The server dies; the workflow ends while nobody watches.
-    let first = format!("app-{:05}", 1);
     t.restart_after(|kube| {
         kube.set_status(
             &first,
