@@ -4,7 +4,7 @@
 //! [`Telemetry::record`] is synchronous and never waits: it maps the event and offers it
 //! to a bounded channel; when the channel is full the event is dropped and counted. A
 //! background task drains the channel in order (in batches, at most one wake-up per
-//! millisecond when idle), masks every string, serialises and publishes. While the
+//! 4 ms when idle), masks every string, serialises and publishes. While the
 //! connector is down it drops each event without encoding it; a publish that fails or
 //! takes longer than `publish_timeout` (broker slow or gone) is dropped and counted too.
 //! So a dead broker costs a run one `try_send` per event, and nothing in the run waits on
@@ -38,7 +38,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Masks secrets in a string (the engine's masker): applied to every string value of
@@ -106,6 +106,8 @@ struct Counters {
 #[derive(Debug)]
 pub struct Telemetry {
     tx: mpsc::Sender<Command>,
+    /// Cuts the publishing task's gathering pause short (a flush is waiting).
+    wake: Arc<Notify>,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
 }
@@ -137,14 +139,21 @@ impl Telemetry {
     ) -> Self {
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
         let counters = Arc::new(Counters::default());
+        let wake = Arc::new(Notify::new());
         let task = tokio::spawn(drain(
             rx,
+            Arc::clone(&wake),
             connector,
             identity,
             options,
             Arc::clone(&counters),
         ));
-        Self { tx, counters, task }
+        Self {
+            tx,
+            wake,
+            counters,
+            task,
+        }
     }
 
     /// Offers `event` for publishing and returns at once: never waits, never fails. Log
@@ -170,6 +179,8 @@ impl Telemetry {
         let flushed = async {
             // The task only stops when `self` is dropped, so neither can fail here.
             let _ = self.tx.send(Command::Flush(done)).await;
+            // The end of a run waits for this: no gathering pause.
+            self.wake.notify_one();
             let _ = wait.await;
         };
         tokio::time::timeout(timeout, flushed)
@@ -200,12 +211,15 @@ impl Drop for Telemetry {
 /// Commands taken from the channel at once.
 const BATCH: usize = 256;
 /// Pause after a partial batch, so that events gather in the channel instead of waking
-/// the task once per event (a wake-up costs more than publishing an event).
-const GATHER: Duration = Duration::from_millis(1);
+/// the task once per event (a wake-up costs more than publishing an event), and go to
+/// the connector together: MQTT writes what it is handed at once in one write, NATS too,
+/// so the broker also wakes once per batch. A flush cuts the pause short.
+const GATHER: Duration = Duration::from_millis(4);
 
 /// The publishing task: in order, a batch at a time.
 async fn drain(
     mut rx: mpsc::Receiver<Command>,
+    wake: Arc<Notify>,
     connector: Arc<dyn Connector>,
     identity: Identity,
     options: TelemetryOptions,
@@ -261,7 +275,10 @@ async fn drain(
             }
         }
         if taken < BATCH {
-            tokio::time::sleep(GATHER).await;
+            tokio::select! {
+                () = tokio::time::sleep(GATHER) => {}
+                () = wake.notified() => {}
+            }
         }
     }
 }
