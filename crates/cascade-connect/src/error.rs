@@ -29,6 +29,8 @@ pub enum ConnectError {
     Timeout { what: &'static str, ms: u128 },
     #[error("cannot serialise a telemetry payload")]
     Serialise(#[source] serde_json::Error),
+    #[error("topic `{topic}` is not an mqtt topic name: `+` and `#` only go in filters")]
+    MqttTopic { topic: String },
     #[error("mqtt request to {url} failed")]
     Mqtt {
         url: String,

@@ -8,17 +8,29 @@
 //! every filter.
 //!
 //! `publish` fails at once when the connection is down, so a dead broker cannot hold up a
-//! caller; while connected it waits for room in the client's bounded queue, a wait the
-//! caller bounds (telemetry gives up after its publish timeout).
+//! caller; while connected it waits for room in a bounded queue, a wait the caller bounds
+//! (telemetry gives up after its publish timeout).
+//!
+//! Quality of service 0 publishes (telemetry's) do not go through rumqttc's request queue:
+//! its event loop writes and flushes each request on its own, one `writev` per message,
+//! and the loopback delivery to the broker (and the broker's wake-up) runs inside each of
+//! them. They go to an outbox of this connector instead; the loop task takes everything
+//! waiting there at once, encodes it into the connection's write buffer with rumqttc's
+//! codec, and flushes once: one write for a batch, in the order published. A DISCONNECT
+//! goes through the same outbox, behind what was published before it. Quality of service
+//! 1 keeps rumqttc's queue, which tracks packet ids and acknowledgements, so order is
+//! kept among the messages of one quality of service.
 
 use crate::connector::{BoxFuture, BrokerUrl, Connector, Handler, Message, Qos, Settings};
 use crate::error::ConnectError;
 use crate::topic::matches;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -114,9 +126,22 @@ impl Shared {
     }
 }
 
-/// The running connection: the client, and the event loop task (cancelled on drop).
+/// What the event loop task takes from the outbox.
+enum Outbound {
+    /// A quality of service 0 PUBLISH, written as it is.
+    Publish(Publish),
+    /// Close the connection once everything before it is written.
+    Disconnect,
+}
+
+/// Outbox entries written (and flushed) together at most.
+const OUTBOX_BATCH: usize = 256;
+
+/// The running connection: the client, the outbox, and the event loop task (cancelled on
+/// drop).
 struct Running {
     client: AsyncClient,
+    outbox: mpsc::Sender<Outbound>,
     task: JoinHandle<()>,
     cancel: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -164,6 +189,15 @@ impl MqttConnector {
         self.running().as_ref().map(|r| r.client.clone())
     }
 
+    fn outbox(&self) -> Option<mpsc::Sender<Outbound>> {
+        self.running().as_ref().map(|r| r.outbox.clone())
+    }
+
+    /// The largest packet the codec writes: a bigger one would fail the connection.
+    fn max_packet(&self) -> usize {
+        self.settings.max_payload + 1024
+    }
+
     /// Starts the event loop task unless it runs.
     fn start(&self) {
         let mut running = self.running();
@@ -174,11 +208,9 @@ impl MqttConnector {
         options
             .set_keep_alive(Duration::from_secs(15))
             .set_clean_session(true)
-            .set_max_packet_size(
-                self.settings.max_payload + 1024,
-                self.settings.max_payload + 1024,
-            );
+            .set_max_packet_size(self.max_packet(), self.max_packet());
         let (client, mut events) = AsyncClient::new(options, self.settings.queue.max(1));
+        let (outbox, outgoing) = mpsc::channel(self.settings.queue.max(1));
         let mut network = events.network_options();
         // rumqttc counts whole seconds: round up, at least one.
         let timeout = self.settings.connect_timeout;
@@ -189,6 +221,7 @@ impl MqttConnector {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(drive(
             events,
+            outgoing,
             client.clone(),
             Arc::clone(&self.shared),
             self.settings.clone(),
@@ -196,6 +229,7 @@ impl MqttConnector {
         ));
         *running = Some(Running {
             client,
+            outbox,
             task,
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
@@ -214,21 +248,66 @@ fn client_id() -> String {
     format!("cascade-{}-{n}-{nanos:x}", std::process::id())
 }
 
-/// The event loop: polls, dispatches, reconnects with backoff until cancelled or
-/// disconnected on purpose.
+/// What woke the event loop task.
+enum Step {
+    /// Entries taken from the outbox (0: every sender is gone).
+    Outbox(usize),
+    Polled(Result<Event, ConnectionError>),
+}
+
+/// The event loop: polls, writes the outbox, dispatches, reconnects with backoff until
+/// cancelled or disconnected on purpose.
 async fn drive(
     mut events: EventLoop,
+    mut outbox: mpsc::Receiver<Outbound>,
     client: AsyncClient,
     shared: Arc<Shared>,
     settings: Settings,
     cancel: CancellationToken,
 ) {
     let mut failures: u32 = 0;
+    let mut batch = Vec::with_capacity(OUTBOX_BATCH);
+    // As long as rumqttc gives a flush (whole seconds, at least one).
+    let write_timeout = Duration::from_secs(events.network_options().connection_timeout().max(1));
     loop {
-        let polled = tokio::select! {
+        // The connection first (incoming packets, pings, reconnecting), so a busy outbox
+        // cannot starve it. Dropping `poll` at an await when the outbox wins is safe: its
+        // reads are buffered by the codec, what it wrote stays in the write buffer (the
+        // next flush sends it, in order), and writing only waits when that buffer is over
+        // 8 KiB, which it is not between flushes.
+        let step = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            polled = events.poll() => polled,
+            polled = events.poll() => Step::Polled(polled),
+            taken = outbox.recv_many(&mut batch, OUTBOX_BATCH) => Step::Outbox(taken),
+        };
+        let polled = match step {
+            Step::Outbox(0) => break,
+            Step::Outbox(_) => {
+                let written = tokio::select! {
+                    () = cancel.cancelled() => break,
+                    written = tokio::time::timeout(write_timeout, write_out(&mut events, &mut batch)) => {
+                        written.unwrap_or(Err(ConnectionError::FlushTimeout))
+                    }
+                };
+                match written {
+                    Ok(Written::Published) => continue,
+                    Ok(Written::Closed) => break,
+                    Ok(Written::Disconnect) => {
+                        if client.try_disconnect().is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        // As rumqttc does with an error of its own: drop the connection,
+                        // the next poll reconnects.
+                        events.clean();
+                        Err(error)
+                    }
+                }
+            }
+            Step::Polled(polled) => polled,
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -253,6 +332,44 @@ async fn drive(
         }
     }
     shared.on_disconnected(None);
+}
+
+/// What a batch from the outbox asked for.
+enum Written {
+    Published,
+    /// A disconnect, after the publishes before it were written.
+    Disconnect,
+    /// A disconnect without a connection: nothing to say goodbye to.
+    Closed,
+}
+
+/// Encodes a batch from the outbox into the connection's write buffer and flushes it: one
+/// write for all of it. Without a connection the publishes are dropped (the session is
+/// clean, so rumqttc would drop its queued ones too).
+async fn write_out(
+    events: &mut EventLoop,
+    batch: &mut Vec<Outbound>,
+) -> Result<Written, ConnectionError> {
+    let mut outcome = Written::Published;
+    let Some(network) = events.network.as_mut() else {
+        if batch.iter().any(|o| matches!(o, Outbound::Disconnect)) {
+            outcome = Written::Closed;
+        }
+        batch.clear();
+        return Ok(outcome);
+    };
+    for outbound in batch.drain(..) {
+        match outbound {
+            Outbound::Publish(publish) => network.write(Packet::Publish(publish)).await?,
+            // Nothing is published after a disconnect: the rest is dropped.
+            Outbound::Disconnect => {
+                outcome = Written::Disconnect;
+                break;
+            }
+        }
+    }
+    network.flush().await?;
+    Ok(outcome)
 }
 
 /// Waits until `done` holds for the link, at most `timeout`.
@@ -309,7 +426,8 @@ impl Connector for MqttConnector {
                 return Ok(());
             };
             // DISCONNECT goes behind what is queued, so queued messages are sent first.
-            let graceful = self.is_connected() && running.client.try_disconnect().is_ok();
+            let graceful =
+                self.is_connected() && running.outbox.try_send(Outbound::Disconnect).is_ok();
             if graceful
                 && tokio::time::timeout(self.settings.ack_timeout, &mut running.task)
                     .await
@@ -336,22 +454,41 @@ impl Connector for MqttConnector {
                     limit: self.settings.max_payload,
                 });
             }
-            let client = match self.client() {
-                Some(client) if self.is_connected() => client,
-                _ => {
-                    return Err(ConnectError::NotConnected {
-                        url: self.shared.url.clone(),
+            let not_connected = || ConnectError::NotConnected {
+                url: self.shared.url.clone(),
+            };
+            if !self.is_connected() {
+                return Err(not_connected());
+            }
+            if qos == Qos::AtMostOnce {
+                if !rumqttc::valid_topic(topic) {
+                    return Err(ConnectError::MqttTopic {
+                        topic: topic.to_owned(),
                     });
                 }
-            };
-            let qos = match qos {
-                Qos::AtMostOnce => QoS::AtMostOnce,
-                Qos::AtLeastOnce => QoS::AtLeastOnce,
-            };
-            // Waits for room in the client's queue while connected: the caller bounds the
-            // wait (telemetry's publish timeout); a lost connection frees the queue.
+                let publish = Publish::new(topic, QoS::AtMostOnce, payload);
+                // The codec refuses a bigger packet by failing the connection.
+                let size = publish.size();
+                if size > self.max_packet() {
+                    return Err(ConnectError::PayloadTooLarge {
+                        size,
+                        limit: self.max_packet(),
+                    });
+                }
+                let outbox = self.outbox().ok_or_else(not_connected)?;
+                // Waits for room while connected: the caller bounds the wait (telemetry's
+                // publish timeout); the event loop task empties the outbox even while
+                // the connection is down.
+                return outbox
+                    .send(Outbound::Publish(publish))
+                    .await
+                    .map_err(|_| not_connected());
+            }
+            let client = self.client().ok_or_else(not_connected)?;
+            // Waits for room in the client's queue while connected, as above; a lost
+            // connection frees the queue.
             client
-                .publish(topic, qos, false, payload)
+                .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await
                 .map_err(|source| ConnectError::Mqtt {
                     url: self.shared.url.clone(),

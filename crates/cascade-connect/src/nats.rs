@@ -15,11 +15,22 @@ use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::task::JoinSet;
 
 /// The subject for an MQTT-style topic without wildcards.
 pub fn subject_of_topic(topic: &str) -> Result<String, ConnectError> {
+    // The usual case in one pass (a telemetry topic, once per event): no empty level and
+    // nothing to refuse, so every `/` becomes a `.`.
+    let plain = !topic.is_empty()
+        && !topic.starts_with('/')
+        && !topic.ends_with('/')
+        && !topic.contains("//")
+        && !topic.contains(['.', '*', '>', '+', '#'])
+        && !topic.contains(char::is_whitespace);
+    if plain {
+        return Ok(topic.replace('/', "."));
+    }
     convert(topic, false)
 }
 
@@ -60,7 +71,9 @@ fn convert(topic: &str, wildcards: bool) -> Result<String, ConnectError> {
 pub struct NatsConnector {
     url: BrokerUrl,
     settings: Settings,
-    client: Mutex<Option<Client>>,
+    /// Behind an `Arc`: a `Client` clone allocates, and `publish` and `is_connected` run
+    /// once per telemetry event.
+    client: Mutex<Option<Arc<Client>>>,
     /// Filters subscribed before there was a client; subscribed on connecting.
     waiting: Mutex<Vec<(String, Handler)>>,
     /// One reader per subscription; aborted on drop and on disconnect.
@@ -111,7 +124,7 @@ impl NatsConnector {
         self.url.to_string()
     }
 
-    fn current(&self) -> Option<Client> {
+    fn current(&self) -> Option<Arc<Client>> {
         lock(&self.client).clone()
     }
 
@@ -215,7 +228,7 @@ impl Connector for NatsConnector {
                     (client, Err(error))
                 }
             };
-            *lock(&self.client) = Some(client.clone());
+            *lock(&self.client) = Some(Arc::new(client.clone()));
             let waiting = std::mem::take(&mut *lock(&self.waiting));
             for (filter, handler) in waiting {
                 self.attach(&client, &filter, handler).await?;
@@ -300,7 +313,8 @@ impl Connector for NatsConnector {
     }
 
     fn is_connected(&self) -> bool {
-        self.current()
+        lock(&self.client)
+            .as_ref()
             .is_some_and(|c| c.connection_state() == State::Connected)
     }
 }

@@ -25,6 +25,11 @@ fn serve(data: &std::path::Path) -> Server {
 
 /// A server with more flags; its node id is `test-node`.
 pub fn serve_with(data: &std::path::Path, args: &[&str]) -> Server {
+    serve_with_env(data, args, &[])
+}
+
+/// A server with more flags and environment variables (its workers inherit them).
+pub fn serve_with_env(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = cascade()
         .args([
             "serve",
@@ -36,6 +41,7 @@ pub fn serve_with(data: &std::path::Path, args: &[&str]) -> Server {
         ])
         .arg(data)
         .args(args)
+        .envs(env.iter().copied())
         .env("CASCADE_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()

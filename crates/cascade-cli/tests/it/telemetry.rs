@@ -2,12 +2,13 @@
 //! against a real mosquitto and a real nats-server (started per test on a free port):
 //! every state transition in order with the exact schema, a broker killed mid-run, a
 //! cancel, pause, resume and limit through the broker, the masking corpus, a live view
-//! from another process, workers of `serve` publishing, and the metrics of a server.
+//! from another process, workers of `serve` publishing and obeying pause, resume and
+//! cancel, and the metrics of a server.
 //!
 //! Time bounds here are generous ceilings on a hang, never measurements.
 
 use crate::cascade;
-use crate::serve::{http, serve_with};
+use crate::serve::{http, serve_with, serve_with_env};
 use cascade_connect::{BrokerUrl, Connector, Message};
 use cascade_test::{Mosquitto, NatsServer};
 use serde_json::{Value, json};
@@ -87,6 +88,20 @@ impl Inbox {
             .await
             .unwrap_or_else(|_| panic!("no message within {PATIENCE:?}"))
             .expect("the subscription ended")
+    }
+
+    /// Skips payloads until one matches; returns it.
+    async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let m = tokio::time::timeout(PATIENCE, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: not within {PATIENCE:?}"))
+                .expect("the subscription ended");
+            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
+            if matches(&payload) {
+                return payload;
+            }
+        }
     }
 
     /// Every message up to and including the first `ENGINE_STOPPED`.
@@ -790,4 +805,109 @@ fn metrics_count_what_workers_could_not_publish() {
         series(&metrics, "cascade_runs{status=\"completed\"}"),
         Some(1.0)
     );
+}
+
+/// The status of a run of the server, once `done` holds for it.
+fn wait_status(addr: &str, run_id: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, body) = http(addr, "GET", &format!("/api/v1/runs/{run_id}"), "");
+        if let Some(status) = body["run"]["status"].as_str()
+            && done(status)
+        {
+            return status.to_owned();
+        }
+        assert!(Instant::now() < deadline, "run {run_id}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a telemetry payload says task `task` of run `run_id` entered `state`.
+fn entered(payload: &Value, run_id: &str, task: &str, state: &str) -> bool {
+    payload["header"]["run_id"] == run_id && transition(payload) == (task.into(), state.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_cancel_through_mosquitto_reach_a_serve_worker() {
+    let broker = Broker::start(Kind::Mqtt);
+    let url = broker.url();
+    let mut telemetry = Inbox::subscribe(&url, "cascade/telemetry/acme/web/+/events").await;
+    let mut controls = Inbox::subscribe(&url, "cascade/control/acme/web/#").await;
+    let data = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let mark = |name: &str| marks.path().join(name);
+    let server = serve_with_env(
+        data.path(),
+        &["--telemetry", &url],
+        &[("CASCADE_ORG_ID", "acme"), ("CASCADE_PROJECT_ID", "web")],
+    );
+    let submit = |dag: Value| {
+        let (status, body) = http(
+            &server.addr,
+            "POST",
+            "/api/v1/dag/execute",
+            &dag.to_string(),
+        );
+        assert_eq!(status, 202, "{body}");
+        body["run_id"].as_str().unwrap().to_owned()
+    };
+
+    // `gate` runs until the test lets it end; `after` needs it and leaves a mark.
+    let run_id = submit(json!({"dag_id": "paused", "tasks": [
+        {"id": "gate", "run": format!(
+            "for i in $(seq 600); do [ -e {go} ] && exit 0; sleep 0.05; done; exit 1",
+            go = mark("go").display()
+        )},
+        {"id": "after", "needs": ["gate"], "run": format!("touch {}", mark("after").display())},
+    ]}));
+    telemetry
+        .until("gate running", |p| entered(p, &run_id, "gate", "RUNNING"))
+        .await;
+    control(&url, &["pause"]);
+    // The broker passed the pause on to its subscribers; give the worker's a moment to
+    // hand it to the engine.
+    controls
+        .until("the pause", |p| p["command"] == "pause")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(mark("go"), "").unwrap();
+    telemetry
+        .until("gate completed", |p| {
+            entered(p, &run_id, "gate", "COMPLETED")
+        })
+        .await;
+    // Paused: `after` does not start, however long we wait here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!mark("after").exists(), "a task started while paused");
+    assert_eq!(wait_status(&server.addr, &run_id, |_| true), "running");
+    control(&url, &["resume"]);
+    assert_eq!(
+        wait_status(&server.addr, &run_id, |s| s != "running"),
+        "completed"
+    );
+    assert!(mark("after").exists(), "resumed, but `after` did not run");
+
+    // A cancel names its run: one for another run changes nothing, this run's ends it.
+    let run_id = submit(json!({"dag_id": "cancelled", "tasks": [
+        {"id": "slow", "run": "sleep 60"},
+        {"id": "next", "needs": ["slow"], "run": format!("touch {}", mark("next").display())},
+    ]}));
+    telemetry
+        .until("slow running", |p| entered(p, &run_id, "slow", "RUNNING"))
+        .await;
+    control(&url, &["cancel", "someone-else-1"]);
+    controls
+        .until("the other cancel", |p| p["run_id"] == "someone-else-1")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(wait_status(&server.addr, &run_id, |_| true), "running");
+    control(&url, &["cancel", &run_id]);
+    assert_eq!(
+        wait_status(&server.addr, &run_id, |s| s != "running"),
+        "cancelled"
+    );
+    telemetry
+        .until("slow cancelled", |p| entered(p, &run_id, "slow", "FAILED"))
+        .await;
+    assert!(!mark("next").exists(), "a task ran after the cancel");
 }

@@ -1,5 +1,6 @@
 //! Telemetry through real brokers: every transition in order with the exact schema, a
-//! broker killed mid-stream, a broker that is not there, and a restart.
+//! broker killed mid-stream, a broker that is not there, a restart, and a burst followed
+//! at once by a disconnect.
 
 use crate::{Broker, Inbox, Kind, connected, eventually, identity, settings};
 use cascade_connect::{Connector, Telemetry, connector_with, schema};
@@ -507,4 +508,41 @@ async fn mqtt_delivery_resumes_after_a_broker_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_delivery_resumes_after_a_broker_restart() {
     delivery_resumes_after_a_broker_restart(Kind::Nats).await;
+}
+
+/// A burst far larger than one write's batch, then a disconnect at once: the subscriber
+/// gets every event, in order, and the disconnect goes out behind them.
+async fn a_burst_arrives_complete_and_in_order_before_the_disconnect(kind: Kind) {
+    const BURST: u32 = 2_000;
+    let broker = Broker::start(kind);
+    let url = broker.url();
+    let subscriber = connected(&url).await;
+    let mut inbox = Inbox::subscribe(subscriber.as_ref(), "cascade/telemetry/#").await;
+    let publisher = connected(&url).await;
+    let telemetry = Telemetry::new(publisher.clone(), identity(), 4096);
+    for n in 0..BURST {
+        telemetry.record(&numbered(n));
+    }
+    telemetry.flush(FLUSH).await.unwrap();
+    assert_eq!(
+        (telemetry.published(), telemetry.dropped()),
+        (u64::from(BURST), 0)
+    );
+    publisher.disconnect().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..BURST {
+        got.push(attempt_of(&inbox.next().await).1);
+    }
+    assert_eq!(got, (0..u64::from(BURST)).collect::<Vec<u64>>());
+    assert!(inbox.within(Duration::from_millis(200)).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_burst_arrives_complete_and_in_order_before_the_disconnect() {
+    a_burst_arrives_complete_and_in_order_before_the_disconnect(Kind::Mqtt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_burst_arrives_complete_and_in_order_before_the_disconnect() {
+    a_burst_arrives_complete_and_in_order_before_the_disconnect(Kind::Nats).await;
 }
