@@ -1,6 +1,7 @@
 //! `SQLite` storage: migrations, runs, tasks, logs. Writes go through a group-committing
 //! writer thread; reads through [`Reader`].
 
+pub mod checkpoint;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod queue;
 pub mod runs;
 pub mod writer;
 
+pub use checkpoint::Checkpointer;
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
 pub use ledger::{Ledger, LedgerConfig, Signal};
