@@ -68,18 +68,60 @@ impl HookSecrets {
 
 /// Counts a webhook by forge and result (`queued`, `duplicate`, `unauthorized`,
 /// `invalid`, `unavailable`) for `/metrics`.
-fn count(forge: &str, result: &str) {
-    crate::metrics::webhook(forge, result);
+fn count(forge: Forge, result: &'static str) {
+    crate::metrics::webhook(forge.as_str(), result);
 }
 
-/// The repository's full name, read only to choose a secret.
+/// The request's headers as `cascade-git` reads them, looked up in place: nothing is
+/// copied before the signature is checked. A value that is not text reads as absent.
+struct HookHeaders<'a>(&'a HeaderMap);
+
+impl cascade_git::forge::Headers for HookHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        // `HeaderMap` names are lowercase; `get` with a `&str` ignores case.
+        self.0.get(name)?.to_str().ok()
+    }
+}
+
+/// The repository's full name, read only to choose a secret. Every other field is
+/// skipped unread (serde's `IgnoredAny`): the body is not yet authenticated, so nothing of
+/// it is built in memory but this one name.
 fn repository_name(forge: Forge, body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Hub<'a> {
+        #[serde(borrow)]
+        repository: Option<HubRepository<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct HubRepository<'a> {
+        #[serde(borrow)]
+        full_name: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct GitLab<'a> {
+        #[serde(borrow)]
+        project: Option<GitLabProject<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct GitLabProject<'a> {
+        #[serde(borrow)]
+        path_with_namespace: Option<std::borrow::Cow<'a, str>>,
+    }
     let name = match forge {
-        Forge::GitHub | Forge::Gitea => value.get("repository")?.get("full_name")?,
-        Forge::GitLab => value.get("project")?.get("path_with_namespace")?,
+        Forge::GitHub | Forge::Gitea => {
+            serde_json::from_slice::<Hub<'_>>(body)
+                .ok()?
+                .repository?
+                .full_name?
+        }
+        Forge::GitLab => {
+            serde_json::from_slice::<GitLab<'_>>(body)
+                .ok()?
+                .project?
+                .path_with_namespace?
+        }
     };
-    name.as_str().map(str::to_owned)
+    Some(name.into_owned())
 }
 
 /// The orchestrator's event from a forge delivery.
@@ -145,6 +187,51 @@ pub fn incoming(delivery: &Delivery) -> Incoming {
     incoming
 }
 
+/// Everything the gateway does before the enqueue: the secret chosen, the signature
+/// checked on the raw body (a wrong one is refused before anything parses the body or
+/// touches the store), then the body normalised into the event to store.
+pub fn verified_event(
+    forge: Forge,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &HookSecrets,
+) -> Result<NewEvent, ApiError> {
+    let Some(secret) = secrets.for_body(forge, body) else {
+        count(forge, "unauthorized");
+        return Err(ApiError::Unauthorized(
+            "no webhook secret is configured for this repository".to_owned(),
+        ));
+    };
+    let delivery = match Delivery::authenticate(forge, &HookHeaders(headers), body, secret) {
+        Ok(d) => d,
+        Err(IntakeError::Signature(e)) => {
+            count(forge, "unauthorized");
+            return Err(ApiError::Unauthorized(e.to_string()));
+        }
+        Err(IntakeError::Delivery(e)) => {
+            count(forge, "invalid");
+            return Err(ApiError::Field {
+                field: "body",
+                message: e.to_string(),
+            });
+        }
+    };
+    let incoming = incoming(&delivery);
+    Ok(NewEvent {
+        source: forge.as_str().to_owned(),
+        task_id: incoming
+            .client_payload
+            .as_ref()
+            .and_then(|p| p.get("task_id"))
+            .and_then(|t| t.as_str().map(str::to_owned)),
+        payload: serde_json::to_value(&incoming).unwrap_or_default(),
+        delivery_id: delivery.delivery_id,
+        kind: incoming.kind,
+        repo: incoming.repo,
+        event_type: incoming.event_type,
+    })
+}
+
 /// `POST /hooks/{forge}`.
 pub async fn hook(
     State(app): State<Arc<App>>,
@@ -164,67 +251,89 @@ pub async fn hook(
             id: forge.as_str().to_owned(),
         });
     };
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let Some(secret) = secrets.for_body(forge, &body) else {
-        count(forge.as_str(), "unauthorized");
-        return Err(ApiError::Unauthorized(
-            "no webhook secret is configured for this repository".to_owned(),
-        ));
-    };
-    let delivery = match Delivery::authenticate(forge, pairs.as_slice(), &body, secret) {
-        Ok(d) => d,
-        Err(IntakeError::Signature(e)) => {
-            count(forge.as_str(), "unauthorized");
-            return Err(ApiError::Unauthorized(e.to_string()));
-        }
-        Err(IntakeError::Delivery(e)) => {
-            count(forge.as_str(), "invalid");
-            return Err(ApiError::Field {
-                field: "body",
-                message: e.to_string(),
-            });
-        }
-    };
-    let incoming = incoming(&delivery);
-    let event = NewEvent {
-        source: forge.as_str().to_owned(),
-        delivery_id: delivery.delivery_id.clone(),
-        kind: incoming.kind.clone(),
-        repo: incoming.repo.clone(),
-        task_id: incoming
-            .client_payload
-            .as_ref()
-            .and_then(|p| p.get("task_id"))
-            .and_then(|t| t.as_str().map(str::to_owned)),
-        event_type: incoming.event_type.clone(),
-        payload: serde_json::to_value(&incoming).unwrap_or_default(),
-    };
+    let event = verified_event(forge, &headers, &body, secrets)?;
+    let (delivery_id, kind) = (event.delivery_id.clone(), event.kind.clone());
     match inbox.accept(event).await {
         Ok(Accepted::Queued) => {
-            count(forge.as_str(), "queued");
+            count(forge, "queued");
             Ok((
                 StatusCode::ACCEPTED,
                 Json(
-                    serde_json::json!({"delivery": delivery.delivery_id, "kind": incoming.kind, "duplicate": false}),
+                    serde_json::json!({"delivery": delivery_id, "kind": kind, "duplicate": false}),
                 ),
             ))
         }
         Ok(Accepted::Duplicate) => {
-            count(forge.as_str(), "duplicate");
+            count(forge, "duplicate");
             Ok((
                 StatusCode::OK,
-                Json(
-                    serde_json::json!({"delivery": delivery.delivery_id, "kind": incoming.kind, "duplicate": true}),
-                ),
+                Json(serde_json::json!({"delivery": delivery_id, "kind": kind, "duplicate": true})),
             ))
         }
         Err(e) => {
-            count(forge.as_str(), "unavailable");
+            count(forge, "unavailable");
             tracing::warn!(error = %e, "webhook not queued");
             Err(ApiError::Unavailable)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn secrets(repo: Option<(&str, &[u8])>) -> HookSecrets {
+        HookSecrets {
+            server: Some(b"server".to_vec()),
+            repos: repo
+                .map(|(name, s)| (name.to_owned(), s.to_vec()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn headers(signature: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-github-event", HeaderValue::from_static("push"));
+        h.insert("x-github-delivery", HeaderValue::from_static("d-1"));
+        h.insert(
+            "x-hub-signature-256",
+            HeaderValue::from_str(&format!("sha256={signature}")).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn a_bad_signature_is_refused_before_the_body_is_parsed() {
+        // Not JSON at all: a parse would answer 400; the signature answers first.
+        let body = b"{ this is not json";
+        let refused = verified_event(
+            Forge::GitHub,
+            &headers(&"0".repeat(64)),
+            body,
+            &secrets(None),
+        );
+        assert!(matches!(refused, Err(ApiError::Unauthorized(_))));
+        // The same body correctly signed is parsed, and refused as a body.
+        let signed = cascade_git::signature::sign(body, b"server");
+        let invalid = verified_event(Forge::GitHub, &headers(&signed), body, &secrets(None));
+        assert!(matches!(
+            invalid,
+            Err(ApiError::Field { field: "body", .. })
+        ));
+    }
+
+    #[test]
+    fn a_repositorys_own_secret_is_found_by_its_name_alone() {
+        let body = br#"{"ref": "x", "repository": {"id": 1, "full_name": "o\/r", "owner": {"login": "o"}}}"#;
+        let s = secrets(Some(("o/r", b"own")));
+        assert_eq!(s.for_body(Forge::GitHub, body), Some(&b"own"[..]));
+        assert_eq!(s.for_body(Forge::Gitea, body), Some(&b"own"[..]));
+        let other = br#"{"repository": {"full_name": "o/other"}}"#;
+        assert_eq!(s.for_body(Forge::GitHub, other), Some(&b"server"[..]));
+        let gitlab = br#"{"project": {"path_with_namespace": "o/r", "id": 7}}"#;
+        assert_eq!(s.for_body(Forge::GitLab, gitlab), Some(&b"own"[..]));
+        assert_eq!(s.for_body(Forge::GitHub, b"not json"), Some(&b"server"[..]));
     }
 }

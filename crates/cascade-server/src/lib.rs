@@ -107,7 +107,7 @@ pub async fn serve(
         path: db.display().to_string(),
         source,
     };
-    let queue = cascade_store::Queue::open(&db).map_err(store_error)?;
+    let queue = cascade_store::Queue::open_writer(&db).map_err(store_error)?;
     let reader = cascade_store::Reader::open(&db).map_err(store_error)?;
     // Bound first: the workers' jobs are told where the server is (`cascade dispatch`).
     let listener = tokio::net::TcpListener::bind(options.listen)

@@ -24,6 +24,8 @@ pub enum StoreError {
     NoDag(String),
     #[error("no worker `{0}`; `cascade dag worker list` lists the workers")]
     NoWorker(String),
+    #[error("cannot start a store thread")]
+    Thread(#[source] std::io::Error),
     #[error("the store's writer thread stopped")]
     WriterGone,
     #[error("the batch of submissions could not be committed; none was queued")]

@@ -85,6 +85,14 @@ pub(crate) fn record_in(tx: &Connection, event: &NewEvent) -> Result<Recorded, S
     Ok(Recorded::Duplicate(id))
 }
 
+/// The condition of the partial index `events_open` (migration 004), written out in
+/// every query for open events: SQLite uses a partial index only when the query's WHERE
+/// contains its condition, and `status = 'queued'` alone does not count. Without it,
+/// taking events scanned the whole table (every event ever stored) inside the
+/// orchestrator's write transaction, holding the write lock the intake's acknowledged
+/// commits wait for, longer as the log grew.
+const OPEN: &str = "status IN ('queued', 'processing')";
+
 const EVENT_COLUMNS: &str = "SELECT event_id, source, delivery_id, kind, repo, task_id, event_type, payload, status, attempts, note, received_at FROM events";
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
@@ -142,7 +150,7 @@ impl Orchestration {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = crate::db::open(path)?;
         conn.execute(
-            "UPDATE events SET status = 'queued' WHERE status = 'processing'",
+            &format!("UPDATE events SET status = 'queued' WHERE {OPEN} AND status = 'processing'"),
             [],
         )?;
         Ok(Self { conn })
@@ -192,7 +200,7 @@ impl Orchestration {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rows: Vec<EventRow> = tx
             .prepare_cached(&format!(
-                "{EVENT_COLUMNS} WHERE status = 'queued' ORDER BY event_id LIMIT ?1"
+                "{EVENT_COLUMNS} WHERE {OPEN} AND status = 'queued' ORDER BY event_id LIMIT ?1"
             ))?
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], event_row)?
             .collect::<Result<_, _>>()?;
@@ -548,6 +556,32 @@ mod tests {
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[0].status, "done");
         assert_eq!(chain[0].note.as_deref(), Some("started run r1"));
+    }
+
+    #[test]
+    fn open_events_are_found_through_their_index_not_by_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Orchestration::open(&dir.path().join("c.db")).unwrap();
+        for query in [
+            format!(
+                "SELECT event_id FROM events WHERE {OPEN} AND status = 'queued' ORDER BY event_id LIMIT 16"
+            ),
+            format!("UPDATE events SET status = 'queued' WHERE {OPEN} AND status = 'processing'"),
+        ] {
+            let plan: Vec<String> = o
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("USING INDEX events_open")),
+                "{query}: {plan:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `SQLite` storage: migrations, runs, tasks, logs. Writes go through a group-committing
 //! writer thread; reads through [`Reader`].
 
+pub mod checkpoint;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod queue;
 pub mod runs;
 pub mod writer;
 
+pub use checkpoint::Checkpointer;
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
 pub use external::{ExternalRun, ExternalTask, RunPlace};
