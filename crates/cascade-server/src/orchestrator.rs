@@ -549,8 +549,11 @@ impl Orchestrator {
                     "an Argo run recorded but maybe not created; creating it again"
                 );
             }
-            Ok(Some(_)) => {
-                return Handled::Done(format!("run {run_id} of {name} was already started"));
+            Ok(Some(existing)) => {
+                return Handled::Done(format!(
+                    "run {run_id} of {name} exists already ({})",
+                    existing.status
+                ));
             }
             Err(e) => return Handled::Failed(format!("cannot look up run {run_id}: {e}")),
         }
@@ -970,7 +973,7 @@ mod tests {
         assert!(first.contains(&run), "{first}");
         assert_eq!(
             second,
-            format!("run {run} of acme/app/ci.yaml was already started")
+            format!("run {run} of acme/app/ci.yaml exists already (queued)")
         );
         let reader = cascade_store::Reader::open(&db).unwrap();
         let runs: i64 = reader.counts().unwrap().runs.iter().map(|(_, n)| n).sum();
