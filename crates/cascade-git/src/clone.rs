@@ -239,6 +239,52 @@ impl Repos {
         Ok(())
     }
 
+    /// Removes the cache repositories of URLs not fetched for `max_age` (a fetch
+    /// rewrites the repository's lock file, whose modification time is its last use).
+    /// A repository being fetched (its lock held) or with a job's worktree checked out
+    /// is kept. Returns the repositories removed.
+    pub fn evict(&self, max_age: std::time::Duration) -> Result<Vec<PathBuf>, CloneError> {
+        let cache_err = |source| CloneError::Cache {
+            path: self.cache_dir.clone(),
+            source,
+        };
+        let entries = match std::fs::read_dir(&self.cache_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(cache_err(e)),
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = Vec::new();
+        for entry in entries {
+            let lock_path = entry.map_err(cache_err)?.path();
+            if lock_path.extension().is_none_or(|e| e != "lock") {
+                continue;
+            }
+            let last_use = std::fs::metadata(&lock_path)
+                .and_then(|m| m.modified())
+                .map_err(cache_err)?;
+            if now.duration_since(last_use).unwrap_or_default() < max_age {
+                continue;
+            }
+            let dir = lock_path.with_extension("");
+            let has_worktrees =
+                std::fs::read_dir(dir.join("worktrees")).is_ok_and(|mut w| w.next().is_some());
+            if has_worktrees {
+                continue;
+            }
+            let lock = File::open(&lock_path).map_err(cache_err)?;
+            if lock.try_lock().is_err() {
+                continue;
+            }
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(cache_err)?;
+            }
+            std::fs::remove_file(&lock_path).map_err(cache_err)?;
+            removed.push(dir);
+        }
+        Ok(removed)
+    }
+
     fn lock(&self, dir: &Path) -> Result<File, CloneError> {
         let cache_err = |source| CloneError::Cache {
             path: self.cache_dir.clone(),

@@ -31,6 +31,9 @@ pub struct GitOpsOptions {
     pub webhook_secret: Option<String>,
     /// How often the reporter looks at runs.
     pub report_every: Duration,
+    /// The clone cache the source reads through, kept from growing without end
+    /// (`[orchestrator] clone_cache_max_age`).
+    pub clone_cache: Option<cascade_git::clone::Repos>,
 }
 
 impl std::fmt::Debug for GitOpsOptions {
@@ -163,6 +166,30 @@ fn status_target(
     }))
 }
 
+/// Removes clones unused for `max_age` from the cache, at start and then hourly.
+async fn evict_clones(
+    cache: cascade_git::clone::Repos,
+    max_age: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match tokio::task::block_in_place(|| cache.evict(max_age)) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(
+                    count = removed.len(),
+                    "unused clones removed from the cache"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot evict unused clones"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_hours(1)) => {}
+        }
+    }
+}
+
 /// Starts every task of the loop; returns the inbox the routes accept events into.
 pub async fn start(
     db: &Path,
@@ -240,5 +267,9 @@ pub async fn start(
         refresh: Duration::from_mins(1),
     };
     tasks.spawn(cron.run(shutdown.clone()));
+    if let Some(cache) = options.clone_cache.clone() {
+        let max_age = options.config.orchestrator.clone_cache_max_age();
+        tasks.spawn(evict_clones(cache, max_age, shutdown.clone()));
+    }
     Ok(inbox)
 }

@@ -129,6 +129,10 @@ pub struct Orchestrator {
     pub callback_url: Option<String>,
     /// Deliveries of one event from NATS before it is dead-lettered.
     pub max_deliver: u32,
+    /// How long a repository's clone may go unfetched before `serve` removes it from
+    /// its clone cache (`DATA/repos`), as a duration (`14d`); it is fetched again when
+    /// next needed.
+    pub clone_cache_max_age: String,
 }
 
 impl Default for Orchestrator {
@@ -139,11 +143,18 @@ impl Default for Orchestrator {
             breaker_cooldown: "60s".to_owned(),
             callback_url: None,
             max_deliver: 5,
+            clone_cache_max_age: "14d".to_owned(),
         }
     }
 }
 
 impl Orchestrator {
+    /// How long an unused clone stays cached (checked when the config was read).
+    pub fn clone_cache_max_age(&self) -> std::time::Duration {
+        crate::duration::parse(&self.clone_cache_max_age)
+            .unwrap_or(std::time::Duration::from_hours(24 * 14))
+    }
+
     /// The breaker cool-down (checked when the config was read).
     pub fn cooldown(&self) -> std::time::Duration {
         crate::duration::parse(&self.breaker_cooldown).unwrap_or(std::time::Duration::from_mins(1))
@@ -215,6 +226,8 @@ pub enum ConfigError {
     BadCpu { runner: String, cpu: String },
     #[error("orchestrator.breaker_cooldown: {0} (expected a duration like `60s`)")]
     BadCooldown(String),
+    #[error("orchestrator.clone_cache_max_age: {0} (expected a duration like `14d`)")]
+    BadCacheAge(String),
 }
 
 fn default_runners() -> IndexMap<String, Runner> {
@@ -278,6 +291,8 @@ impl AdminConfig {
         }
         crate::duration::parse(&config.orchestrator.breaker_cooldown)
             .map_err(|e| ConfigError::BadCooldown(e.to_string()))?;
+        crate::duration::parse(&config.orchestrator.clone_cache_max_age)
+            .map_err(|e| ConfigError::BadCacheAge(e.to_string()))?;
         Ok(config)
     }
 
@@ -384,6 +399,23 @@ mod tests {
             e.to_string().starts_with("orchestrator.breaker_cooldown:"),
             "{e}"
         );
+        assert_eq!(
+            c.orchestrator.clone_cache_max_age(),
+            std::time::Duration::from_hours(24 * 14)
+        );
+        let e =
+            AdminConfig::parse("[orchestrator]\nclone_cache_max_age = \"2 weeks\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("orchestrator.clone_cache_max_age:")
+                && e.to_string().ends_with("(expected a duration like `14d`)"),
+            "{e}"
+        );
+        let c = AdminConfig::parse("[argo]\nnamespace = \"ci\"\n").unwrap();
+        assert_eq!(c.argo.namespace, "ci");
+        assert_eq!(c.argo.service_account, "cascade-executor");
+        let e = AdminConfig::parse("[argo]\nnamspace = \"ci\"\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
         let e = AdminConfig::parse("[repositories.x]\nforge = \"svn\"\nurl = \"u\"\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
     }

@@ -109,15 +109,17 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         None => cascade_engine::Secrets::default(),
     };
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    let repos = cascade_git::clone::Repos::new(data_dir.join("repos"));
     let gitops = cascade_server::gitops::GitOpsOptions {
         config: std::sync::Arc::new(config),
         nats_url: args.nats_url.clone(),
         secrets: std::sync::Arc::new(secrets),
         source: std::sync::Arc::new(cascade_server::source::GitSource {
-            repos: cascade_git::clone::Repos::new(data_dir.join("repos")),
+            repos: repos.clone(),
         }),
         webhook_secret: args.webhook_secret.clone(),
         report_every: Duration::from_millis(300),
+        clone_cache: Some(repos),
     };
     let exe = std::env::current_exe().context("cannot find the cascade binary to start workers")?;
     let node_id = args.node_id.clone().or_else(|| {

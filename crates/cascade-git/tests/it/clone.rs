@@ -334,3 +334,56 @@ fn fork_pr_reads_ci_yaml_from_the_base_branch() {
         Some("trusted\n")
     );
 }
+
+#[test]
+fn repositories_unused_for_long_are_evicted_unless_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = Repos::new(tmp.path().join("cache"));
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(24 * 30);
+    let mut fetched = Vec::new();
+    for name in ["old", "fresh", "checked-out", "fetching"] {
+        let src = Source::new(tmp.path().join(name));
+        let sha = src.commit(&[("ci.yaml", name)], "one");
+        let dir = repos.fetch(&src.url(), &sha).unwrap();
+        if name != "fresh" {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.with_extension("lock"))
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        fetched.push((src, sha, dir));
+    }
+    // A job's worktree of the third; a fetch of the fourth under way (its lock held).
+    let worktree = tmp.path().join("work");
+    repos
+        .worktree(&fetched[2].2, &fetched[2].1, &worktree)
+        .unwrap();
+    let held = std::fs::File::open(fetched[3].2.with_extension("lock")).unwrap();
+    held.lock().unwrap();
+
+    let removed = repos
+        .evict(std::time::Duration::from_hours(24 * 14))
+        .unwrap();
+    assert_eq!(removed, vec![fetched[0].2.clone()]);
+    assert!(!fetched[0].2.exists());
+    for (_, _, dir) in &fetched[1..] {
+        assert!(dir.join("HEAD").is_file(), "{} was kept", dir.display());
+    }
+    drop(held);
+    // An evicted repository is fetched again on its next use.
+    let (src, sha, dir) = &fetched[0];
+    assert_eq!(&repos.fetch(&src.url(), sha).unwrap(), dir);
+    assert_eq!(
+        text(repos.read_file(dir, sha, "ci.yaml").unwrap()).as_deref(),
+        Some("old")
+    );
+    // Nothing old is left once the worktree is gone and the fetch is over.
+    repos.remove_worktree(&fetched[2].2, &worktree).unwrap();
+    let removed = repos
+        .evict(std::time::Duration::from_hours(24 * 14))
+        .unwrap();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(repos.evict(std::time::Duration::ZERO).unwrap().len() == 2);
+}
