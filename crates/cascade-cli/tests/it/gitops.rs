@@ -113,41 +113,59 @@ pub(crate) fn listen<S: Send + Sync + 'static>(
     url
 }
 
+/// One HTTP/1.1 request read from a kept-alive connection: method, target, headers
+/// (names lower-cased) and body; `None` once the client closed it.
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    );
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
 fn serve_one(stream: &TcpStream, sink: &Mutex<Vec<Recorded>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
-        let mut headers = Vec::new();
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+    while let Some(request) = read_request(&mut reader) {
         sink.lock().unwrap().push(Recorded {
-            method,
-            path,
-            headers,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            method: request.method,
+            path: request.target,
+            headers: request.headers,
+            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
         });
         let mut out = stream.try_clone().unwrap();
         let _ = out.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");

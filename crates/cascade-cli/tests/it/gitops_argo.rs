@@ -16,7 +16,7 @@ use crate::gitops::{
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -124,30 +124,13 @@ fn respond(stream: &mut TcpStream, status: u16, body: &Value) {
 fn kube_connection(stream: &TcpStream, state: &(Mutex<Cluster>, Condvar)) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream.try_clone().unwrap();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_owned();
-        let target = parts.next().unwrap_or("").to_owned();
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+    while let Some(crate::gitops::Request {
+        method,
+        target,
+        body,
+        ..
+    }) = crate::gitops::read_request(&mut reader)
+    {
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let Some(rest) = path.strip_prefix(WORKFLOWS) else {
             respond(&mut out, 404, &json!({"kind": "Status", "code": 404}));

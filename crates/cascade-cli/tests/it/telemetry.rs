@@ -841,16 +841,7 @@ async fn pause_resume_and_cancel_through_mosquitto_reach_a_serve_worker() {
         &["--telemetry", &url],
         &[("CASCADE_ORG_ID", "acme"), ("CASCADE_PROJECT_ID", "web")],
     );
-    let submit = |dag: Value| {
-        let (status, body) = http(
-            &server.addr,
-            "POST",
-            "/api/v1/dag/execute",
-            &dag.to_string(),
-        );
-        assert_eq!(status, 202, "{body}");
-        body["run_id"].as_str().unwrap().to_owned()
-    };
+    let submit = |dag: Value| crate::workers::submit(&server, &dag);
 
     // `gate` runs until the test lets it end; `after` needs it and leaves a mark.
     let run_id = submit(json!({"dag_id": "paused", "tasks": [

@@ -7,7 +7,7 @@ use crate::serve::{Server, http, serve_with};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-fn submit(server: &Server, dag: &Value) -> String {
+pub(crate) fn submit(server: &Server, dag: &Value) -> String {
     let (status, body) = http(
         &server.addr,
         "POST",
