@@ -39,17 +39,17 @@ pub enum WorkerCommand {
 pub struct Target {
     /// A running `cascade serve` (`http://127.0.0.1:8080`); without it the data dir is used
     #[arg(long, value_name = "URL", env = "CASCADE_SERVER")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     #[arg(
         long,
         value_name = "DIR",
         default_value = ".cascade",
         env = "CASCADE_DATA_DIR"
     )]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// `table` (or text) for people, `json` for programs
     #[arg(long, value_enum, default_value_t)]
-    output: ListFormat,
+    pub(crate) output: ListFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,17 +108,17 @@ fn parse_input(text: &str) -> Result<(String, String), String> {
 }
 
 /// Why a request failed, already worded for the user.
-enum Failure {
+pub(crate) enum Failure {
     /// A usage problem: unknown id, unreadable file (exit 2).
     Usage(String),
     /// The server or store refused or failed (exit 1).
     Refused(String),
 }
 
-type Answer = Result<Value, Failure>;
+pub(crate) type Answer = Result<Value, Failure>;
 
 /// The API, spoken over HTTP or answered from the data dir.
-enum Source {
+pub(crate) enum Source {
     Http {
         base: String,
         client: reqwest::Client,
@@ -128,25 +128,29 @@ enum Source {
 }
 
 impl Source {
-    fn new(target: &Target) -> Result<Self, Failure> {
+    pub(crate) fn new(target: &Target) -> Result<Self, Failure> {
         match &target.server {
-            Some(url) => {
-                let client = http_client(url).map_err(Failure::Refused)?;
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Failure::Refused(format!("cannot start the runtime: {e}")))?;
-                Ok(Source::Http {
-                    base: url.trim_end_matches('/').to_owned(),
-                    client,
-                    runtime,
-                })
-            }
+            Some(url) => Self::server(url),
             None => Ok(Source::Dir(target.data_dir.clone())),
         }
     }
 
-    fn http(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Answer {
+    /// The API of the server at `url`.
+    pub(crate) fn server(url: &str) -> Result<Self, Failure> {
+        let client = http_client(url).map_err(Failure::Refused)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Refused(format!("cannot start the runtime: {e}")))?;
+        Ok(Source::Http {
+            base: url.trim_end_matches('/').to_owned(),
+            client,
+            runtime,
+        })
+    }
+
+    /// One request to the server; the API's error, worded, when it is not a success.
+    pub(crate) fn http(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Answer {
         let Source::Http {
             base,
             client,
@@ -182,30 +186,46 @@ impl Source {
         })
     }
 
-    fn reader(dir: &Path) -> Result<Reader, Failure> {
-        let db = dir.join("cascade.db");
-        if !db.exists() {
-            return Err(Failure::Usage(format!(
-                "no DAGs in {} yet; submit one with `cascade dag submit FILE`, or point at a server with --server URL",
-                dir.display()
-            )));
-        }
-        Reader::open(&db).map_err(|e| Failure::Refused(e.to_string()))
-    }
-
     fn read(
         &self,
         path: &str,
         f: impl FnOnce(&Reader) -> Result<Value, cascade_store::StoreError>,
     ) -> Answer {
+        self.read_or(
+            path,
+            |dir| {
+                format!(
+                    "no DAGs in {} yet; submit one with `cascade dag submit FILE`, or point at a server with --server URL",
+                    dir.display()
+                )
+            },
+            f,
+        )
+    }
+
+    /// `GET path` from the server, or `f` on the data dir's store; `missing` words the
+    /// error when the data dir has no store yet.
+    pub(crate) fn read_or(
+        &self,
+        path: &str,
+        missing: impl FnOnce(&Path) -> String,
+        f: impl FnOnce(&Reader) -> Result<Value, cascade_store::StoreError>,
+    ) -> Answer {
         match self {
             Source::Http { .. } => self.http(reqwest::Method::GET, path, None),
-            Source::Dir(dir) => f(&Self::reader(dir)?).map_err(|e| match e {
-                cascade_store::StoreError::NoRun(_)
-                | cascade_store::StoreError::NoDag(_)
-                | cascade_store::StoreError::NoWorker(_) => Failure::Usage(e.to_string()),
-                other => Failure::Refused(other.to_string()),
-            }),
+            Source::Dir(dir) => {
+                let db = dir.join("cascade.db");
+                if !db.exists() {
+                    return Err(Failure::Usage(missing(dir)));
+                }
+                let reader = Reader::open(&db).map_err(|e| Failure::Refused(e.to_string()))?;
+                f(&reader).map_err(|e| match e {
+                    cascade_store::StoreError::NoRun(_)
+                    | cascade_store::StoreError::NoDag(_)
+                    | cascade_store::StoreError::NoWorker(_) => Failure::Usage(e.to_string()),
+                    other => Failure::Refused(other.to_string()),
+                })
+            }
         }
     }
 
@@ -264,7 +284,7 @@ impl Source {
 
 /// An HTTP client for the server's API; plain HTTP needs no trust roots, and loading the
 /// system's costs more than the request itself.
-pub(crate) fn http_client(url: &str) -> Result<reqwest::Client, String> {
+fn http_client(url: &str) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
     if url.starts_with("http://") {
         builder = builder.tls_certs_only(std::iter::empty());
@@ -292,7 +312,7 @@ fn describe_error(value: &Value) -> Option<String> {
 }
 
 /// Path segments are ids we were given: keep them one segment.
-fn escape(id: &str) -> String {
+pub(crate) fn escape(id: &str) -> String {
     id.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '[' | ']') {

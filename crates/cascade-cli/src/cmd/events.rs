@@ -4,7 +4,6 @@
 use crate::Outcome;
 use crate::output::{self, ListFormat};
 use serde_json::Value;
-use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct DispatchArgs {
@@ -27,25 +26,8 @@ pub struct EventsArgs {
     task_id: Option<String>,
     #[arg(long, default_value_t = 200)]
     limit: usize,
-    /// A running server; without it the data dir is read
-    #[arg(long, value_name = "URL", env = "CASCADE_SERVER")]
-    server: Option<String>,
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".cascade",
-        env = "CASCADE_DATA_DIR"
-    )]
-    data_dir: PathBuf,
-    #[arg(long, value_enum, default_value_t)]
-    output: ListFormat,
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+    #[command(flatten)]
+    target: super::dag::Target,
 }
 
 pub fn dispatch(args: &DispatchArgs) -> Outcome {
@@ -61,27 +43,12 @@ pub fn dispatch(args: &DispatchArgs) -> Outcome {
         }
     };
     let body = serde_json::json!({"event_type": args.event_type, "client_payload": payload});
-    let base = args.server.trim_end_matches('/').to_owned();
-    let result = super::dag::http_client(&base).and_then(|client| {
-        runtime()?.block_on(async {
-            let response = client
-                .post(format!("{base}/api/v1/dispatch"))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!("cannot reach {base}: {e}; is `cascade serve` running there?")
-                })?;
-            let status = response.status();
-            let value: Value = response.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                Ok(value)
-            } else {
-                Err(value["error"]
-                    .as_str()
-                    .map_or_else(|| format!("the server answered {status}"), str::to_owned))
-            }
-        })
+    let result = super::dag::Source::server(&args.server).and_then(|source| {
+        source.http(
+            reqwest::Method::POST,
+            "/api/v1/dispatch",
+            Some(body.to_string()),
+        )
     });
     match result {
         Ok(answer) => {
@@ -103,7 +70,7 @@ pub fn dispatch(args: &DispatchArgs) -> Outcome {
             }
             Outcome::Success
         }
-        Err(message) => {
+        Err(super::dag::Failure::Usage(message) | super::dag::Failure::Refused(message)) => {
             output::error(&message);
             Outcome::Failure
         }
@@ -111,46 +78,36 @@ pub fn dispatch(args: &DispatchArgs) -> Outcome {
 }
 
 pub fn events(args: &EventsArgs) -> Outcome {
-    let rows: Result<Value, String> = if let Some(url) = &args.server {
-        let base = url.trim_end_matches('/').to_owned();
-        super::dag::http_client(&base).and_then(|client| {
-            runtime()?.block_on(async {
-                let mut request = client
-                    .get(format!("{base}/api/v1/events"))
-                    .query(&[("limit", args.limit.to_string())]);
-                if let Some(task) = &args.task_id {
-                    request = request.query(&[("task_id", task)]);
-                }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot reach {base}: {e}"))?;
-                let value: Value = response.json().await.map_err(|e| e.to_string())?;
-                Ok(value["events"].clone())
-            })
-        })
-    } else {
-        let db = args.data_dir.join("cascade.db");
-        if db.exists() {
-            cascade_store::Reader::open(&db)
-                .and_then(|r| r.events(args.task_id.as_deref(), args.limit))
-                .map(|rows| serde_json::to_value(rows).unwrap_or_default())
-                .map_err(|e| e.to_string())
-        } else {
-            Err(format!(
-                "no events in {} yet; point at a server with --server URL",
-                args.data_dir.display()
-            ))
-        }
-    };
-    let rows = match rows {
-        Ok(r) => r.as_array().cloned().unwrap_or_default(),
-        Err(message) => {
+    use super::dag::{Failure, Source, escape};
+    let task = args
+        .task_id
+        .as_deref()
+        .map_or_else(String::new, |t| format!("&task_id={}", escape(t)));
+    let path = format!("/api/v1/events?limit={}{task}", args.limit);
+    let answer = Source::new(&args.target).and_then(|source| {
+        source.read_or(
+            &path,
+            |dir| {
+                format!(
+                    "no events in {} yet; point at a server with --server URL",
+                    dir.display()
+                )
+            },
+            |r| {
+                Ok(serde_json::json!({
+                    "events": r.events(args.task_id.as_deref(), args.limit)?
+                }))
+            },
+        )
+    });
+    let rows = match answer {
+        Ok(answer) => answer["events"].as_array().cloned().unwrap_or_default(),
+        Err(Failure::Usage(message) | Failure::Refused(message)) => {
             output::error(&message);
             return Outcome::Failure;
         }
     };
-    match args.output {
+    match args.target.output {
         ListFormat::Json => output::json(&Value::Array(rows)),
         ListFormat::Table => {
             let cell = super::dag::str_of;
