@@ -116,20 +116,26 @@ fn dag_submission(text: &str, value: &serde_json::Value) -> Result<Submission, A
     })
 }
 
-fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError> {
+/// A request body as a JSON object with only the `fields` named.
+pub(crate) fn body_object<'a>(
+    value: &'a serde_json::Value,
+    [first, second]: [&str; 2],
+) -> Result<&'a serde_json::Map<String, serde_json::Value>, ApiError> {
     let object = value.as_object().ok_or(ApiError::Field {
         field: "body",
         message: "expected a JSON object".to_owned(),
     })?;
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !matches!(k.as_str(), "pipeline" | "inputs"))
-    {
+    if let Some(unknown) = object.keys().find(|k| *k != first && *k != second) {
         return Err(ApiError::Field {
             field: "body",
-            message: format!("unknown field `{unknown}` (expected `pipeline` and `inputs`)"),
+            message: format!("unknown field `{unknown}` (expected `{first}` and `{second}`)"),
         });
     }
+    Ok(object)
+}
+
+fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError> {
+    let object = body_object(value, ["pipeline", "inputs"])?;
     let text = object
         .get("pipeline")
         .and_then(serde_json::Value::as_str)

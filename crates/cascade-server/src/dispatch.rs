@@ -27,21 +27,7 @@ pub fn dispatch_event(body: &[u8]) -> Result<NewEvent, ApiError> {
         column: e.column(),
         message: e.to_string(),
     })?;
-    let object = value.as_object().ok_or(ApiError::Field {
-        field: "body",
-        message: "expected a JSON object".to_owned(),
-    })?;
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !matches!(k.as_str(), "event_type" | "client_payload"))
-    {
-        return Err(ApiError::Field {
-            field: "body",
-            message: format!(
-                "unknown field `{unknown}` (expected `event_type` and `client_payload`)"
-            ),
-        });
-    }
+    let object = crate::api::body_object(&value, ["event_type", "client_payload"])?;
     let event_type = object
         .get("event_type")
         .and_then(serde_json::Value::as_str)
