@@ -97,17 +97,11 @@ fn worker_args(args: &Args) -> Result<Vec<OsString>, Outcome> {
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     args.log.init();
-    let config = match super::trigger::load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Failure);
-        }
-    };
-    let secrets = match &args.secrets_file {
-        Some(path) => cascade_engine::Secrets::from_file(path)?,
-        None => cascade_engine::Secrets::default(),
-    };
+    let (config, secrets) =
+        match super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref())? {
+            Ok(loaded) => loaded,
+            Err(outcome) => return Ok(outcome),
+        };
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
     let repos = cascade_git::clone::Repos::new(data_dir.join("repos"));
     let gitops = cascade_server::gitops::GitOpsOptions {

@@ -69,6 +69,26 @@ impl TriggerArgs {
 }
 
 /// `--config FILE`, else `./cascade.toml` if present, else the built-in defaults.
+/// The admin config and the secrets of a long-running command (`serve`, `worker run`);
+/// `Err` when the config is wrong, already reported.
+pub fn load_admin(
+    config: Option<&Path>,
+    secrets_file: Option<&Path>,
+) -> anyhow::Result<Result<(AdminConfig, cascade_engine::Secrets), crate::Outcome>> {
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(message) => {
+            crate::output::error(&message);
+            return Ok(Err(crate::Outcome::Failure));
+        }
+    };
+    let secrets = match secrets_file {
+        Some(path) => cascade_engine::Secrets::from_file(path)?,
+        None => cascade_engine::Secrets::default(),
+    };
+    Ok(Ok((config, secrets)))
+}
+
 pub fn load_config(path: Option<&Path>) -> Result<AdminConfig, String> {
     let (path, required) = match path {
         Some(p) => (p.to_owned(), true),

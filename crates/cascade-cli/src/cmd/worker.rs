@@ -3,7 +3,6 @@
 use crate::Outcome;
 use crate::output;
 use anyhow::Context as _;
-use cascade_engine::Secrets;
 use cascade_server::worker::{WorkerExit, WorkerOptions};
 use cascade_spec::Scope;
 use std::path::PathBuf;
@@ -74,17 +73,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn run(command: &Command) -> anyhow::Result<Outcome> {
     let Command::Run(args) = command;
     args.log.init();
-    let config = match super::trigger::load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Failure);
-        }
-    };
-    let secrets = match &args.secrets_file {
-        Some(path) => Secrets::from_file(path)?,
-        None => Secrets::default(),
-    };
+    let (config, secrets) =
+        match super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref())? {
+            Ok(loaded) => loaded,
+            Err(outcome) => return Ok(outcome),
+        };
     let telemetry = match args
         .telemetry
         .as_ref()
