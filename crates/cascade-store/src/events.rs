@@ -488,13 +488,17 @@ impl Orchestration {
 
     /// Whether (source, delivery id) was stored.
     pub fn seen(&self, source: &str, delivery_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM events WHERE source = ?1 AND delivery_id = ?2")?
-            .query_row(params![source, delivery_id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        seen(&self.conn, source, delivery_id)
     }
+}
+
+/// Whether an event (source, delivery id) was stored.
+pub(crate) fn seen(conn: &Connection, source: &str, delivery_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM events WHERE source = ?1 AND delivery_id = ?2")?
+        .query_row(params![source, delivery_id], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Events, newest last: all, or one dispatch chain's (`task_id`).

@@ -129,19 +129,7 @@ impl Reader {
                 filter.scope,
                 filter.node
             ],
-            |r| {
-                let kind: String = r.get(1)?;
-                let id: Option<String> = r.get(2)?;
-                Ok(DagRow {
-                    dag_id: r.get(0)?,
-                    scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
-                    target_node: r.get(3)?,
-                    priority: r.get(4)?,
-                    created_at: r.get(5)?,
-                    status: r.get(6)?,
-                    owner_node: r.get(7)?,
-                })
-            },
+            dag_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -157,12 +145,7 @@ impl Reader {
 
     /// Whether an event (source, delivery id) was stored.
     pub fn seen(&self, source: &str, delivery_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM events WHERE source = ?1 AND delivery_id = ?2")?
-            .query_row(params![source, delivery_id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        crate::events::seen(&self.conn, source, delivery_id)
     }
 
     /// Every worker that ever recorded itself, by id.
@@ -209,23 +192,7 @@ impl Reader {
                  LEFT JOIN dag_runs r ON r.run_id = (SELECT run_id FROM dag_runs x WHERE x.dag_id = d.dag_id ORDER BY x.created_at DESC, x.run_id DESC LIMIT 1)
                  WHERE d.dag_id = ?1",
             )?
-            .query_row([dag_id], |r| {
-                let kind: String = r.get(1)?;
-                let id: Option<String> = r.get(2)?;
-                let tasks: String = r.get(8)?;
-                Ok((
-                    DagRow {
-                        dag_id: r.get(0)?,
-                        scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
-                        target_node: r.get(3)?,
-                        priority: r.get(4)?,
-                        created_at: r.get(5)?,
-                        status: r.get(6)?,
-                        owner_node: r.get(7)?,
-                    },
-                    tasks,
-                ))
-            })
+            .query_row([dag_id], |r| Ok((dag_row(r)?, r.get::<_, String>(8)?)))
             .optional()?;
         let Some((row, tasks)) = row else {
             return Err(StoreError::NoDag(dag_id.to_owned()));
@@ -338,6 +305,22 @@ pub struct Counts {
     pub tasks: Vec<(String, i64)>,
     /// Runs waiting to be claimed, by worker id.
     pub queued: Vec<(String, i64)>,
+}
+
+/// A DAG from its first eight columns: id, scope kind, scope id, target node, priority,
+/// created, latest status, owner node.
+fn dag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DagRow> {
+    let kind: String = r.get(1)?;
+    let id: Option<String> = r.get(2)?;
+    Ok(DagRow {
+        dag_id: r.get(0)?,
+        scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
+        target_node: r.get(3)?,
+        priority: r.get(4)?,
+        created_at: r.get(5)?,
+        status: r.get(6)?,
+        owner_node: r.get(7)?,
+    })
 }
 
 const RUN_COLUMNS: &str = "SELECT run_id, dag_id, source, trigger, status, passed, failed, skipped, created_at, duration_ms, pid, worker_id, node_id, error FROM dag_runs";
