@@ -154,6 +154,8 @@ pub struct ArgoWatch {
     pub namespace: String,
     /// What was last written per run (only changes are written).
     seen: HashMap<String, RunProgress>,
+    /// Each open run's job names, read from its definition once.
+    names: HashMap<String, JobNames>,
     /// Runs whose workflow appeared in the current listing.
     listed: Vec<String>,
     /// Runs whose workflow was asked to terminate.
@@ -175,6 +177,7 @@ impl ArgoWatch {
             backend,
             namespace,
             seen: HashMap::new(),
+            names: HashMap::new(),
             listed: Vec::new(),
             stopped: std::collections::HashSet::new(),
         }
@@ -322,6 +325,7 @@ impl ArgoWatch {
                 );
                 if matches!(progress.status, "completed" | "failed") {
                     self.seen.remove(run_id);
+                    self.names.remove(run_id);
                 } else {
                     self.seen.insert(run_id.to_owned(), progress);
                 }
@@ -332,28 +336,26 @@ impl ArgoWatch {
         }
     }
 
-    /// The (Argo task, job id) pairs of a run, from its definition; `None` for a run
-    /// this server does not know (another server's, or one deleted here).
-    fn jobs(
-        &self,
-        run_id: &str,
-    ) -> Result<Option<Vec<(String, String)>>, cascade_store::StoreError> {
+    /// The (Argo task, job id) pairs of a run, from its definition (read once); `None`
+    /// for a run this server does not know (another server's, or one deleted here).
+    fn jobs(&mut self, run_id: &str) -> Result<Option<JobNames>, cascade_store::StoreError> {
+        if let Some(names) = self.names.get(run_id) {
+            return Ok(Some(names.clone()));
+        }
         let Some(definition) = self.store.run_definition(run_id)? else {
             return Ok(None);
         };
-        Ok(Some(
-            definition["argo"]["tasks"]
-                .as_array()
-                .map(|pairs| {
-                    pairs
-                        .iter()
-                        .filter_map(|p| {
-                            Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        ))
+        let names: JobNames = definition["argo"]["tasks"]
+            .as_array()
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.names.insert(run_id.to_owned(), names.clone());
+        Ok(Some(names))
     }
 
     /// After a full listing: a run created on the cluster whose workflow is no longer
@@ -382,6 +384,7 @@ impl ArgoWatch {
     fn gone(&mut self, run_id: &str) {
         self.seen.remove(run_id);
         let jobs = self.jobs(run_id).ok().flatten().unwrap_or_default();
+        self.names.remove(run_id);
         let current = self.store.run_tasks(run_id).unwrap_or_default();
         let tasks: Vec<ExternalTask<'_>> = jobs
             .iter()

@@ -47,10 +47,6 @@ impl std::fmt::Debug for Reporter {
     }
 }
 
-fn ended(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "cancelled" | "skipped")
-}
-
 /// The commit statuses a run calls for now: one per job (its copies together), or one
 /// for the whole pipeline while no task is known (queued, or ended before starting).
 pub fn desired_statuses(state: &OriginState) -> Vec<(String, String, String)> {
@@ -128,7 +124,7 @@ impl Reporter {
             .map_err(|e| e.to_string())?;
         for state in pending {
             let statuses_sent = self.post_statuses(&state).await;
-            if !ended(&state.status) || !statuses_sent {
+            if !cascade_store::external::ended(&state.status) || !statuses_sent {
                 continue;
             }
             if let Err(e) = self.settle(&state).await {

@@ -35,7 +35,8 @@ pub struct ExternalTask<'a> {
     pub error: Option<&'a str>,
 }
 
-fn ended(status: &str) -> bool {
+/// Whether a run (or task) status is final: nothing changes it any more.
+pub fn ended(status: &str) -> bool {
     matches!(status, "completed" | "failed" | "cancelled" | "skipped")
 }
 
