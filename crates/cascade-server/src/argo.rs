@@ -391,8 +391,8 @@ impl ArgoWatch {
             .map(|(_, job)| {
                 let status = current
                     .iter()
-                    .find(|(t, _)| t == job)
-                    .map_or("pending", |(_, s)| s.as_str());
+                    .find(|(t, _, _)| t == job)
+                    .map_or("pending", |(_, s, _)| s.as_str());
                 ExternalTask {
                     task_id: job,
                     status: if matches!(status, "pending" | "running") {

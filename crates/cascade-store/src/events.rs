@@ -289,13 +289,7 @@ impl Orchestration {
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for (origin, status, error) in rows {
-            let tasks = self
-                .conn
-                .prepare_cached(
-                    "SELECT task_id, status, error FROM task_executions WHERE run_id = ?1 ORDER BY position",
-                )?
-                .query_map([&origin.run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?;
+            let tasks = self.run_tasks(&origin.run_id)?;
             out.push(OriginState {
                 origin,
                 status,

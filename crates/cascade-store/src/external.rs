@@ -218,13 +218,16 @@ impl Orchestration {
             .optional()?)
     }
 
-    /// A run's tasks and their states, in plan order.
-    pub fn run_tasks(&self, run_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    /// A run's tasks: (id, status, error), in plan order.
+    pub fn run_tasks(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT task_id, status FROM task_executions WHERE run_id = ?1 ORDER BY position",
+            "SELECT task_id, status, error FROM task_executions WHERE run_id = ?1 ORDER BY position",
         )?;
         let rows = stmt
-            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
