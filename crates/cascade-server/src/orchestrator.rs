@@ -893,21 +893,7 @@ fn slug(name: &str) -> String {
 mod tests {
     use super::*;
     use cascade_store::{NewEvent, Queue};
-    use std::process::Command;
-
-    fn git(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
+    use cascade_test::git;
 
     /// An event handled again (the server died before recording its outcome) finds
     /// the run it started the first time instead of starting another.

@@ -1,5 +1,5 @@
 //! Dev-only helpers for the workspace's integration tests and benchmarks: free loopback
-//! ports ([`free_port`]) and real brokers ([`Mosquitto`], [`NatsServer`]) started as child
+//! ports ([`free_port`]), [`git`] with a fixed identity and real brokers ([`Mosquitto`], [`NatsServer`]) started as child
 //! processes on such a port, killed (SIGKILL) and restarted on the same port at will, and
 //! always killed on drop.
 //!
@@ -8,7 +8,9 @@
 //! from `[dev-dependencies]` only.
 
 mod broker;
+mod git;
 mod port;
 
 pub use broker::{Mosquitto, NatsServer};
+pub use git::git;
 pub use port::free_port;

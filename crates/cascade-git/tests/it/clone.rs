@@ -2,35 +2,9 @@
 
 use cascade_git::clone::Repos;
 use cascade_git::{CloneError, EventKind, ForgeEvent, GitRev, PrAction, PullRequest, Repository};
-use std::path::{Path, PathBuf};
+use cascade_test::git;
+use std::path::PathBuf;
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// A repository with `files` committed, one commit per call of `commit`.
 struct Source {
