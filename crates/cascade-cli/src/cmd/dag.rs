@@ -409,6 +409,11 @@ pub(crate) fn str_of(value: &Value) -> String {
     }
 }
 
+/// The cells of one table row: each key's value of `item`, as [`str_of`] shows it.
+pub(crate) fn cells(item: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| str_of(&item[*k])).collect()
+}
+
 fn list(args: &ListArgs) -> Result<Outcome, Failure> {
     let source = Source::new(&args.target)?;
     let mut query = vec![format!("limit={}", args.limit)];
@@ -436,13 +441,10 @@ fn list(args: &ListArgs) -> Result<Outcome, Failure> {
             let rows: Vec<Vec<String>> = dags
                 .iter()
                 .map(|d| {
-                    vec![
-                        str_of(&d["dag_id"]),
-                        str_of(&d["scope"]),
-                        str_of(&d["status"]),
-                        str_of(&d["owner_node"]),
-                        str_of(&d["created_at"]),
-                    ]
+                    cells(
+                        d,
+                        &["dag_id", "scope", "status", "owner_node", "created_at"],
+                    )
                 })
                 .collect();
             output::data(&output::table(
@@ -501,15 +503,7 @@ fn status(args: &IdArgs) -> Result<Outcome, Failure> {
     if let Some(tasks) = dag["latest_tasks"].as_array() {
         let rows: Vec<Vec<String>> = tasks
             .iter()
-            .map(|t| {
-                vec![
-                    str_of(&t["task_id"]),
-                    str_of(&t["status"]),
-                    str_of(&t["attempt"]),
-                    str_of(&t["exit_code"]),
-                    str_of(&t["error"]),
-                ]
-            })
+            .map(|t| cells(t, &["task_id", "status", "attempt", "exit_code", "error"]))
             .collect();
         text.push_str("\n\ntasks of the latest run:\n");
         text.push_str(&output::table(
@@ -575,16 +569,19 @@ fn worker_rows(workers: &[Value]) -> Vec<Vec<String>> {
     workers
         .iter()
         .map(|w| {
-            vec![
-                str_of(&w["worker_id"]),
-                str_of(&w["scope"]),
-                str_of(&w["status"]),
-                str_of(&w["pid"]),
-                str_of(&w["node_id"]),
-                str_of(&w["current_runs"]),
-                str_of(&w["runs_done"]),
-                str_of(&w["heartbeat"]),
-            ]
+            cells(
+                w,
+                &[
+                    "worker_id",
+                    "scope",
+                    "status",
+                    "pid",
+                    "node_id",
+                    "current_runs",
+                    "runs_done",
+                    "heartbeat",
+                ],
+            )
         })
         .collect()
 }
@@ -628,14 +625,7 @@ fn worker(args: &IdArgs) -> Result<Outcome, Failure> {
                 .as_array()
                 .map(|runs| {
                     runs.iter()
-                        .map(|r| {
-                            vec![
-                                str_of(&r["run_id"]),
-                                str_of(&r["dag_id"]),
-                                str_of(&r["status"]),
-                                str_of(&r["created_at"]),
-                            ]
-                        })
+                        .map(|r| cells(r, &["run_id", "dag_id", "status", "created_at"]))
                         .collect()
                 })
                 .unwrap_or_default();

@@ -110,20 +110,23 @@ pub fn events(args: &EventsArgs) -> Outcome {
     match args.target.output {
         ListFormat::Json => output::json(&Value::Array(rows)),
         ListFormat::Table => {
-            let cell = super::dag::str_of;
+            let cells = super::dag::cells;
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|e| {
-                    vec![
-                        cell(&e["event_id"]),
-                        cell(&e["received_at"]),
-                        cell(&e["source"]),
-                        cell(&e["kind"]),
-                        cell(&e["event_type"]),
-                        cell(&e["task_id"]),
-                        cell(&e["status"]),
-                        cell(&e["note"]),
-                    ]
+                    cells(
+                        e,
+                        &[
+                            "event_id",
+                            "received_at",
+                            "source",
+                            "kind",
+                            "event_type",
+                            "task_id",
+                            "status",
+                            "note",
+                        ],
+                    )
                 })
                 .collect();
             output::data(&output::table(
