@@ -58,6 +58,9 @@ enum Command {
     /// Pause, resume, cancel or limit running engines through the broker
     #[command(subcommand)]
     Control(cmd::control::Command),
+    /// API tokens of a server: create (shown once), list, revoke
+    #[command(subcommand)]
+    Token(cmd::token::Command),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Events(args) => Ok(cmd::events::events(&args)),
         Command::Observe(args) => cmd::observe::run(&args),
         Command::Control(command) => cmd::control::run(&command),
+        Command::Token(command) => Ok(cmd::token::run(&command)),
     };
     match result {
         Ok(outcome) => outcome.into(),

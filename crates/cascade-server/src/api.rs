@@ -1,14 +1,15 @@
 //! `/api/v1`: DAG submission and read endpoints.
 
+use crate::auth::{Auth, Principal};
 use crate::error::ApiError;
 use crate::intake::Intake;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use cascade_plan::{RunId, Trigger};
 use cascade_spec::{Scope, SpecErrors};
-use cascade_store::{Cancelled, DagFilter, Reader, StoreError, Submission};
+use cascade_store::{Cancelled, DagFilter, Reader, Role, StoreError, Submission};
 use std::sync::{Arc, Mutex};
 
 /// What handlers share.
@@ -23,6 +24,25 @@ pub struct App {
     pub inbox: Option<crate::inbox::Inbox>,
     /// Webhook secrets (`None`: the webhook routes are off).
     pub hook_secrets: Option<crate::hooks::HookSecrets>,
+    /// Who may call the API.
+    pub auth: Arc<Auth>,
+}
+
+/// 403 unless `who` may see the run's scope; 404 when there is no such run.
+async fn check_run(app: &Arc<App>, who: &Principal, run_id: &str) -> Result<(), ApiError> {
+    if !who.restricted() {
+        return Ok(());
+    }
+    let app2 = Arc::clone(app);
+    let id = run_id.to_owned();
+    match blocking(move || read(&app2, |r| r.run_scope(&id))).await? {
+        Ok(scope) => who.check_scope(scope.as_deref(), &format!("run `{run_id}`")),
+        Err(StoreError::NoRun(_)) => Err(ApiError::NotFound {
+            what: "run",
+            id: run_id.to_owned(),
+        }),
+        Err(_) => Err(ApiError::Unavailable),
+    }
 }
 
 type Shared = State<Arc<App>>;
@@ -44,8 +64,10 @@ fn invalid(errors: &SpecErrors) -> ApiError {
 /// Answers `202` after the submission is committed.
 pub async fn execute(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    who.require(Role::Submit)?;
     let text = std::str::from_utf8(&body).map_err(|e| ApiError::Field {
         field: "body",
         message: format!("expected UTF-8 JSON ({e})"),
@@ -58,6 +80,21 @@ pub async fn execute(
     let submission = submission(text, &value)?;
     let scope = submission.scope.to_string();
     let dag_id = submission.dag_id.clone();
+    who.check_scope(Some(&scope), &format!("DAG `{dag_id}`"))?;
+    // A DAG id keeps its scope: a token of other scopes cannot take it over.
+    let app2 = Arc::clone(&app);
+    let id = dag_id.clone();
+    let existing = blocking(move || read(&app2, |r| r.dag_scope(&id)))
+        .await?
+        .map_err(|_| ApiError::Unavailable)?;
+    if let Some(existing) = existing.filter(|e| *e != scope)
+        && !who.sees(Some(&existing))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "DAG `{dag_id}` belongs to scope `{existing}`, which token `{}` may not change; choose another dag_id",
+            who.name
+        )));
+    }
     match app.intake.submit(submission).await {
         Ok(enqueued) => {
             if let Some(pool) = &app.pool {
@@ -198,8 +235,10 @@ fn read<T>(app: &App, f: impl FnOnce(&Reader) -> Result<T, StoreError>) -> Resul
 /// `GET /api/v1/runs/{run_id}`: a run and its tasks.
 pub async fn run(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     Path(run_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    check_run(&app, &who, &run_id).await?;
     let app2 = Arc::clone(&app);
     let id = run_id.clone();
     let found =
@@ -229,17 +268,25 @@ pub struct DagQuery {
 /// `GET /api/v1/dags?status=&scope=&node=&limit=`: submitted DAGs, newest first.
 pub async fn dags(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     Query(query): Query<DagQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(scope) = &query.scope {
+        who.check_scope(Some(scope), "the scope asked for")?;
+    }
     let filter = DagFilter {
         status: query.status,
         scope: query.scope,
         node: query.node,
     };
     let limit = query.limit.unwrap_or(1000).min(10_000);
-    let rows = blocking(move || read(&app, |r| r.dags_where(&filter, limit)))
+    // A token of some scopes reads more rows and keeps its own.
+    let fetch = if who.restricted() { 10_000 } else { limit };
+    let mut rows = blocking(move || read(&app, |r| r.dags_where(&filter, fetch)))
         .await?
         .map_err(|_| ApiError::Unavailable)?;
+    rows.retain(|row| who.sees(Some(&row.scope)));
+    rows.truncate(limit);
     Ok(Json(serde_json::json!({"dags": rows})))
 }
 
@@ -263,9 +310,11 @@ pub struct LogQuery {
 /// `GET /api/v1/runs/{run_id}/logs[?task=JOB]`: the run's log lines, in order.
 pub async fn run_logs(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     Path(run_id): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    check_run(&app, &who, &run_id).await?;
     let id = run_id.clone();
     let found = blocking(move || {
         read(&app, |r| {
@@ -288,8 +337,11 @@ pub async fn run_logs(
 /// a running one is stopped by its worker (`cancelling`, then `cancelled`).
 pub async fn cancel(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     Path(run_id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    who.require(Role::Submit)?;
+    check_run(&app, &who, &run_id).await?;
     match app.intake.cancel(&run_id).await {
         Ok(Cancelled::Dequeued) => Ok((
             StatusCode::OK,
@@ -322,7 +374,11 @@ pub async fn cancel(
 }
 
 /// `GET /api/v1/workers`: every worker that recorded itself, and whether it is alive.
-pub async fn workers(State(app): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn workers(
+    State(app): Shared,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    who.require(Role::Admin)?;
     let rows = blocking(move || read(&app, Reader::workers))
         .await?
         .map_err(|_| ApiError::Unavailable)?;
@@ -332,8 +388,10 @@ pub async fn workers(State(app): Shared) -> Result<Json<serde_json::Value>, ApiE
 /// `GET /api/v1/workers/{worker_id}`: one worker and the runs it ran.
 pub async fn worker(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     Path(worker_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    who.require(Role::Admin)?;
     let id = worker_id.clone();
     match blocking(move || read(&app, |r| r.worker(&id))).await? {
         Ok((worker, runs)) => Ok(Json(serde_json::json!({"worker": worker, "runs": runs}))),
@@ -349,11 +407,16 @@ pub async fn worker(
 /// its recent runs, and the tasks of the latest one (with the one running now).
 pub async fn dag(
     State(app): Shared,
+    Extension(who): Extension<Principal>,
     Path(dag_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = dag_id.clone();
     match blocking(move || read(&app, |r| dag_status(r, &id))).await? {
-        Ok(body) => Ok(Json(body)),
+        Ok(body) => {
+            let scope = body.get("scope").and_then(serde_json::Value::as_str);
+            who.check_scope(scope, &format!("DAG `{dag_id}`"))?;
+            Ok(Json(body))
+        }
         Err(StoreError::NoDag(_)) => Err(ApiError::NotFound {
             what: "dag",
             id: dag_id,

@@ -7,21 +7,23 @@
 //! sending the same dispatch twice queues it once.
 
 use crate::api::App;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::inbox::Accepted;
 use crate::orchestrator::Incoming;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use cascade_store::NewEvent;
 use std::sync::Arc;
 
 /// The longest `event_type` accepted (GitHub allows 100).
 const MAX_EVENT_TYPE: usize = 100;
 
-/// Reads a dispatch body into its event.
-pub fn dispatch_event(body: &[u8]) -> Result<NewEvent, ApiError> {
+/// Reads a dispatch body into its event; `scopes` are those its sender may act in
+/// (empty: any), carried with the event to the orchestrator.
+pub fn dispatch_event(body: &[u8], scopes: &[String]) -> Result<NewEvent, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadJson {
         line: e.line(),
         column: e.column(),
@@ -67,7 +69,8 @@ pub fn dispatch_event(body: &[u8]) -> Result<NewEvent, ApiError> {
     };
     payload.insert("task_id".to_owned(), task_id.clone().into());
     payload.insert("retry_count".to_owned(), retry_count.into());
-    let incoming = Incoming::dispatch(&event_type, serde_json::Value::Object(payload));
+    let mut incoming = Incoming::dispatch(&event_type, serde_json::Value::Object(payload));
+    incoming.scopes = scopes.to_vec();
     Ok(NewEvent {
         source: "dispatch".to_owned(),
         delivery_id: format!("{task_id}:{event_type}:{retry_count}"),
@@ -83,9 +86,11 @@ pub fn dispatch_event(body: &[u8]) -> Result<NewEvent, ApiError> {
 /// `200` with `"duplicate": true` when the same dispatch was queued before.
 pub async fn dispatch(
     State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let event = dispatch_event(&body)?;
+    who.require(cascade_store::Role::Submit)?;
+    let event = dispatch_event(&body, &who.scopes)?;
     let (task_id, event_type) = (event.task_id.clone(), event.event_type.clone());
     let inbox = app.inbox.as_ref().ok_or(ApiError::Unavailable)?;
     match inbox.accept(event).await {
@@ -119,9 +124,12 @@ pub struct EventQuery {
 /// `GET /api/v1/events[?task_id=ID]`: stored events, oldest first (one task's chain).
 pub async fn events(
     State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = query.limit.unwrap_or(200).min(10_000);
+    let wanted = query.limit.unwrap_or(200).min(10_000);
+    // A token of some scopes reads more rows and keeps those of its scopes.
+    let limit = if who.restricted() { 10_000 } else { wanted };
     let rows = tokio::task::spawn_blocking(move || {
         let reader = app
             .reader
@@ -132,7 +140,31 @@ pub async fn events(
     .await
     .map_err(|_| ApiError::Unavailable)?
     .map_err(|_| ApiError::Unavailable)?;
+    let mut rows: Vec<_> = rows.into_iter().filter(|e| sees_event(&who, e)).collect();
+    let skip = rows.len().saturating_sub(wanted);
+    rows.drain(..skip);
     Ok(Json(serde_json::json!({"events": rows})))
+}
+
+/// Whether a token sees an event: a repository's events are in that repository's scope;
+/// a dispatch is in the scopes its sender was limited to (an unlimited sender's, in none).
+fn sees_event(who: &Principal, event: &cascade_store::EventRow) -> bool {
+    if !who.restricted() {
+        return true;
+    }
+    if let Some(repo) = &event.repo {
+        return who.sees(Some(&crate::orchestrator::repo_scope(repo).to_string()));
+    }
+    event
+        .payload
+        .get("scopes")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|scopes| {
+            scopes
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .any(|s| who.sees(Some(s)))
+        })
 }
 
 #[cfg(test)]
@@ -143,13 +175,14 @@ mod tests {
     fn a_dispatch_keeps_its_task_id_and_counts_retries_in_its_delivery_id() {
         let e = dispatch_event(
             br#"{"event_type": "agent:complete", "client_payload": {"task_id": "1735560000", "status": "success"}}"#,
+            &[],
         )
         .unwrap();
         assert_eq!(e.delivery_id, "1735560000:agent:complete:0");
         assert_eq!(e.task_id.as_deref(), Some("1735560000"));
         assert_eq!(e.payload["client_payload"]["retry_count"], 0);
         assert_eq!(e.payload["raw"]["client_payload"]["status"], "success");
-        let generated = dispatch_event(br#"{"event_type": "task:start"}"#).unwrap();
+        let generated = dispatch_event(br#"{"event_type": "task:start"}"#, &[]).unwrap();
         assert!(generated.task_id.is_some_and(|t| !t.is_empty()));
     }
 
@@ -172,13 +205,13 @@ mod tests {
             ),
             (br#"{"event_type": "x", "extra": 1}"#, "body"),
         ] {
-            match dispatch_event(body) {
+            match dispatch_event(body, &[]) {
                 Err(ApiError::Field { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
         }
         assert!(matches!(
-            dispatch_event(b"{"),
+            dispatch_event(b"{", &[]),
             Err(ApiError::BadJson { .. })
         ));
     }

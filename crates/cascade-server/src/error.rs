@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The request is not authenticated (401); says what was wrong, never the secret.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// Authenticated, but the token may not do this (403); says what it would need.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("no {what} `{id}`")]
     NotFound { what: &'static str, id: String },
     /// Storage failed; the client may retry (503). The cause is logged, not sent.
@@ -57,6 +60,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unauthorized(_) => (
                 StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+            ApiError::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
                 serde_json::json!({"error": self.to_string()}),
             ),
             ApiError::NotFound { .. } => (

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod argo;
+pub mod auth;
 pub mod cron;
 pub mod dispatch;
 pub mod error;
@@ -19,11 +20,13 @@ pub mod pool;
 pub mod reporter;
 pub mod source;
 pub mod telemetry;
+pub mod tokens;
+pub mod transport;
 pub mod worker;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -50,6 +53,12 @@ pub struct ServeOptions {
     /// The GitOps loop (dispatch, events, cron; webhooks too when a secret is set);
     /// `None` serves the DAG API only.
     pub gitops: Option<gitops::GitOpsOptions>,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<transport::TlsFiles>,
+    /// TLS ends in a proxy in front of this server: plain HTTP may listen off loopback.
+    pub behind_proxy: bool,
+    /// A second, loopback-only listener serving `/metrics` without a token.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why the server could not start.
@@ -63,6 +72,10 @@ pub enum ServeError {
     },
     #[error("cannot start the event loop")]
     GitOps(#[source] gitops::GitOpsError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error("cannot write the admin token")]
+    AdminToken(#[source] auth::AdminTokenError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -71,10 +84,10 @@ pub enum ServeError {
     },
 }
 
-/// The router over an app (tests can serve it on any listener).
+/// The router over an app (tests can serve it on any listener). Every route but
+/// `/healthz` and the signed `/hooks/*` needs a bearer token (`auth.rs`).
 pub fn router(app: Arc<api::App>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    let authenticated = Router::new()
         .route("/api/v1/dag/execute", post(api::execute))
         .route("/api/v1/dags", get(api::dags))
         .route("/api/v1/dags/{dag_id}", get(api::dag))
@@ -86,13 +99,103 @@ pub fn router(app: Arc<api::App>) -> Router {
         .route("/api/v1/dispatch", post(dispatch::dispatch))
         .route("/api/v1/events", get(dispatch::events))
         .route(
+            "/api/v1/tokens",
+            post(tokens::create_token).get(tokens::list_tokens),
+        )
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke_token))
+        .route("/metrics", get(metrics::render_for))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app.auth),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
             "/hooks/{forge}",
             post(hooks::hook).layer(DefaultBodyLimit::max(hooks::MAX_HOOK_BYTES)),
         )
-        .route("/metrics", get(metrics::render))
+        .merge(authenticated)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(metrics::trace_layer())
         .with_state(app)
+}
+
+/// What makes the server safe to reach before anything listens: the listen address
+/// checked, TLS loaded, the admin token and the job-token key written, the token table.
+fn secure(
+    options: &ServeOptions,
+) -> Result<(Option<tokio_rustls::TlsAcceptor>, Arc<auth::Auth>), ServeError> {
+    transport::check_listen(options.listen, options.tls.as_ref(), options.behind_proxy)?;
+    if let Some(addr) = options.metrics_listen
+        && !addr.ip().is_loopback()
+    {
+        return Err(transport::TransportError::MetricsNotLoopback { addr }.into());
+    }
+    let acceptor = options.tls.as_ref().map(transport::acceptor).transpose()?;
+    if let Some(path) =
+        auth::ensure_admin_token(&options.data_dir).map_err(ServeError::AdminToken)?
+    {
+        tracing::info!(path = %path.display(), "wrote the admin token");
+    }
+    let job_key =
+        auth::JobKey::load_or_create(&options.data_dir).map_err(ServeError::AdminToken)?;
+    let db = options.data_dir.join("cascade.db");
+    let auth = auth::Auth::open(&db, Some(job_key)).map_err(|source| ServeError::Store {
+        path: db.display().to_string(),
+        source,
+    })?;
+    Ok((acceptor, Arc::new(auth)))
+}
+
+/// The API on its listener, over TLS when there is an acceptor, until `shutdown`.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<api::App>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let stop = shutdown.clone();
+    match acceptor {
+        Some(acceptor) => {
+            let tls = transport::TlsListener::start(listener, acceptor, shutdown.clone())
+                .map_err(|source| ServeError::Listen { addr, source })?;
+            axum::serve(tls, router(app))
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        }
+        None => {
+            axum::serve(listener, router(app))
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        }
+    }
+    .map_err(|source| ServeError::Listen { addr, source })
+}
+
+/// `/metrics` without a token on a loopback listener of its own, until `shutdown`.
+async fn serve_metrics(
+    addr: SocketAddr,
+    app: &Arc<api::App>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let router = Router::new()
+        .route("/metrics", get(metrics::render))
+        .with_state(Arc::clone(app));
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(())
 }
 
 /// Opens the store and serves until `shutdown` is cancelled. `ready` gets the bound
@@ -107,6 +210,7 @@ pub async fn serve(
         path: db.display().to_string(),
         source,
     };
+    let (acceptor, auth) = secure(&options)?;
     let queue = cascade_store::Queue::open_writer(&db).map_err(store_error)?;
     let reader = cascade_store::Reader::open(&db).map_err(store_error)?;
     // Bound first: the workers' jobs are told where the server is (`cascade dispatch`).
@@ -133,7 +237,10 @@ pub async fn serve(
                     lease: options.lease,
                     tick: Duration::from_millis(250),
                     worker_args: options.worker_args.clone(),
-                    server_url: format!("http://{addr}"),
+                    server_url: format!(
+                        "{}://{addr}",
+                        if acceptor.is_some() { "https" } else { "http" }
+                    ),
                 },
                 pool_queue,
                 shutdown.clone(),
@@ -173,13 +280,13 @@ pub async fn serve(
         pool,
         inbox,
         hook_secrets,
+        auth,
     });
+    if let Some(metrics_addr) = options.metrics_listen {
+        serve_metrics(metrics_addr, &app, &shutdown, &mut tasks).await?;
+    }
     ready(addr);
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .map_err(|source| ServeError::Listen { addr, source });
+    let served = serve_api(listener, acceptor, app, &shutdown).await;
     // The pool stops its workers (they hand unfinished runs back to the queue).
     shutdown.cancel();
     if let Some(task) = pool_task {

@@ -13,6 +13,7 @@
 //! | `cascade_workers` | gauge | — | live worker processes of the pool |
 //! | `cascade_webhooks_total` | counter | `forge`, `result` | [`webhook`], by the gateway |
 //! | `cascade_telemetry_dropped_total` | counter | — | events the workers could not publish |
+//! | `cascade_auth_failures_total` | counter | `reason` | requests refused by `auth.rs` |
 //!
 //! A label value that disappears from the store (no run is `running` any more) is set to
 //! zero, not left at its last value.
@@ -57,6 +58,11 @@ fn describe() {
         WEBHOOKS,
         Unit::Count,
         "Webhook deliveries, by forge and result"
+    );
+    describe_counter!(
+        crate::auth::AUTH_FAILURES,
+        Unit::Count,
+        "API requests refused for want of a valid token, by reason"
     );
     describe_counter!(
         TELEMETRY_DROPPED,
@@ -107,6 +113,18 @@ fn set_gauges(
 }
 
 /// `GET /metrics`.
+/// `GET /metrics` on the API listener: for admin tokens only.
+pub async fn render_for(
+    State(app): State<Arc<App>>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
+) -> Response {
+    if let Err(e) = who.require(cascade_store::Role::Admin) {
+        return e.into_response();
+    }
+    render(State(app)).await
+}
+
+/// The metrics, to whoever asks: the `--metrics-listen` listener (loopback only).
 pub async fn render(State(app): State<Arc<App>>) -> Response {
     let handle = handle();
     let reading = Arc::clone(&app);

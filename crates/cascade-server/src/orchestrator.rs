@@ -76,6 +76,10 @@ pub struct Incoming {
     /// What `event.*` reads in the pipeline: the forge's payload, or the dispatch.
     #[serde(default)]
     pub raw: serde_json::Value,
+    /// The scopes the sender of a dispatch may act in (its token's); empty: any. Only
+    /// repositories of these scopes are started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 impl Incoming {
@@ -363,6 +367,11 @@ impl Orchestrator {
             if only.is_some_and(|r| r != repo_name) {
                 continue;
             }
+            // A dispatch starts only what its sender's token may act on.
+            let scope = repo_scope(repo_name).to_string();
+            if !incoming.scopes.is_empty() && !incoming.scopes.contains(&scope) {
+                continue;
+            }
             let source = Arc::clone(&self.source);
             let read = tokio::task::block_in_place(|| {
                 source.read(repo, &repo.default_branch, &repo.pipeline)
@@ -557,7 +566,7 @@ impl Orchestrator {
             }
             Err(e) => return Handled::Failed(format!("cannot look up run {run_id}: {e}")),
         }
-        let scope = Scope::Project(slug(s.repo_name));
+        let scope = repo_scope(s.repo_name);
         let origin = self.origin(&s, &run_id, &name);
         let trigger = cascade_plan::Trigger {
             event_name: s.incoming.event_name().to_owned(),
@@ -871,6 +880,11 @@ fn run_id_for(event: &EventRow, pipeline: &str) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     cascade_plan::RunId::generate(u64::try_from(millis).unwrap_or(0), hash).to_string()
+}
+
+/// The scope a registered repository's runs belong to (`acme/app` → `project:acme-app`).
+pub fn repo_scope(name: &str) -> Scope {
+    Scope::Project(slug(name))
 }
 
 /// A scope id from a repository name (`acme/app` → `acme-app`).

@@ -324,7 +324,7 @@ async fn run_claimed(
                 capacity: cascade_engine::capacity(&options.config, slots),
                 grace: options.kill_grace,
                 containers: false,
-                base_env: std::env::vars_os().collect::<Vec<(OsString, OsString)>>(),
+                base_env: job_env(&claimed, &options),
                 config: options.config.clone(),
                 control: None,
             };
@@ -367,6 +367,24 @@ async fn run_claimed(
         }
     }
     finish(&ledger, &run, &running, &run_dir).await;
+}
+
+/// The environment a claimed run's jobs start from, with the run's job token
+/// (`CASCADE_TOKEN`, see `auth.rs`) so a job can dispatch the next step of its chain;
+/// a fork pull request's run gets none.
+fn job_env(claimed: &Claimed, options: &WorkerOptions) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != "CASCADE_TOKEN")
+        .collect();
+    let withheld = serde_json::from_str::<serde_json::Value>(&claimed.definition)
+        .is_ok_and(|v| v.get("secrets") == Some(&serde_json::Value::Bool(false)));
+    if !withheld && let Some(key) = crate::auth::JobKey::load(&options.data_dir) {
+        env.push((
+            "CASCADE_TOKEN".into(),
+            key.token(&claimed.lease.run_id).into(),
+        ));
+    }
+    env
 }
 
 /// Waits for the run's end to be recorded, then forgets it and its scratch directory

@@ -18,6 +18,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/003_workers.sql")),
         M::up(include_str!("../migrations/004_events.sql")),
         M::up(include_str!("../migrations/005_external.sql")),
+        M::up(include_str!("../migrations/006_tokens.sql")),
     ])
 }
 

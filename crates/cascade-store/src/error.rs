@@ -24,6 +24,12 @@ pub enum StoreError {
     NoDag(String),
     #[error("no worker `{0}`; `cascade dag worker list` lists the workers")]
     NoWorker(String),
+    #[error("no token `{0}` in force; `cascade token list` lists the tokens")]
+    NoToken(String),
+    #[error("a token named `{0}` is in force already; revoke it first or choose another --name")]
+    TokenNameTaken(String),
+    #[error("the system's random source failed: {0}")]
+    Random(String),
     #[error("cannot start a store thread")]
     Thread(#[source] std::io::Error),
     #[error("the store's writer thread stopped")]

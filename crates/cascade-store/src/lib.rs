@@ -9,6 +9,7 @@ pub mod external;
 pub mod ledger;
 pub mod queue;
 pub mod runs;
+pub mod tokens;
 pub mod writer;
 
 pub use checkpoint::Checkpointer;
@@ -18,4 +19,5 @@ pub use external::{ExternalRun, ExternalTask, RunPlace};
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use queue::{Cancelled, Claimed, Enqueued, Lease, Queue, Submission, Waiting};
 pub use runs::{Counts, DagFilter, DagRow, LogRow, Reader, RunRow, TaskRow, WorkerRow};
+pub use tokens::{Issued, Refusal, Role, TokenRow, Tokens};
 pub use writer::{RunMeta, Writer};

@@ -105,6 +105,33 @@ impl Reader {
         })
     }
 
+    /// The scope a DAG belongs to (`project:web`, `global`), if it was submitted here.
+    pub fn dag_scope(&self, dag_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT CASE WHEN scope_id IS NULL THEN scope_type ELSE scope_type || ':' || scope_id END
+                 FROM dag_definitions WHERE dag_id = ?1",
+            )?
+            .query_row([dag_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The scope of a run's DAG; `None` for a run with no DAG definition here (a run
+    /// recorded by `cascade run`). [`StoreError::NoRun`] when there is no such run.
+    pub fn run_scope(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let found: Option<Option<String>> = self
+            .conn
+            .prepare_cached(
+                "SELECT CASE WHEN d.dag_id IS NULL THEN NULL
+                        WHEN d.scope_id IS NULL THEN d.scope_type ELSE d.scope_type || ':' || d.scope_id END
+                 FROM dag_runs r LEFT JOIN dag_definitions d ON d.dag_id = r.dag_id WHERE r.run_id = ?1",
+            )?
+            .query_row([run_id], |r| r.get(0))
+            .optional()?;
+        found.ok_or_else(|| StoreError::NoRun(run_id.to_owned()))
+    }
+
     /// Submitted DAGs, newest first.
     pub fn dags(&self, limit: usize) -> Result<Vec<DagRow>, StoreError> {
         self.dags_where(&DagFilter::default(), limit)

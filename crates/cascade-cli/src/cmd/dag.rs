@@ -47,9 +47,28 @@ pub struct Target {
         env = "CASCADE_DATA_DIR"
     )]
     pub(crate) data_dir: PathBuf,
+    /// The API token for `--server` [default: the admin token in `DATA_DIR/admin.token`,
+    /// when readable]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CASCADE_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
     /// `table` (or text) for people, `json` for programs
     #[arg(long, value_enum, default_value_t)]
     pub(crate) output: ListFormat,
+}
+
+/// The token to send: the one given, else the admin token `serve` wrote in the data dir.
+pub(crate) fn token_for(given: Option<&str>, data_dir: &Path) -> Option<String> {
+    given.map(str::to_owned).or_else(|| {
+        std::fs::read_to_string(data_dir.join(cascade_server::auth::ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +142,7 @@ pub(crate) enum Source {
         base: String,
         client: reqwest::Client,
         runtime: tokio::runtime::Runtime,
+        token: Option<String>,
     },
     Dir(PathBuf),
 }
@@ -130,13 +150,13 @@ pub(crate) enum Source {
 impl Source {
     pub(crate) fn new(target: &Target) -> Result<Self, Failure> {
         match &target.server {
-            Some(url) => Self::server(url),
+            Some(url) => Self::server(url, token_for(target.token.as_deref(), &target.data_dir)),
             None => Ok(Source::Dir(target.data_dir.clone())),
         }
     }
 
-    /// The API of the server at `url`.
-    pub(crate) fn server(url: &str) -> Result<Self, Failure> {
+    /// The API of the server at `url`, as `token`.
+    pub(crate) fn server(url: &str, token: Option<String>) -> Result<Self, Failure> {
         let client = http_client(url).map_err(Failure::Refused)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -146,6 +166,7 @@ impl Source {
             base: url.trim_end_matches('/').to_owned(),
             client,
             runtime,
+            token,
         })
     }
 
@@ -155,6 +176,7 @@ impl Source {
             base,
             client,
             runtime,
+            token,
         } = self
         else {
             return Err(Failure::Refused("not a server target".to_owned()));
@@ -162,6 +184,9 @@ impl Source {
         let url = format!("{base}{path}");
         runtime.block_on(async {
             let mut request = client.request(method, &url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
             if let Some(body) = body {
                 request = request
                     .header("content-type", "application/json")
@@ -177,7 +202,13 @@ impl Source {
             if status.is_success() {
                 return Ok(value);
             }
-            let message = describe_error(&value).unwrap_or_else(|| format!("HTTP {status}"));
+            let mut message =
+                describe_error(&value).unwrap_or_else(|| format!("HTTP {status}"));
+            if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+                message.push_str(
+                    "\nhint: give a token with --token or CASCADE_TOKEN (the admin token is in the server's DATA_DIR/admin.token)",
+                );
+            }
             if status == reqwest::StatusCode::NOT_FOUND {
                 Err(Failure::Usage(message))
             } else {
@@ -288,6 +319,17 @@ fn http_client(url: &str) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
     if url.starts_with("http://") {
         builder = builder.tls_certs_only(std::iter::empty());
+    } else if let Some(path) = std::env::var_os("CASCADE_CA_CERT") {
+        // A server with a certificate of its own CA (self-signed, internal).
+        let pem = std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read CASCADE_CA_CERT {}: {e}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("CASCADE_CA_CERT is not a PEM certificate: {e}"))?;
+        builder = builder.tls_certs_only([cert]);
     }
     builder
         .build()

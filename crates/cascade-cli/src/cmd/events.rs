@@ -15,6 +15,23 @@ pub struct DispatchArgs {
     /// The server (`http://127.0.0.1:8080`)
     #[arg(long, value_name = "URL", env = "CASCADE_SERVER")]
     server: String,
+    /// The API token (a `submit` token of the repositories' scopes) [default: the admin
+    /// token in `DATA_DIR/admin.token`, when readable]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CASCADE_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Where to look for the admin token when no --token is given
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".cascade",
+        env = "CASCADE_DATA_DIR"
+    )]
+    data_dir: std::path::PathBuf,
     #[arg(long, value_enum, default_value_t)]
     output: ListFormat,
 }
@@ -43,7 +60,8 @@ pub fn dispatch(args: &DispatchArgs) -> Outcome {
         }
     };
     let body = serde_json::json!({"event_type": args.event_type, "client_payload": payload});
-    let result = super::dag::Source::server(&args.server).and_then(|source| {
+    let token = super::dag::token_for(args.token.as_deref(), &args.data_dir);
+    let result = super::dag::Source::server(&args.server, token).and_then(|source| {
         source.http(
             reqwest::Method::POST,
             "/api/v1/dispatch",

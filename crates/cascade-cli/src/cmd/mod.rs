@@ -11,6 +11,7 @@ pub mod run;
 pub mod runs;
 pub mod schema;
 pub mod serve;
+pub mod token;
 pub mod trigger;
 pub mod validate;
 pub mod worker;

@@ -10,9 +10,22 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address to listen on
+    /// Address to listen on (off loopback it needs --tls-cert/--tls-key or --behind-proxy)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS ends in a proxy in front of this server, so plain HTTP may listen off loopback
+    #[arg(long)]
+    behind_proxy: bool,
+    /// Also serve /metrics without a token on this loopback address (for a local
+    /// Prometheus agent); on --listen it takes an admin token
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Where the database and worker state live
     #[arg(
         long,
@@ -156,11 +169,28 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             worker_exe: Some(exe),
             worker_args,
             gitops: Some(gitops),
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(cascade_server::transport::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            behind_proxy: args.behind_proxy,
+            metrics_listen: args.metrics_listen,
+        };
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
         };
         cascade_server::serve(options, shutdown, |addr| {
             output::note(&format!(
-                "listening on http://{addr} (data in {})",
-                args.data_dir.display()
+                "listening on {scheme}://{addr} (data in {}; admin token in {})",
+                args.data_dir.display(),
+                args.data_dir
+                    .join(cascade_server::auth::ADMIN_TOKEN_FILE)
+                    .display()
             ));
         })
         .await

@@ -231,10 +231,9 @@ pub(crate) fn serve_env(
             sink.clear();
         }
     });
-    Server {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-    }
+    let addr = format!("127.0.0.1:{port}");
+    let token = crate::serve::admin_token(&addr, &data.join("data"));
+    Server { child, addr, token }
 }
 
 /// A GitHub push of `after` on `main` (the payload shape GitHub sends, trimmed).
@@ -557,6 +556,7 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
             "--server",
             &format!("http://{}", server.addr),
         ])
+        .env("CASCADE_TOKEN", &server.token)
         .output()
         .unwrap();
     assert!(
@@ -618,6 +618,7 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
             "--server",
             &format!("http://{}", server.addr),
         ])
+        .env("CASCADE_TOKEN", &server.token)
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
@@ -635,7 +636,8 @@ fn post_dispatch(addr: &str, task: &str) -> u16 {
         return 0;
     };
     let request = format!(
-        "POST /api/v1/dispatch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/v1/dispatch HTTP/1.1\r\nHost: x\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        crate::serve::auth_line(addr),
         body.len()
     );
     if stream.write_all(request.as_bytes()).is_err() {

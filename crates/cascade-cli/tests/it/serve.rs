@@ -10,6 +10,37 @@ use std::process::{Child, Stdio};
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Its admin token (`DATA_DIR/admin.token`); [`http`] sends it.
+    pub token: String,
+}
+
+/// The admin token of each server started by the tests, by address, so every request
+/// helper authenticates as that server's admin without being handed the token.
+static TOKENS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Reads the admin token `serve` wrote to `data_dir` and remembers it for `addr`.
+pub fn admin_token(addr: &str, data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("admin.token");
+    let token = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("serve wrote no {}: {e}", path.display()))
+        .trim()
+        .to_owned();
+    TOKENS
+        .lock()
+        .unwrap()
+        .insert(addr.to_owned(), token.clone());
+    token
+}
+
+/// The `Authorization` header line for the server at `addr` (empty for an unknown one).
+pub fn auth_line(addr: &str) -> String {
+    TOKENS
+        .lock()
+        .unwrap()
+        .get(addr)
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
 }
 
 impl Drop for Server {
@@ -69,13 +100,26 @@ pub fn serve_with_env(data: &std::path::Path, args: &[&str], env: &[(&str, &str)
             sink.clear();
         }
     });
-    Server { child, addr }
+    let token = admin_token(&addr, data);
+    Server { child, addr, token }
 }
 
-/// One HTTP/1.1 request; returns status and body.
+/// One HTTP/1.1 request as the server's admin; returns status and body.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    http_as(addr, Some(&auth_line(addr)), method, path, body)
+}
+
+/// One HTTP/1.1 request with the given `Authorization` header line (`None`: none).
+pub fn http_as(
+    addr: &str,
+    auth: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = auth.unwrap_or_default();
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status: u16 = response.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -223,7 +267,8 @@ fn every_accepted_submission_survives_kill_9_of_the_server() {
                 break;
             };
             let request = format!(
-                "POST /api/v1/dag/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{dag}",
+                "POST /api/v1/dag/execute HTTP/1.1\r\nHost: x\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{dag}",
+                crate::serve::auth_line(&addr),
                 dag.len()
             );
             if stream.write_all(request.as_bytes()).is_err() {

@@ -355,6 +355,7 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
             "--server",
             &url,
         ])
+        .env("CASCADE_TOKEN", &server.token)
         .output()
         .unwrap();
     assert!(
@@ -371,6 +372,7 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
         let out = cascade()
             .args(args)
             .args(["--output", "json"])
+            .env("CASCADE_TOKEN", &server.token)
             .output()
             .unwrap();
         assert!(

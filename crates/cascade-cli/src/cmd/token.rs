@@ -1,0 +1,248 @@
+//! `cascade token create|list|revoke`: API tokens (DESIGN §8), made through a server's
+//! admin API (`--server`, with an admin token) or straight in its data dir (whoever can
+//! read the data dir is its admin already).
+
+use crate::Outcome;
+use crate::output::{self, ListFormat};
+use cascade_store::{Role, Tokens};
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a token and print it (shown once: only its hash is kept)
+    Create(CreateArgs),
+    /// List tokens (never their secrets)
+    List(super::dag::Target),
+    /// Revoke a token by id or name; it stops working at once
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// A name to know it by (`ci-web`, `alice`)
+    #[arg(long)]
+    name: String,
+    /// `read` (runs, logs, DAGs, events), `submit` (also submit, dispatch, cancel) or
+    /// `admin` (everything)
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    /// Limit it to this scope (`project:web`; repeatable) [default: every scope]
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// Let it expire after this long (`30d`, `12h`) [default: never]
+    #[arg(long, value_name = "DURATION")]
+    expires: Option<String>,
+    #[command(flatten)]
+    target: super::dag::Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// The token's id or name (see `cascade token list`)
+    id: String,
+    #[command(flatten)]
+    target: super::dag::Target,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+}
+
+pub fn run(command: &Command) -> Outcome {
+    match command {
+        Command::Create(args) => create(args),
+        Command::List(target) => list(target),
+        Command::Revoke(args) => revoke(args),
+    }
+}
+
+/// The token table of a data dir, or why not.
+fn tokens(target: &super::dag::Target) -> Result<Tokens, Outcome> {
+    let db = target.data_dir.join("cascade.db");
+    if !db.exists() {
+        output::error(&format!(
+            "no server data in {}; start `cascade serve --data-dir {}` once, or give --server URL",
+            target.data_dir.display(),
+            target.data_dir.display()
+        ));
+        return Err(Outcome::Usage);
+    }
+    Tokens::open(&db).map_err(|e| {
+        output::error(&format!("{e}"));
+        Outcome::Failure
+    })
+}
+
+/// One API call against `--server`, or the failure already reported.
+fn call(
+    target: &super::dag::Target,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<Value, Outcome> {
+    let url = target.server.as_deref().unwrap_or_default();
+    let token = super::dag::token_for(target.token.as_deref(), &target.data_dir);
+    super::dag::Source::server(url, token)
+        .and_then(|source| source.http(method, path, body))
+        .map_err(|failure| match failure {
+            super::dag::Failure::Usage(m) => {
+                output::error(&m);
+                Outcome::Usage
+            }
+            super::dag::Failure::Refused(m) => {
+                output::error(&m);
+                Outcome::Failure
+            }
+        })
+}
+
+fn create(args: &CreateArgs) -> Outcome {
+    let request = cascade_server::tokens::TokenRequest {
+        name: args.name.clone(),
+        role: args.role,
+        scopes: args.scopes.clone(),
+        expires: args.expires.clone(),
+    };
+    let answer = if args.target.server.is_some() {
+        let body = json!({"name": request.name, "role": request.role, "scopes": request.scopes, "expires": request.expires});
+        match call(
+            &args.target,
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(body.to_string()),
+        ) {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        }
+    } else {
+        let tokens = match tokens(&args.target) {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        match cascade_server::tokens::create(&tokens, &request) {
+            Ok(issued) => {
+                let mut v = serde_json::to_value(&issued.row).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("token".to_owned(), issued.token.into());
+                }
+                v
+            }
+            Err(e) => {
+                output::error(&e.to_string());
+                return Outcome::Usage;
+            }
+        }
+    };
+    match args.target.output {
+        ListFormat::Json => output::json(&answer),
+        ListFormat::Table => {
+            output::data(answer["token"].as_str().unwrap_or_default());
+            output::note(&format!(
+                "created token `{}` ({}, {}); it is shown only now: store it (e.g. as CASCADE_TOKEN)",
+                answer["name"].as_str().unwrap_or_default(),
+                answer["role"].as_str().unwrap_or_default(),
+                scopes_text(&answer["scopes"])
+            ));
+        }
+    }
+    Outcome::Success
+}
+
+fn scopes_text(scopes: &Value) -> String {
+    let list: Vec<&str> = scopes
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if list.is_empty() {
+        "every scope".to_owned()
+    } else {
+        list.join(",")
+    }
+}
+
+fn list(target: &super::dag::Target) -> Outcome {
+    let rows = if target.server.is_some() {
+        match call(target, reqwest::Method::GET, "/api/v1/tokens", None) {
+            Ok(v) => v["tokens"].as_array().cloned().unwrap_or_default(),
+            Err(outcome) => return outcome,
+        }
+    } else {
+        let tokens = match tokens(target) {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        match tokens.list() {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect(),
+            Err(e) => {
+                output::error(&e.to_string());
+                return Outcome::Failure;
+            }
+        }
+    };
+    match target.output {
+        ListFormat::Json => output::json(&Value::Array(rows)),
+        ListFormat::Table => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let state = if r["revoked_at"].is_null() {
+                        super::dag::str_of(&r["expires_at"])
+                    } else {
+                        "revoked".to_owned()
+                    };
+                    vec![
+                        super::dag::str_of(&r["id"]),
+                        super::dag::str_of(&r["name"]),
+                        super::dag::str_of(&r["role"]),
+                        scopes_text(&r["scopes"]),
+                        super::dag::str_of(&r["created_at"]),
+                        state,
+                    ]
+                })
+                .collect();
+            output::data(&output::table(
+                &["ID", "NAME", "ROLE", "SCOPES", "CREATED", "EXPIRES"],
+                &table,
+            ));
+        }
+    }
+    Outcome::Success
+}
+
+fn revoke(args: &RevokeArgs) -> Outcome {
+    let answer = if args.target.server.is_some() {
+        let path = format!("/api/v1/tokens/{}", super::dag::escape(&args.id));
+        match call(&args.target, reqwest::Method::DELETE, &path, None) {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        }
+    } else {
+        let tokens = match tokens(&args.target) {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        match tokens.revoke(&args.id) {
+            Ok(row) => serde_json::to_value(row).unwrap_or_default(),
+            Err(e @ cascade_store::StoreError::NoToken(_)) => {
+                output::error(&e.to_string());
+                return Outcome::Usage;
+            }
+            Err(e) => {
+                output::error(&e.to_string());
+                return Outcome::Failure;
+            }
+        }
+    };
+    match args.target.output {
+        ListFormat::Json => output::json(&answer),
+        ListFormat::Table => output::note(&format!(
+            "revoked token `{}` ({})",
+            answer["name"].as_str().unwrap_or_default(),
+            answer["id"].as_str().unwrap_or_default()
+        )),
+    }
+    Outcome::Success
+}
