@@ -7,6 +7,7 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
+mod auth;
 mod cli;
 mod gitops;
 mod gitops_argo;

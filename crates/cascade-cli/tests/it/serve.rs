@@ -61,15 +61,13 @@ pub fn serve_with(data: &std::path::Path, args: &[&str]) -> Server {
 
 /// A server with more flags and environment variables (its workers inherit them).
 pub fn serve_with_env(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut child = cascade()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-id",
-            "test-node",
-            "--data-dir",
-        ])
+    let mut cmd = cascade();
+    cmd.arg("serve");
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
+        .args(["--node-id", "test-node", "--data-dir"])
         .arg(data)
         .args(args)
         .envs(env.iter().copied())
@@ -80,7 +78,7 @@ pub fn serve_with_env(data: &std::path::Path, args: &[&str], env: &[(&str, &str)
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     // Log lines may come first; the address is on the `listening on` line.
-    while !line.contains("listening on http://") {
+    while !line.contains("listening on ") {
         line.clear();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,
@@ -88,7 +86,7 @@ pub fn serve_with_env(data: &std::path::Path, args: &[&str], env: &[(&str, &str)
         );
     }
     let addr = line
-        .split("http://")
+        .split("://")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
