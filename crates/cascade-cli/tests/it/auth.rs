@@ -64,10 +64,10 @@ fn create_token(data: &std::path::Path, name: &str, role: &str, scopes: &[&str])
 }
 
 /// The value of a counter series with a label, from the Prometheus text.
-fn counter(text: &str, name: &str, label: &str) -> f64 {
+fn counter(text: &str, name: &str, label: &str) -> usize {
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
         .sum()
 }
 
@@ -114,7 +114,7 @@ fn every_api_route_refuses_a_request_without_a_valid_token_and_counts_it() {
     let (_, dags) = http(&server.addr, "GET", "/api/v1/dags", "");
     assert_eq!(dags["dags"], json!([]));
     let text = metrics_text(&server);
-    let routes = ROUTES.len() as f64;
+    let routes = ROUTES.len();
     assert_eq!(
         counter(&text, "cascade_auth_failures_total", "reason=\"missing\""),
         routes,
