@@ -190,6 +190,7 @@ fn dag(dag_id: &str, project: &str) -> String {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn roles_and_scopes_limit_what_a_token_sees_and_does() {
     let data = tempfile::tempdir().unwrap();
     let server = serve_with(data.path(), &[]);
@@ -359,6 +360,7 @@ fn roles_and_scopes_limit_what_a_token_sees_and_does() {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn tokens_are_shown_once_listed_without_secrets_and_stop_at_revocation_and_expiry() {
     let data = tempfile::tempdir().unwrap();
     let server = serve_with(data.path(), &[]);
@@ -642,6 +644,7 @@ fn certificates(dir: &std::path::Path) {
 
 #[test]
 fn tls_serves_the_api_over_https_and_plain_http_gets_nothing() {
+    use std::io::{Read, Write};
     let data = tempfile::tempdir().unwrap();
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
@@ -684,7 +687,6 @@ fn tls_serves_the_api_over_https_and_plain_http_gets_nothing() {
     let out = list(None, &server.token);
     assert_eq!(out.status.code(), Some(1));
     // Plain HTTP on the TLS port gets no answer of the API.
-    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
