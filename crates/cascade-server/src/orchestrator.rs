@@ -520,14 +520,7 @@ impl Orchestrator {
             })
             .to_string()
         });
-        let callback_url = s
-            .incoming
-            .client_payload
-            .as_ref()
-            .and_then(|p| p.get("callback_url"))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| self.config.orchestrator.callback_url.clone());
+        let callback_url = self.callback(s);
         Origin {
             run_id: run_id.to_owned(),
             event_id: Some(s.event.event_id),
@@ -538,6 +531,40 @@ impl Orchestrator {
             retry_count: s.route.as_ref().map_or(0, |r| r.2),
             callback_url,
         }
+    }
+
+    /// Where a run's completion callback goes: only ever a URL from cascade.toml. A
+    /// dispatch may pick one of `[callbacks]` by name (`client_payload.callback`); else
+    /// the repository's `callback`, else `[orchestrator] callback_url`. A URL in a
+    /// payload is never called (that would let anyone make the server send requests
+    /// anywhere).
+    fn callback(&self, s: &Start<'_>) -> Option<String> {
+        let payload = s.incoming.client_payload.as_ref();
+        if payload.is_some_and(|p| p.get("callback_url").is_some()) {
+            tracing::warn!(
+                repo = s.repo_name,
+                "ignoring `callback_url` in a dispatch payload: callbacks are named in cascade.toml's [callbacks] and picked with `callback`"
+            );
+        }
+        if let Some(name) = payload
+            .and_then(|p| p.get("callback"))
+            .and_then(serde_json::Value::as_str)
+        {
+            let url = self.config.callbacks.get(name).cloned();
+            if url.is_none() {
+                tracing::warn!(
+                    repo = s.repo_name,
+                    callback = name,
+                    "a dispatch names a callback that cascade.toml's [callbacks] does not have; none is sent"
+                );
+            }
+            return url;
+        }
+        s.repo
+            .callback
+            .as_ref()
+            .and_then(|name| self.config.callbacks.get(name).cloned())
+            .or_else(|| self.config.orchestrator.callback_url.clone())
     }
 
     /// Checks, matches and queues one pipeline; config errors become failed runs.
@@ -584,6 +611,7 @@ impl Orchestrator {
                 "changed_paths": trigger.changed_paths,
             },
             "secrets": s.secrets,
+            "repository": s.repo_name,
             "checkout": {"url": s.repo.url, "sha": s.sha},
         });
         let planned = match checked {
@@ -674,6 +702,18 @@ impl Orchestrator {
                     "job `{}`: unknown runner `{runner}` (cascade.toml has {known})",
                     job.id
                 ));
+            }
+            // Secrets are granted per repository in cascade.toml, on either backend.
+            if s.secrets
+                && let Err(why) = self.config.check_grants(
+                    job.secrets.iter().map(String::as_str),
+                    cascade_spec::config::Grantee {
+                        repository: Some(s.repo_name),
+                        scope: &repo_scope(s.repo_name).to_string(),
+                    },
+                )
+            {
+                return Check::ConfigError(format!("job `{}`: {why}", job.id));
             }
             // On Argo, secrets are the cluster's (mapped in `[secrets]`; rendering checks).
             if s.secrets && s.repo.backend == cascade_spec::config::Backend::Local {

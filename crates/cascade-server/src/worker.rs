@@ -499,6 +499,15 @@ fn prepare(
             declared.join(", ")
         ));
     }
+    // Set by the orchestrator only: an API submission with other fields is refused.
+    let repository = value.get("repository").and_then(|r| r.as_str());
+    options.config.check_grants(
+        declared.iter().copied(),
+        cascade_spec::config::Grantee {
+            repository,
+            scope: &options.scope.to_string(),
+        },
+    )?;
     let mut secrets = options.secrets.clone();
     secrets
         .resolve(declared, &|name| std::env::var(name).ok())

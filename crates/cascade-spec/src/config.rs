@@ -29,6 +29,37 @@ pub struct AdminConfig {
     /// server's kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or its service account.
     #[serde(default)]
     pub argo: ArgoSettings,
+    /// Which repositories and scopes may use each secret on the server (by secret name).
+    /// A server run whose job declares a secret not granted to its repository or scope
+    /// fails before anything runs; `cascade run` on your own machine needs no grant.
+    #[serde(default)]
+    pub grants: IndexMap<String, Grant>,
+    /// Completion callback URLs by name. Only these are ever called: a dispatch's
+    /// `client_payload.callback` may pick one by name, never give a URL.
+    #[serde(default)]
+    pub callbacks: IndexMap<String, String>,
+}
+
+/// Who may use one secret on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Registered repositories (`owner/name`) whose runs get it; never pull requests
+    /// from forks.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Scopes (`project:web`, `global`) whose API submissions get it.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Where a server run comes from, for [`AdminConfig::check_grants`].
+#[derive(Debug, Clone, Copy)]
+pub struct Grantee<'a> {
+    /// The registered repository of a webhook, dispatch or schedule run.
+    pub repository: Option<&'a str>,
+    /// The run's scope (`project:web`).
+    pub scope: &'a str,
 }
 
 /// How `serve` hands runs to Argo Workflows.
@@ -103,6 +134,8 @@ pub struct Repository {
     /// `local` (this server's workers) or `argo`.
     #[serde(default)]
     pub backend: Backend,
+    /// The completion callback of this repository's runs: a name from `[callbacks]`.
+    pub callback: Option<String>,
 }
 
 fn default_pipeline_path() -> String {
@@ -124,8 +157,8 @@ pub struct Orchestrator {
     /// How long an open breaker refuses its route before letting one event try
     /// (half-open), as a duration (`60s`).
     pub breaker_cooldown: String,
-    /// Where completion callbacks go when the event does not say (`callback_url` in a
-    /// dispatch's `client_payload`).
+    /// Where completion callbacks go when neither the dispatch (`client_payload.callback`,
+    /// a name from `[callbacks]`) nor the repository (`callback`) names one.
     pub callback_url: Option<String>,
     /// Deliveries of one event from NATS before it is dead-lettered.
     pub max_deliver: u32,
@@ -228,6 +261,10 @@ pub enum ConfigError {
     BadCooldown(String),
     #[error("orchestrator.clone_cache_max_age: {0} (expected a duration like `14d`)")]
     BadCacheAge(String),
+    #[error(
+        "repositories.\"{repo}\".callback: no callback `{name}` in [callbacks] (add `{name} = \"https://…\"` there)"
+    )]
+    UnknownCallback { repo: String, name: String },
 }
 
 fn default_runners() -> IndexMap<String, Runner> {
@@ -256,6 +293,8 @@ impl Default for AdminConfig {
             repositories: IndexMap::new(),
             orchestrator: Orchestrator::default(),
             argo: ArgoSettings::default(),
+            grants: IndexMap::new(),
+            callbacks: IndexMap::new(),
         }
     }
 }
@@ -289,11 +328,69 @@ impl AdminConfig {
                 });
             }
         }
+        for (repo, r) in &config.repositories {
+            if let Some(name) = &r.callback
+                && !config.callbacks.contains_key(name)
+            {
+                return Err(ConfigError::UnknownCallback {
+                    repo: repo.clone(),
+                    name: name.clone(),
+                });
+            }
+        }
         crate::duration::parse(&config.orchestrator.breaker_cooldown)
             .map_err(|e| ConfigError::BadCooldown(e.to_string()))?;
         crate::duration::parse(&config.orchestrator.clone_cache_max_age)
             .map_err(|e| ConfigError::BadCacheAge(e.to_string()))?;
         Ok(config)
+    }
+
+    /// The secrets of `declared` not granted to `to`, each with the grant that would
+    /// allow it (as `cascade.toml` text), for the run's error.
+    pub fn check_grants<'a>(
+        &self,
+        declared: impl IntoIterator<Item = &'a str>,
+        to: Grantee<'_>,
+    ) -> Result<(), String> {
+        let mut missing: Vec<&str> = declared
+            .into_iter()
+            .filter(|name| {
+                let grant = self.grants.get(*name);
+                !grant.is_some_and(|g| {
+                    to.repository
+                        .is_some_and(|r| g.repositories.iter().any(|x| x == r))
+                        || g.scopes.iter().any(|x| x == to.scope)
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let (field, who) = match to.repository {
+            Some(repo) => ("repositories", repo),
+            None => ("scopes", to.scope),
+        };
+        let what = match to.repository {
+            Some(repo) => format!("repository `{repo}`"),
+            None => format!("scope `{}`", to.scope),
+        };
+        let hints: Vec<String> = missing
+            .iter()
+            .map(|name| format!("[grants.{name}] {field} = [\"{who}\"]"))
+            .collect();
+        Err(format!(
+            "secret{} {} not granted to {what}; an admin grants {} in cascade.toml: {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+            hints.join("; ")
+        ))
     }
 
     /// A runner alias, or the list of known ones for the error message.
@@ -418,6 +515,55 @@ mod tests {
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
         let e = AdminConfig::parse("[repositories.x]\nforge = \"svn\"\nurl = \"u\"\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_granted_per_repository_or_scope_and_the_error_names_the_grant() {
+        let config = AdminConfig::parse(
+            "[grants.PYPI_TOKEN]\nrepositories = [\"acme/app\"]\n[grants.DEPLOY_KEY]\nscopes = [\"project:web\"]\n",
+        )
+        .unwrap();
+        let repo = Grantee {
+            repository: Some("acme/app"),
+            scope: "project:acme-app",
+        };
+        assert!(config.check_grants(["PYPI_TOKEN"], repo).is_ok());
+        let err = config
+            .check_grants(["PYPI_TOKEN", "DEPLOY_KEY", "AWS_KEY"], repo)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "secrets `AWS_KEY`, `DEPLOY_KEY` not granted to repository `acme/app`; an admin grants them in cascade.toml: [grants.AWS_KEY] repositories = [\"acme/app\"]; [grants.DEPLOY_KEY] repositories = [\"acme/app\"]"
+        );
+        let web = Grantee {
+            repository: None,
+            scope: "project:web",
+        };
+        assert!(config.check_grants(["DEPLOY_KEY"], web).is_ok());
+        let err = config.check_grants(["PYPI_TOKEN"], web).unwrap_err();
+        assert!(
+            err.contains("[grants.PYPI_TOKEN] scopes = [\"project:web\"]"),
+            "{err}"
+        );
+        assert!(config.check_grants([], web).is_ok());
+    }
+
+    #[test]
+    fn a_repository_callback_must_be_a_named_one() {
+        let err = AdminConfig::parse(
+            "[repositories.\"a/b\"]\nforge = \"github\"\nurl = \"file:///x\"\ncallback = \"done\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no callback `done` in [callbacks]"),
+            "{err}"
+        );
+        let ok = AdminConfig::parse(
+            "[callbacks]\ndone = \"http://127.0.0.1:9/done\"\n[repositories.\"a/b\"]\nforge = \"github\"\nurl = \"file:///x\"\ncallback = \"done\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.repositories["a/b"].callback.as_deref(), Some("done"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod gitops;
 mod gitops_argo;
+mod grants;
 mod layering;
 mod run;
 mod serve;

@@ -25,7 +25,7 @@ fn run(server: &Server, run_id: &str) -> Value {
 }
 
 /// Polls until `done` holds for the run, or fails after `limit` with its last state.
-fn wait_run(
+pub(crate) fn wait_run(
     server: &Server,
     run_id: &str,
     limit: Duration,
@@ -45,7 +45,7 @@ fn wait_run(
     }
 }
 
-fn ended(body: &Value) -> bool {
+pub(crate) fn ended(body: &Value) -> bool {
     matches!(
         body["run"]["status"].as_str(),
         Some("completed" | "failed" | "cancelled")
