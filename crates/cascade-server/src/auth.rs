@@ -51,6 +51,10 @@ pub struct Principal {
     pub role: Role,
     /// The scopes it may see and act in; empty: every scope.
     pub scopes: Vec<String>,
+    /// A job token: its dispatches are routed to every pipeline that listens (the next
+    /// step of a chain may live in another repository), though it reads and submits
+    /// only in its run's scope.
+    pub job: bool,
 }
 
 impl Principal {
@@ -60,6 +64,7 @@ impl Principal {
             name: name.to_owned(),
             role: Role::Admin,
             scopes: Vec::new(),
+            job: false,
         }
     }
 
@@ -139,6 +144,7 @@ impl Auth {
                 name: format!("job:{run_id}"),
                 role: Role::Submit,
                 scopes: vec![scope],
+                job: true,
             }),
             Ok(None) => Err(Refusal::Expired),
             Err(e) => {
@@ -178,6 +184,7 @@ impl Auth {
                 name: row.name,
                 role: row.role,
                 scopes: row.scopes,
+                job: false,
             }
         };
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -405,6 +412,7 @@ mod tests {
             name: "ci".to_owned(),
             role: Role::Submit,
             scopes: vec!["project:a".to_owned()],
+            job: false,
         };
         assert!(p.require(Role::Read).is_ok() && p.require(Role::Submit).is_ok());
         assert!(matches!(

@@ -90,7 +90,10 @@ pub async fn dispatch(
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     who.require(cascade_store::Role::Submit)?;
-    let event = dispatch_event(&body, &who.scopes)?;
+    // A job's dispatch is the next step of its chain, wherever that pipeline lives; the
+    // orchestrator routes it by the pipelines' own `on:` (fork PRs' jobs get no token).
+    let scopes: &[String] = if who.job { &[] } else { &who.scopes };
+    let event = dispatch_event(&body, scopes)?;
     let (task_id, event_type) = (event.task_id.clone(), event.event_type.clone());
     let inbox = app.inbox.as_ref().ok_or(ApiError::Unavailable)?;
     match inbox.accept(event).await {
