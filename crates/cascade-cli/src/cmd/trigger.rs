@@ -82,8 +82,13 @@ pub fn load_admin(
             return Ok(Err(crate::Outcome::Failure));
         }
     };
-    let secrets = match secrets_file {
-        Some(path) => cascade_engine::Secrets::from_file(path)?,
+    let secrets = match secrets_file.map(cascade_engine::Secrets::from_file) {
+        Some(Ok(s)) => s,
+        // A bad or unsafe secrets file is the admin's to fix: exit 1, as a bad config.
+        Some(Err(e)) => {
+            crate::output::error(&e.to_string());
+            return Ok(Err(crate::Outcome::Failure));
+        }
         None => cascade_engine::Secrets::default(),
     };
     Ok(Ok((config, secrets)))

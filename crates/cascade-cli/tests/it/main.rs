@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod exposure;
 mod gitops;
 mod gitops_argo;
 mod layering;
