@@ -56,7 +56,10 @@ fn base64(bytes: &[u8]) -> String {
 /// with both cases of hex digit, base64; for each line of a multi-line value too.
 pub(crate) fn encoded_forms(secret: &str) -> Vec<String> {
     let bytes = secret.as_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = bytes.iter().fold(String::new(), |mut hex, b| {
+        let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));
+        hex
+    });
     let percent = |upper: bool| -> String {
         bytes
             .iter()
@@ -381,7 +384,7 @@ const BIG: usize = 25 * MIB;
 fn big_hook(addr: &str, headers: &str) -> u16 {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        .set_read_timeout(Some(Duration::from_mins(1)))
         .unwrap();
     write!(
         stream,
