@@ -1,5 +1,5 @@
 //! Terminal output: data on stdout, everything else on stderr; miette rendering of
-//! diagnostics; `NO_COLOR` respected.
+//! diagnostics; `NO_COLOR` respected; job output made safe to show on a terminal.
 
 use cascade_spec::SpecErrors;
 use miette::{GraphicalReportHandler, GraphicalTheme};
@@ -49,6 +49,26 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Job output made inert for a terminal: every C0 control character but tab, DEL and
+/// every C1 control character becomes visible text (`\x1b`, `\x7f`, `\x9b`), so a job
+/// cannot set the window title, clear the screen, move the cursor or hide lines from
+/// whoever reads its log. `--raw` skips this.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c != '\t' && c.is_control();
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Writes data to stdout; a closed pipe ends quietly.
 pub fn data(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -90,4 +110,27 @@ pub fn render(errors: &SpecErrors) -> String {
         let _ = handler.render_report(&mut out, &report);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            escape_controls("\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+            "\\x1b]0;pwned\\x07\\x1b[2J"
+        );
+        assert_eq!(
+            escape_controls("a\rb\u{8}c\u{7f}d\u{9b}31me\u{0}"),
+            "a\\x0db\\x08c\\x7fd\\x9b31me\\x00"
+        );
+        // Tabs, text and other Unicode stay as they are.
+        assert_eq!(escape_controls("a\tb é 🔑 \\x1b"), "a\tb é 🔑 \\x1b");
+        assert!(matches!(
+            escape_controls("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+    }
 }

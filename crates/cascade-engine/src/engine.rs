@@ -165,10 +165,12 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<Summary, EngineError> {
     let weights = check_runners(plan, &options.config)?;
-    std::fs::create_dir_all(&options.run_dir).map_err(|source| EngineError::RunDir {
-        path: options.run_dir.display().to_string(),
-        source,
-    })?;
+    // Held to the end: dropping it removes the output files, however the run ends.
+    let _run_dir =
+        crate::outputs::RunDir::create(&options.run_dir).map_err(|source| EngineError::RunDir {
+            path: options.run_dir.display().to_string(),
+            source,
+        })?;
     let mut dispatcher = Dispatcher::new(plan, secrets, options, bus, weights);
     dispatcher.run(cancel).await;
     Ok(dispatcher.summary())
@@ -944,7 +946,8 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
                 outputs: serde_json::Map::new(),
             };
         }
-        let _ = std::fs::remove_file(&p.output_file);
+        // A failure shows as the job's own error when it writes its outputs.
+        let _ = crate::outputs::prepare_file(&p.output_file);
         emit(EventKind::TaskStarted {
             task: p.id.clone(),
             attempt,

@@ -15,6 +15,11 @@ pub enum EngineError {
         "secrets not set: {names}; export them or put them in a --secrets-file (NAME=value lines)"
     )]
     MissingSecrets { names: String },
+    /// Names the secret, never its value (nor its length, which would narrow it down).
+    #[error(
+        "secret `{name}` is shorter than {min} characters; a value that short cannot be masked in logs, so it is refused: use a longer one"
+    )]
+    ShortSecret { name: String, min: usize },
     #[error("cannot read secrets file {path}: {reason}")]
     SecretsFile { path: String, reason: String },
     #[error("cannot prepare the run directory {path}")]

@@ -12,7 +12,14 @@
 //! - its base64 encodings, standard and URL-safe, padded and unpadded;
 //! - the stable part of its base64 encoding when it is embedded in a longer encoded text at
 //!   each of the three byte alignments (as in a basic-auth header `user:secret`): the
-//!   characters that depend only on the value, not on the bytes around it.
+//!   characters that depend only on the value, not on the bytes around it;
+//! - its hex encoding, lowercase and uppercase (as `xxd -p`, `od`, `sha`-style dumps and
+//!   debug printers show bytes);
+//! - its percent-encodings, as URLs and forms carry it: every byte outside the kept set
+//!   written `%XX`, with uppercase and with lowercase hex digits, a space as `%20` or `+`,
+//!   for the three kept sets encoders use (RFC 3986's unreserved `A-Za-z0-9-._~`,
+//!   JavaScript's `encodeURIComponent`, which also keeps `!'()*`, and HTML forms, which
+//!   keep `*-._`).
 //!
 //! A form whose length is under [`MIN_SECRET_LEN`] bytes (ignoring surrounding whitespace)
 //! is not masked: such strings occur everywhere, so masking them would garble ordinary
@@ -304,6 +311,59 @@ fn add_forms(secret: &str, forms: &mut BTreeSet<Vec<u8>>) {
             }
         }
         add_base64_forms(value.as_bytes(), forms);
+        add_hex_forms(value.as_bytes(), forms);
+        add_percent_forms(value.as_bytes(), forms);
+    }
+}
+
+/// Adds the lowercase and uppercase hex encodings of `value`.
+fn add_hex_forms(value: &[u8], forms: &mut BTreeSet<Vec<u8>>) {
+    for digits in [HEX_LOWER, HEX_UPPER] {
+        forms.insert(
+            value
+                .iter()
+                .flat_map(|&b| [digits[usize::from(b >> 4)], digits[usize::from(b & 0xf)]])
+                .collect(),
+        );
+    }
+}
+
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The sets of bytes that percent-encoders found in practice write as themselves,
+/// besides ASCII letters and digits: RFC 3986's unreserved set (`curl
+/// --data-urlencode`, Python's `quote(safe="")` and `urlencode`), JavaScript's
+/// `encodeURIComponent`, and HTML forms (`application/x-www-form-urlencoded`). Each is
+/// masked with a space written `%20` and written `+`.
+const PERCENT_KEPT: [&[u8]; 3] = [b"-._~", b"-._~!'()*", b"*-._"];
+
+/// Adds the percent-encodings of `value` (see the module docs), with uppercase and with
+/// lowercase hex digits. A value with nothing to encode adds nothing new.
+fn add_percent_forms(value: &[u8], forms: &mut BTreeSet<Vec<u8>>) {
+    for kept in PERCENT_KEPT {
+        for (digits, space_as_plus) in [
+            (HEX_UPPER, false),
+            (HEX_LOWER, false),
+            (HEX_UPPER, true),
+            (HEX_LOWER, true),
+        ] {
+            let mut encoded = Vec::with_capacity(value.len() * 3);
+            for &b in value {
+                if b.is_ascii_alphanumeric() || kept.contains(&b) {
+                    encoded.push(b);
+                } else if b == b' ' && space_as_plus {
+                    encoded.push(b'+');
+                } else {
+                    encoded.extend_from_slice(&[
+                        b'%',
+                        digits[usize::from(b >> 4)],
+                        digits[usize::from(b & 0xf)],
+                    ]);
+                }
+            }
+            forms.insert(encoded);
+        }
     }
 }
 
@@ -638,6 +698,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn hex_forms_are_masked_in_either_case() {
+        let secret = "Hex-Secret/42";
+        let m = Masker::new([secret]);
+        let lower: String = secret
+            .bytes()
+            .flat_map(|b| {
+                [
+                    HEX_LOWER[usize::from(b >> 4)],
+                    HEX_LOWER[usize::from(b & 0xf)],
+                ]
+            })
+            .map(char::from)
+            .collect();
+        let upper = lower.to_uppercase();
+        assert_ne!(lower, upper);
+        assert_eq!(m.mask_str(&format!("dump {lower}\n")), "dump ***\n");
+        assert_eq!(m.mask_str(&format!("DUMP={upper};")), "DUMP=***;");
+        // The trimmed value's encoding is masked too (no trailing `0a`).
+        let m = Masker::new([format!("{secret}\n")]);
+        assert_eq!(m.mask_str(&lower), "***");
+        // Streaming a hex dump split anywhere still masks it.
+        let text = format!("x{upper}y");
+        for i in 0..=text.len() {
+            let (a, b) = text.as_bytes().split_at(i);
+            assert_eq!(stream_all(&m, &[a, b]), b"x***y", "split {i}");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_forms_are_masked() {
+        let secret = "p@ss w0rd/&~!*'";
+        let m = Masker::new([secret]);
+        for encoded in [
+            // RFC 3986, both cases of hex digit.
+            "p%40ss%20w0rd%2F%26~%21%2A%27",
+            "p%40ss%20w0rd%2f%26~%21%2a%27",
+            // encodeURIComponent keeps `!*'`.
+            "p%40ss%20w0rd%2F%26~!*'",
+            "p%40ss%20w0rd%2f%26~!*'",
+            // A form: `+` for the space, `~` encoded, `*` kept.
+            "p%40ss+w0rd%2F%26%7E%21*%27",
+            "p%40ss+w0rd%2f%26%7e%21*%27",
+        ] {
+            assert_eq!(
+                m.mask_str(&format!("https://h/?pw={encoded}&x=1")),
+                "https://h/?pw=***&x=1",
+                "{encoded}"
+            );
+        }
+        // Python's `urlencode`: RFC 3986's kept set, `+` for the space.
+        assert_eq!(m.mask_str("pw=p%40ss+w0rd%2F%26~%21%2A%27"), "pw=***");
+    }
+
+    #[test]
+    fn short_values_add_no_encoded_forms() {
+        // `ab` hex-encodes to `6162`, four characters: still not masked, as the value
+        // itself is not.
+        let m = Masker::new(["ab", "a b"]);
+        assert!(m.is_empty());
+        assert_eq!(m.mask_str("6162 a%20b a+b"), "6162 a%20b a+b");
     }
 
     #[test]

@@ -11,11 +11,84 @@
 //! - a later definition of a name replaces the earlier value, keeping its first position;
 //! - names match `[A-Za-z_][A-Za-z0-9_-]*`.
 //!
+//! It also owns where the files live while a run lasts ([`RunDir`]): output values can
+//! hold secrets a job printed into them before masking, so each task's file is created
+//! `0600` in a `0700` run directory before the task starts, and every one is removed when
+//! the run ends, however it ends.
+//!
 //! Every problem in a file is reported, each with its 1-based line number, so a job author
 //! fixes them all in one go. Error texts quote parts of the file, which may hold a secret:
 //! mask them before they reach a log.
 
 use std::collections::HashMap;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+/// The extension of a task's output file in the run directory.
+const OUTPUT_EXTENSION: &str = "out";
+
+/// A run's directory for output files, from the start of a run to its end: created
+/// `0700`; on drop (the run ended, failed, was cancelled, or its future was dropped)
+/// every output file in it is removed, and the directory too if nothing else is left in
+/// it.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the directory (and its parents) and makes it private to this user.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be created or its mode cannot be set.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == OUTPUT_EXTENSION) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        // Fails, as it should, while a workspace or anything else is still in it.
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// A fresh, empty output file for one attempt, readable and writable by this user only.
+///
+/// Whatever was at `path` (an earlier attempt's file, or a symlink a job left there) is
+/// removed first, and the new file is created exclusively, so the job's writes land in a
+/// `0600` file and nothing else.
+///
+/// # Errors
+///
+/// When the file cannot be created.
+pub fn prepare_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
 
 /// The largest output file accepted: outputs are for small values, not artifacts.
 pub const MAX_OUTPUT_FILE_BYTES: usize = 1 << 20;
@@ -224,6 +297,52 @@ fn excerpt(text: &str) -> String {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn output_files_are_private_and_gone_when_the_run_dir_is_dropped() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("runs").join("r1");
+        let run_dir = RunDir::create(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("job.out");
+        prepare_file(&file).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"");
+        // A second attempt starts from an empty file again, and a symlink left in its
+        // place is replaced, not followed.
+        std::fs::write(&file, "a=1\n").unwrap();
+        prepare_file(&file).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"");
+        let elsewhere = base.path().join("elsewhere");
+        std::fs::write(&elsewhere, "keep").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        prepare_file(&file).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep");
+        prepare_file(&dir.join("fan_2_.out")).unwrap();
+        drop(run_dir);
+        assert!(!dir.exists(), "the emptied run dir is removed");
+    }
+
+    #[test]
+    fn a_run_dir_with_other_content_keeps_it() {
+        let base = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::create(base.path()).unwrap();
+        std::fs::create_dir(base.path().join("workspace")).unwrap();
+        prepare_file(&base.path().join("a.out")).unwrap();
+        drop(run_dir);
+        assert!(base.path().join("workspace").is_dir());
+        assert!(!base.path().join("a.out").exists());
+    }
 
     fn ok(text: &str) -> Vec<(String, String)> {
         parse(text).unwrap()

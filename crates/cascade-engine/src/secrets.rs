@@ -1,9 +1,13 @@
 //! The local secret store: values from the environment or a `--secrets-file`
 //! (`NAME=value` lines, `NAME<<EOF` blocks for multi-line values, as `$CASCADE_OUTPUT`).
 //! A job gets only the secrets it declares; every known value is masked everywhere.
+//!
+//! A value shorter than [`MIN_SECRET_LEN`] characters (surrounding whitespace aside) is
+//! refused where it is loaded, from the file or the environment: the masker cannot hide
+//! it (such strings occur everywhere), so accepting it would print it in every log.
 
 use crate::error::EngineError;
-use crate::mask::Masker;
+use crate::mask::{MIN_SECRET_LEN, Masker};
 use indexmap::IndexMap;
 use std::path::Path;
 
@@ -42,9 +46,12 @@ impl Secrets {
                         .join(", ")
                 ),
             })?;
-        Ok(Self {
-            values: entries.into_iter().collect(),
-        })
+        let values: IndexMap<String, String> = entries.into_iter().collect();
+        // The first short one in file order, so the error is stable.
+        for (name, value) in &values {
+            check_length(name, value)?;
+        }
+        Ok(Self { values })
     }
 
     pub fn insert(&mut self, name: &str, value: &str) {
@@ -65,6 +72,7 @@ impl Secrets {
             }
             match env(name) {
                 Some(v) => {
+                    check_length(name, &v)?;
                     self.values.insert(name.to_owned(), v);
                 }
                 None => missing.push(name.to_owned()),
@@ -95,9 +103,65 @@ impl Secrets {
     }
 }
 
+/// Refuses a value the masker could not hide; the error names the secret only.
+fn check_length(name: &str, value: &str) -> Result<(), EngineError> {
+    if value.trim().chars().count() < MIN_SECRET_LEN {
+        return Err(EngineError::ShortSecret {
+            name: name.to_owned(),
+            min: MIN_SECRET_LEN,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_secret_in_the_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets");
+        std::fs::write(&path, "LONG=long-enough\nPIN=q7z\nALSO<<EOF\n x \nEOF\n").unwrap();
+        let e = Secrets::from_file(&path).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::ShortSecret { name, .. } if name == "PIN"),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("`PIN`") && !text.contains("q7z"), "{text}");
+        // Whitespace does not count: ` x ` is one character.
+        std::fs::write(&path, "ALSO<<EOF\n x \nEOF\n").unwrap();
+        assert!(matches!(
+            Secrets::from_file(&path),
+            Err(EngineError::ShortSecret { name, .. }) if name == "ALSO"
+        ));
+        // Four characters, even multi-byte ones, are enough.
+        std::fs::write(&path, "OK=\u{e9}t\u{e9}!\nEMPTY_IS_SHORT_TOO=\n").unwrap();
+        assert!(matches!(
+            Secrets::from_file(&path),
+            Err(EngineError::ShortSecret { name, .. }) if name == "EMPTY_IS_SHORT_TOO"
+        ));
+        std::fs::write(&path, "OK=\u{e9}t\u{e9}!\n").unwrap();
+        assert_eq!(
+            Secrets::from_file(&path).unwrap().get("OK"),
+            Some("\u{e9}t\u{e9}!")
+        );
+    }
+
+    #[test]
+    fn a_short_secret_from_the_environment_is_refused_by_name() {
+        let mut s = Secrets::default();
+        let e = s
+            .resolve(["TOKEN"], &|_| Some("abc".to_owned()))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("`TOKEN`") && !text.contains("abc"), "{text}");
+        assert_eq!(s.get("TOKEN"), None);
+        s.resolve(["TOKEN"], &|_| Some("abcd".to_owned())).unwrap();
+        assert_eq!(s.get("TOKEN"), Some("abcd"));
+    }
 
     #[test]
     fn a_malformed_secrets_file_never_quotes_its_lines() {

@@ -34,6 +34,13 @@ pub enum ApiError {
     Forbidden(String),
     #[error("no {what} `{id}`")]
     NotFound { what: &'static str, id: String },
+    /// The body is larger than the route takes (413), known from its `Content-Length`
+    /// or as it streamed.
+    #[error("the body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// Too many large bodies are being read at once (503); the client may retry.
+    #[error("too many large requests at once; retry later")]
+    Busy,
     /// Storage failed; the client may retry (503). The cause is logged, not sent.
     #[error("the queue is unavailable; retry later")]
     Unavailable,
@@ -70,7 +77,11 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"error": self.to_string()}),
             ),
-            ApiError::Unavailable => (
+            ApiError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+            ApiError::Busy | ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 serde_json::json!({"error": self.to_string()}),
             ),

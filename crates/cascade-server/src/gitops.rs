@@ -96,6 +96,28 @@ impl GitOpsOptions {
         Ok(secrets.any().then_some(secrets))
     }
 
+    /// The mask of every secret value the server knows: the secrets file, the
+    /// environment values of every name the admin config mentions (`[secrets]`, each
+    /// repository's `token_secret` and `webhook_secret`), and the webhook secret.
+    /// Definitions and events are masked with it before they are stored.
+    pub fn masker(&self) -> cascade_engine::mask::Masker {
+        let mut values: Vec<String> = self
+            .secrets
+            .names()
+            .filter_map(|n| self.secrets.get(n).map(str::to_owned))
+            .collect();
+        let named = self.config.secrets.keys().cloned().chain(
+            self.config
+                .repositories
+                .values()
+                .flat_map(|r| [r.token_secret.clone(), r.webhook_secret.clone()])
+                .flatten(),
+        );
+        values.extend(named.filter_map(|name| std::env::var(name).ok()));
+        values.extend(self.webhook_secret.clone());
+        cascade_engine::mask::Masker::new(values)
+    }
+
     /// Posts commit statuses with `cascade-git`'s reporter: the target from the run's
     /// origin, the token from the secret it names, descriptions masked.
     fn status_sender(&self) -> Result<StatusSender, GitOpsError> {
@@ -199,6 +221,14 @@ pub async fn start(
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<Inbox, GitOpsError> {
+    // First, so no event or definition is stored before the mask is in place.
+    let masker = options.masker();
+    if !masker.is_empty() {
+        intake
+            .mask_with(cascade_store::Mask::new(move |text| masker.mask_str(text)))
+            .await
+            .map_err(GitOpsError::Store)?;
+    }
     let open = || Orchestration::open(db).map_err(GitOpsError::Store);
     let relaxed = || Orchestration::open_relaxed(db).map_err(GitOpsError::Store);
     let wake = Arc::new(tokio::sync::Notify::new());

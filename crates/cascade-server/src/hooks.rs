@@ -3,8 +3,10 @@
 //! Order matters: the signature (GitHub's `X-Hub-Signature-256`, Gitea's
 //! `X-Gitea-Signature`, GitLab's `X-Gitlab-Token`, all compared in constant time) is
 //! checked on the raw body before anything parses it; a missing or wrong one is `401`
-//! and nothing is queued. Bodies over 25 MiB are refused with `413` before they are read
-//! further. The answer is `202` only once the event is durable (committed to SQLite, or
+//! and nothing is queued. A request without the forge's signature (or token) header at
+//! all is refused before its body is read, and so is one whose `Content-Length` is over
+//! 25 MiB (`413`); other bodies are read in bounded memory (`body.rs`: a running cap,
+//! at most [`body::MAX_LARGE_BODIES`] large ones at a time, `503` past a wait). The answer is `202` only once the event is durable (committed to SQLite, or
 //! acknowledged by JetStream); `200` for a delivery seen before (by its delivery id,
 //! kept in SQLite for good); `503` when the queue is down, so the forge sends it again.
 //!
@@ -13,12 +15,17 @@
 //! body's repository name is read before the signature is checked — only that name,
 //! from a size-capped body, and only to pick which secret to check against.
 
+// The module belongs to the crate root (the API's `refuse_oversized` layer lives in it
+// too); declared here until `lib.rs` declares it.
+#[path = "body.rs"]
+pub mod body;
+
 use crate::api::App;
 use crate::error::ApiError;
 use crate::inbox::Accepted;
 use crate::orchestrator::{Incoming, PullRequest};
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use cascade_git::delivery::{Delivery, EventKind};
@@ -232,12 +239,21 @@ pub fn verified_event(
     })
 }
 
+/// The header that authenticates a delivery of `forge`.
+fn signature_header(forge: Forge) -> &'static str {
+    match forge {
+        Forge::GitHub => cascade_git::signature::GITHUB_SIGNATURE,
+        Forge::Gitea => cascade_git::signature::GITEA_SIGNATURE,
+        Forge::GitLab => cascade_git::signature::GITLAB_TOKEN,
+    }
+}
+
 /// `POST /hooks/{forge}`.
 pub async fn hook(
     State(app): State<Arc<App>>,
     Path(forge): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Ok(forge) = forge.parse::<Forge>() else {
         return Err(ApiError::NotFound {
@@ -250,6 +266,26 @@ pub async fn hook(
             what: "webhook route",
             id: forge.as_str().to_owned(),
         });
+    };
+    // Nothing could verify a delivery without the header: refuse it unread.
+    let header = signature_header(forge);
+    if headers.get(header).is_none() {
+        count(forge, "unauthorized");
+        return Err(ApiError::Unauthorized(format!("missing header `{header}`")));
+    }
+    let body = match body::read_capped(&headers, body, MAX_HOOK_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            count(
+                forge,
+                if matches!(e, ApiError::Busy) {
+                    "unavailable"
+                } else {
+                    "invalid"
+                },
+            );
+            return Err(e);
+        }
     };
     let event = verified_event(forge, &headers, &body, secrets)?;
     let (delivery_id, kind) = (event.delivery_id.clone(), event.kind.clone());

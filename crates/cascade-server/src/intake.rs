@@ -2,8 +2,13 @@
 //! waiting at that moment in one transaction (group commit), then answers each. A
 //! submission is answered only after its commit, so a 202 means it is on disk. Cancel
 //! requests go through the same thread (one writer of the queue per process).
+//!
+//! Once the server's mask of known secrets is set ([`Intake::mask_with`]), every
+//! definition and event payload the thread writes is masked first (the store's
+//! [`Queue::mask_with`]); the mask is also kept here for events that go to NATS instead.
 
-use cascade_store::{Cancelled, Enqueued, NewEvent, Queue, Recorded, StoreError, Submission};
+use cascade_store::{Cancelled, Enqueued, Mask, NewEvent, Queue, Recorded, StoreError, Submission};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -13,12 +18,15 @@ enum Request {
     Cancel(String, Reply<Cancelled>),
     Event(Box<NewEvent>, Reply<Recorded>),
     Body(String, Vec<u8>, Reply<()>),
+    Mask(Mask, Reply<()>),
 }
 
 /// Hands submissions to the writer thread.
 #[derive(Debug, Clone)]
 pub struct Intake {
     tx: mpsc::Sender<Request>,
+    /// The mask set by [`Intake::mask_with`], shared by every clone.
+    mask: Arc<OnceLock<Mask>>,
 }
 
 /// Submissions gathered into one transaction at most.
@@ -55,6 +63,10 @@ impl Intake {
                             Request::Body(id, body, reply) => {
                                 let _ = reply.send(queue.put_body(&id, &body));
                             }
+                            Request::Mask(mask, reply) => {
+                                queue.mask_with(mask);
+                                let _ = reply.send(Ok(()));
+                            }
                             Request::Event(event, reply) => {
                                 events.push(*event);
                                 event_replies.push(reply);
@@ -87,7 +99,31 @@ impl Intake {
                 }
             })
             .ok();
-        Self { tx }
+        Self {
+            tx,
+            mask: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Masks every definition and event payload written from now on with `mask`;
+    /// resolves once the writer has it, so nothing sent after this is written unmasked.
+    /// The first mask set stays.
+    pub async fn mask_with(&self, mask: Mask) -> Result<(), StoreError> {
+        if self.mask.set(mask.clone()).is_err() {
+            return Ok(());
+        }
+        self.ask(|reply| Request::Mask(mask, reply)).await
+    }
+
+    /// `event` as it may leave the process (to NATS): its payload masked.
+    pub fn masked(&self, event: &NewEvent) -> NewEvent {
+        match self.mask.get() {
+            Some(mask) => NewEvent {
+                payload: mask.json(&event.payload),
+                ..event.clone()
+            },
+            None => event.clone(),
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {

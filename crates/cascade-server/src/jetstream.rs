@@ -109,6 +109,8 @@ impl JetStream {
 
     /// Publishes an event; resolves once JetStream has it (or it is known already).
     pub async fn publish(&self, event: &NewEvent) -> Result<Accepted, JetStreamError> {
+        // Secret values never reach the stream (nor, later, the database) unmasked.
+        let event = &self.intake.masked(event);
         let (source, delivery) = (event.source.clone(), event.delivery_id.clone());
         let reader = Arc::clone(&self.reader);
         let seen = tokio::task::spawn_blocking(move || {

@@ -73,6 +73,8 @@ pub struct Queue {
     /// The writer's checkpointer (see [`Queue::open_writer`]); `None` for other queues,
     /// whose commits checkpoint as SQLite does by default.
     checkpointer: Option<crate::Checkpointer>,
+    /// Applied to definitions and event payloads before they are written.
+    mask: Option<crate::Mask>,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -84,6 +86,7 @@ impl Queue {
         Ok(Self {
             conn: db::open(path)?,
             checkpointer: None,
+            mask: None,
         })
     }
 
@@ -100,7 +103,14 @@ impl Queue {
         Ok(Self {
             conn,
             checkpointer: Some(crate::Checkpointer::start(path)?),
+            mask: None,
         })
+    }
+
+    /// From now on, every submission's definition and every event's payload is masked
+    /// with `mask` before it is written.
+    pub fn mask_with(&mut self, mask: crate::Mask) {
+        self.mask = Some(mask);
     }
 
     /// Tells the checkpointer, if any, that the WAL grew.
@@ -134,6 +144,17 @@ impl Queue {
         for s in submissions {
             // A savepoint per submission, so one conflict does not undo the others (a
             // dropped savepoint rolls back).
+            let masked;
+            let s = match &self.mask {
+                Some(mask) => {
+                    masked = Submission {
+                        definition: mask.json(&s.definition),
+                        ..s.clone()
+                    };
+                    &masked
+                }
+                None => s,
+            };
             let result = tx.savepoint().map_err(StoreError::Query).and_then(|sp| {
                 let enqueued = insert(&sp, s)?;
                 sp.commit()?;
@@ -159,7 +180,16 @@ impl Queue {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let recorded = events
             .iter()
-            .map(|e| crate::events::record_in(&tx, e))
+            .map(|e| match &self.mask {
+                Some(mask) => crate::events::record_in(
+                    &tx,
+                    &crate::events::NewEvent {
+                        payload: mask.json(&e.payload),
+                        ..e.clone()
+                    },
+                ),
+                None => crate::events::record_in(&tx, e),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         self.wrote();
@@ -481,6 +511,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(&dir.path().join("q.db")).unwrap();
         (dir, q)
+    }
+
+    #[test]
+    fn definitions_and_event_payloads_are_masked_before_they_are_written() {
+        let (dir, mut q) = queue();
+        let mut s = submission("d", "r1", "global", None, 1);
+        s.definition = serde_json::json!({"tasks": [{"id": "a", "run": "echo", "env": {"K": "tok-s3cr3t-value"}}]});
+        // Before a mask is set, a value is written as it came.
+        q.submit(&s).unwrap();
+        q.mask_with(crate::Mask::new(|t| t.replace("tok-s3cr3t-value", "***")));
+        s.run_id = "r2".into();
+        s.dag_id = "d2".into();
+        q.submit(&s).unwrap();
+        let event = crate::NewEvent {
+            source: "dispatch".into(),
+            delivery_id: "1:x:0".into(),
+            kind: "repository_dispatch".into(),
+            repo: None,
+            task_id: Some("1".into()),
+            event_type: Some("x".into()),
+            payload: serde_json::json!({"client_payload": {"token": "tok-s3cr3t-value"}}),
+        };
+        q.record_events(&[event]).unwrap();
+        let reader = crate::Reader::open(&dir.path().join("q.db")).unwrap();
+        let (_, definition, _) = reader.dag("d2").unwrap();
+        assert_eq!(definition["tasks"][0]["env"]["K"], "***");
+        let (_, unmasked, _) = reader.dag("d").unwrap();
+        assert_eq!(unmasked["tasks"][0]["env"]["K"], "tok-s3cr3t-value");
+        let events = reader.events(Some("1"), 10).unwrap();
+        assert_eq!(events[0].payload["client_payload"]["token"], "***");
+        let raw: String = q
+            .conn
+            .query_row(
+                "SELECT definition FROM dag_runs WHERE run_id = 'r2'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!raw.contains("tok-s3cr3t-value"), "{raw}");
     }
 
     #[test]

@@ -585,7 +585,13 @@ fn logs(args: &LogsArgs) -> Result<Outcome, Failure> {
         ListFormat::Table => {
             let text: Vec<String> = lines
                 .iter()
-                .map(|l| format!("{} | {}", str_of(&l["task_id"]), str_of(&l["line"])))
+                .map(|l| {
+                    format!(
+                        "{} | {}",
+                        output::escape_controls(&str_of(&l["task_id"])),
+                        output::escape_controls(&str_of(&l["line"]))
+                    )
+                })
                 .collect();
             output::data(&text.join("\n"));
         }

@@ -113,8 +113,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Failure);
         }
     };
-    let mut secrets = match &args.secrets_file {
-        Some(path) => Secrets::from_file(path)?,
+    let mut secrets = match args.secrets_file.as_deref().map(Secrets::from_file) {
+        Some(Ok(s)) => s,
+        // A bad or unsafe secrets file is the user's to fix, like an invalid pipeline.
+        Some(Err(e)) => {
+            output::error(&e.to_string());
+            return Ok(Outcome::Failure);
+        }
         None => Secrets::default(),
     };
     let declared: Vec<&str> = plan

@@ -1,4 +1,4 @@
-//! `cascade runs` and `cascade logs RUN [JOB]`: what ran, read back from the store.
+//! `cascade runs` and `cascade logs RUN [JOB] [--raw]`: what ran, read back from the store.
 
 use crate::Outcome;
 use crate::output::{self, ListFormat};
@@ -37,6 +37,10 @@ pub struct LogsArgs {
     data_dir: PathBuf,
     #[arg(long, value_enum, default_value_t)]
     output: ListFormat,
+    /// Print job output as it was written, terminal control sequences included (by
+    /// default they are shown as text such as `\x1b`, so a log cannot drive the terminal)
+    #[arg(long)]
+    raw: bool,
 }
 
 fn reader(data_dir: &std::path::Path) -> Result<Reader, Outcome> {
@@ -120,7 +124,16 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<Outcome> {
         ListFormat::Table => {
             let mut text = String::new();
             for l in &logs {
-                let _ = writeln!(text, "{} │ {}", l.task_id, l.line);
+                if args.raw {
+                    let _ = writeln!(text, "{} │ {}", l.task_id, l.line);
+                } else {
+                    let _ = writeln!(
+                        text,
+                        "{} │ {}",
+                        output::escape_controls(&l.task_id),
+                        output::escape_controls(&l.line)
+                    );
+                }
             }
             if logs.is_empty() {
                 output::note(&format!(

@@ -74,19 +74,24 @@ impl TriggerArgs {
 pub fn load_admin(
     config: Option<&Path>,
     secrets_file: Option<&Path>,
-) -> anyhow::Result<Result<(AdminConfig, cascade_engine::Secrets), crate::Outcome>> {
+) -> Result<(AdminConfig, cascade_engine::Secrets), crate::Outcome> {
     let config = match load_config(config) {
         Ok(c) => c,
         Err(message) => {
             crate::output::error(&message);
-            return Ok(Err(crate::Outcome::Failure));
+            return Err(crate::Outcome::Failure);
         }
     };
-    let secrets = match secrets_file {
-        Some(path) => cascade_engine::Secrets::from_file(path)?,
+    let secrets = match secrets_file.map(cascade_engine::Secrets::from_file) {
+        Some(Ok(s)) => s,
+        // A bad or unsafe secrets file is the admin's to fix: exit 1, as a bad config.
+        Some(Err(e)) => {
+            crate::output::error(&e.to_string());
+            return Err(crate::Outcome::Failure);
+        }
         None => cascade_engine::Secrets::default(),
     };
-    Ok(Ok((config, secrets)))
+    Ok((config, secrets))
 }
 
 pub fn load_config(path: Option<&Path>) -> Result<AdminConfig, String> {

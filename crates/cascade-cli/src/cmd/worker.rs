@@ -74,7 +74,7 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
     let Command::Run(args) = command;
     args.log.init();
     let (config, secrets) =
-        match super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref())? {
+        match super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref()) {
             Ok(loaded) => loaded,
             Err(outcome) => return Ok(outcome),
         };

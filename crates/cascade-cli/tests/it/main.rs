@@ -9,6 +9,7 @@
 
 mod auth;
 mod cli;
+mod exposure;
 mod gitops;
 mod gitops_argo;
 mod grants;

@@ -540,10 +540,12 @@ const SECRETS: &[(&str, &str)] = &[
     ("UNICODE", "sécret-✓-value"),
 ];
 
-/// Every form a secret could take in a payload: whole, line by line, JSON-escaped.
+/// Every form a secret could take in a payload: whole, line by line, JSON-escaped, hex
+/// in both cases, percent-encoded, base64.
 fn forms(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_owned()];
     forms.extend(secret.lines().map(str::to_owned));
+    forms.extend(crate::exposure::encoded_forms(secret));
     let escaped = serde_json::to_string(secret).unwrap();
     forms.push(escaped.trim_matches('"').to_owned());
     forms.retain(|f| f.len() >= 4);
@@ -562,7 +564,11 @@ jobs:
     outputs: { list: stdout-json }
     run: |
       echo "$MULTI" >&2
-      printf '["%s", "%s", "%s", "plain-%s"]' "$PLAIN" "$SHELLY" "$UNICODE" "$PLAIN"
+      hex=$(printf '%s' "$UNICODE" | od -An -v -tx1 | tr -d ' \n')
+      HEX=$(printf '%s' "$PLAIN" | od -An -v -tx1 | tr -d ' \n' | tr a-f A-F)
+      uri=$(jq -rn --arg v "$SHELLY" '$v|@uri')
+      low=$(printf '%s' "$uri" | sed 's/%../\L&/g')
+      printf '["%s", "%s", "%s", "plain-%s", "%s", "%s", "%s", "%s"]' "$PLAIN" "$SHELLY" "$UNICODE" "$PLAIN" "$hex" "$HEX" "$uri" "$low"
   fan:
     needs: [leak]
     for_each: ${{ needs.leak.outputs.list }}
@@ -610,13 +616,13 @@ jobs:
             );
         }
     }
-    // The masked values did travel: four fan-out copies, labelled with a mask.
+    // The masked values did travel: eight fan-out copies, labelled with a mask.
     let labels: Vec<&Value> = got
         .iter()
         .map(|(_, p)| &p["body"]["metadata"]["label"])
         .filter(|l| l.is_string())
         .collect();
-    assert!(labels.len() >= 4, "{text}");
+    assert!(labels.len() >= 8, "{text}");
     assert!(
         labels.iter().all(|l| l.as_str().unwrap().contains("***")),
         "{labels:?}"
