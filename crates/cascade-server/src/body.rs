@@ -113,7 +113,6 @@ pub async fn refuse_oversized(request: Request, next: Next) -> Response {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use axum::http::HeaderValue;

@@ -6,7 +6,7 @@
 //! and nothing is queued. A request without the forge's signature (or token) header at
 //! all is refused before its body is read, and so is one whose `Content-Length` is over
 //! 25 MiB (`413`); other bodies are read in bounded memory (`body.rs`: a running cap,
-//! at most [`body::MAX_LARGE_BODIES`] large ones at a time, `503` past a wait). The answer is `202` only once the event is durable (committed to SQLite, or
+//! at most [`crate::body::MAX_LARGE_BODIES`] large ones at a time, `503` past a wait). The answer is `202` only once the event is durable (committed to SQLite, or
 //! acknowledged by JetStream); `200` for a delivery seen before (by its delivery id,
 //! kept in SQLite for good); `503` when the queue is down, so the forge sends it again.
 //!
@@ -14,11 +14,6 @@
 //! repository registered in `cascade.toml` names its own. To find that repository the
 //! body's repository name is read before the signature is checked — only that name,
 //! from a size-capped body, and only to pick which secret to check against.
-
-// The module belongs to the crate root (the API's `refuse_oversized` layer lives in it
-// too); declared here until `lib.rs` declares it.
-#[path = "body.rs"]
-pub mod body;
 
 use crate::api::App;
 use crate::error::ApiError;
@@ -273,7 +268,7 @@ pub async fn hook(
         count(forge, "unauthorized");
         return Err(ApiError::Unauthorized(format!("missing header `{header}`")));
     }
-    let body = match body::read_capped(&headers, body, MAX_HOOK_BYTES).await {
+    let body = match crate::body::read_capped(&headers, body, MAX_HOOK_BYTES).await {
         Ok(body) => body,
         Err(e) => {
             count(

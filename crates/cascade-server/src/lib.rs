@@ -6,6 +6,7 @@
 pub mod api;
 pub mod argo;
 pub mod auth;
+pub mod body;
 pub mod cron;
 pub mod dispatch;
 pub mod error;
@@ -115,6 +116,7 @@ pub fn router(app: Arc<api::App>) -> Router {
             post(hooks::hook).layer(DefaultBodyLimit::max(hooks::MAX_HOOK_BYTES)),
         )
         .merge(authenticated)
+        .layer(axum::middleware::from_fn(body::refuse_oversized))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(metrics::trace_layer())
         .with_state(app)
