@@ -45,6 +45,7 @@ def free_port():
 
 class Serve:
     def __init__(self, data, *extra):
+        self.data = data
         self.port = free_port()
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", data,
@@ -52,6 +53,10 @@ class Serve:
             stderr=subprocess.PIPE, env={**os.environ, "CASCADE_LOG": "warn"})
         self.proc.stderr.readline()
         threading.Thread(target=lambda: self.proc.stderr.read(), daemon=True).start()
+        # Every API request authenticates, as the server's admin (DATA_DIR/admin.token).
+        with open(os.path.join(data, "admin.token")) as f:
+            self.token = f.read().strip()
+        self.auth = {"Authorization": f"Bearer {self.token}"}
 
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -71,8 +76,10 @@ class Serve:
             self.proc.kill()
 
 
-def wrk(url, seconds, script=None, connections=32):
+def wrk(url, seconds, script=None, connections=32, token=None):
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
     if script:
         args += ["-s", script]
     out = subprocess.run(args + [url], capture_output=True, text=True).stdout
@@ -115,7 +122,12 @@ serve = Serve(os.path.join(work, "submit"))
 time.sleep(0.5)
 results["idle_rss_kib"] = serve.rss_kib("VmHWM")
 base_rate, base_lat, _ = wrk(serve.url("/healthz"), seconds)
-rate, lat, bad = wrk(serve.url("/api/v1/dag/execute"), seconds, lua)
+rate, lat, bad = wrk(serve.url("/api/v1/dag/execute"), seconds, lua, token=serve.token)
+# The cost of authentication alone: the smallest authenticated read beside /healthz.
+auth_rate, auth_lat, auth_bad = wrk(serve.url("/api/v1/dags?limit=1"), seconds, token=serve.token)
+results["auth"] = {"get_dags_per_s": auth_rate, "get_dags_p99_ms": auth_lat["99"],
+                   "healthz_per_s": base_rate, "healthz_p99_ms": base_lat["99"],
+                   "ratio_to_healthz": auth_rate / base_rate, "non_2xx": auth_bad}
 results["submit"] = {"per_min": rate * 60, "p50_ms": lat["50"], "p99_ms": lat["99"],
                      "non_2xx": bad, "healthz_per_min": base_rate * 60,
                      "healthz_p99_ms": base_lat["99"], "ratio_to_healthz": rate / base_rate}
@@ -135,7 +147,8 @@ start = time.perf_counter()
 def submitter(chunk):
     conn = http.client.HTTPConnection("127.0.0.1", serve.port)
     for body in chunk:
-        conn.request("POST", "/api/v1/dag/execute", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/api/v1/dag/execute", body,
+                     {"Content-Type": "application/json", **serve.auth})
         r = conn.getresponse()
         r.read()
         assert r.status == 202, r.status
@@ -165,13 +178,16 @@ serve = Serve(data)
 time.sleep(0.3)
 c = http.client.HTTPConnection("127.0.0.1", serve.port)
 c.request("POST", "/api/v1/dag/execute",
-          json.dumps({"dag_id": "proj-r-probe", "tasks": [{"id": f"t{i}", "run": "true"} for i in range(10)]}))
+          json.dumps({"dag_id": "proj-r-probe", "tasks": [{"id": f"t{i}", "run": "true"} for i in range(10)]}),
+          serve.auth)
 probe = json.loads(c.getresponse().read())["run_id"]
 while sqlite3.connect(os.path.join(data, "cascade.db")).execute(
         "SELECT status FROM dag_runs WHERE run_id = ?", (probe,)).fetchone()[0] != "completed":
     time.sleep(0.05)
-fresh_rate, fresh_lat, _ = wrk(serve.url(f"/api/v1/runs/{probe}"), seconds, connections=4)
-fresh_cli = timed([BIN, "dag", "status", "proj-r-probe", "--server", serve.url()], 100 if QUICK else 200)
+fresh_rate, fresh_lat, _ = wrk(serve.url(f"/api/v1/runs/{probe}"), seconds, connections=4,
+                               token=serve.token)
+fresh_cli = timed([BIN, "dag", "status", "proj-r-probe", "--server", serve.url(), "--data-dir", data],
+                  100 if QUICK else 200)
 serve.stop()
 db = sqlite3.connect(os.path.join(data, "cascade.db"))
 runs, per_run = 100_000, 10
@@ -186,8 +202,10 @@ rows = db.execute("SELECT count(*) FROM task_executions").fetchone()[0]
 db.close()
 serve = Serve(data)
 time.sleep(0.3)
-big_rate, big_lat, _ = wrk(serve.url(f"/api/v1/runs/{probe}"), seconds, connections=4)
-big_cli = timed([BIN, "dag", "status", "proj-r-probe", "--server", serve.url()], 100 if QUICK else 200)
+big_rate, big_lat, _ = wrk(serve.url(f"/api/v1/runs/{probe}"), seconds, connections=4,
+                           token=serve.token)
+big_cli = timed([BIN, "dag", "status", "proj-r-probe", "--server", serve.url(), "--data-dir", data],
+                100 if QUICK else 200)
 dir_cli = timed([BIN, "dag", "status", "proj-r-probe", "--data-dir", data], 100 if QUICK else 200)
 version = timed([BIN, "--version"], 100 if QUICK else 200)
 serve.stop()
