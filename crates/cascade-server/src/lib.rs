@@ -160,22 +160,15 @@ async fn serve_api(
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
-    let stop = shutdown.clone();
     match acceptor {
         Some(acceptor) => {
             let tls = transport::TlsListener::start(listener, acceptor, shutdown.clone())
                 .map_err(|source| ServeError::Listen { addr, source })?;
-            axum::serve(tls, router(app))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+            transport::serve_http(tls, router(app), shutdown.clone()).await;
         }
-        None => {
-            axum::serve(listener, router(app))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        }
+        None => transport::serve_http(listener, router(app), shutdown.clone()).await,
     }
-    .map_err(|source| ServeError::Listen { addr, source })
+    Ok(())
 }
 
 /// `/metrics` without a token on a loopback listener of its own, until `shutdown`.
@@ -191,12 +184,7 @@ async fn serve_metrics(
     let router = Router::new()
         .route("/metrics", get(metrics::render))
         .with_state(Arc::clone(app));
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-    });
+    tasks.spawn(transport::serve_http(listener, router, shutdown.clone()));
     Ok(())
 }
 

@@ -2,6 +2,11 @@
 //! `--tls-cert`/`--tls-key`, or plain HTTP on another address only when `--behind-proxy`
 //! says TLS ends in front of it. Anything else refuses to start and says why.
 //!
+//! Connections are served by hyper directly ([`serve_http`]) so that a client has
+//! [`HEADER_READ_TIMEOUT`] to send its request head: a connection that trickles its
+//! headers (slowloris) is closed instead of holding a descriptor for ever (`axum::serve`
+//! sets no timer, so hyper's own timeout never fires there).
+//!
 //! TLS handshakes run on tasks of their own (at most [`MAX_HANDSHAKES`] at once, each
 //! given [`HANDSHAKE_TIMEOUT`]), so a slow or silent client never holds up the accept
 //! loop; finished connections reach axum through [`TlsListener`].
@@ -20,6 +25,47 @@ pub const MAX_HANDSHAKES: usize = 256;
 
 /// A client that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's head (on a new or kept-alive
+/// connection) before the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long requests in flight may take to finish at shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on every connection `listener` accepts (HTTP/1.1, with
+/// [`HEADER_READ_TIMEOUT`]) until `shutdown`; then lets requests in flight finish, for
+/// at most [`DRAIN_TIMEOUT`].
+pub async fn serve_http<L: axum::serve::Listener>(
+    mut listener: L,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (io, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight at shutdown were cut off");
+    }
+}
 
 /// TLS material, as given on the command line.
 #[derive(Debug, Clone)]

@@ -514,3 +514,29 @@ fn two_hundred_slow_connections_do_not_delay_healthz() {
     drop(slow);
     let _: Value = http(&server.addr, "GET", "/healthz", "").1;
 }
+
+#[test]
+fn a_connection_that_never_finishes_its_request_head_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // The server's header timeout is 10 s; far more than that means it never closes.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    assert!(
+        read.is_ok(),
+        "the half-sent request was kept open: {read:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "{answer:?}"
+    );
+    // And the server still answers others.
+    assert_eq!(http(&server.addr, "GET", "/healthz", "").0, 200);
+}
