@@ -7,7 +7,8 @@ use crate::expr::{Expr, Reference, Root, Segment};
 use crate::model::{ForEach, Job, JobId, Pipeline, Text};
 use crate::parse::locate;
 use crate::source::Span;
-use petgraph::algo::tarjan_scc;
+// Kosaraju over petgraph's iterative `Dfs`: `tarjan_scc` recurses once per node of a chain.
+use petgraph::algo::kosaraju_scc;
 use petgraph::graphmap::DiGraphMap;
 
 pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>) {
@@ -91,7 +92,7 @@ pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>)
 
 /// Reports one cycle per strongly connected component, as `a → b → c → a`.
 fn cycles(pipeline: &Pipeline, graph: &DiGraphMap<usize, ()>, diags: &mut Vec<Diagnostic>) {
-    let mut components = tarjan_scc(graph);
+    let mut components = kosaraju_scc(graph);
     components.retain(|c| c.len() > 1);
     components.sort_by_key(|c| c.iter().copied().min());
     for component in components {
