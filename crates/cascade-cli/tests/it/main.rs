@@ -10,6 +10,7 @@
 mod cli;
 mod gitops;
 mod gitops_argo;
+mod injection;
 mod layering;
 mod run;
 mod serve;
