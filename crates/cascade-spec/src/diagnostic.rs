@@ -38,6 +38,7 @@ pub enum Code {
     NotAList,
     BadValue,
     BadName,
+    TooDeep,
 }
 
 impl Code {
@@ -69,6 +70,7 @@ impl Code {
             Code::NotAList => "cascade::spec::not_a_list",
             Code::BadValue => "cascade::spec::bad_value",
             Code::BadName => "cascade::spec::bad_name",
+            Code::TooDeep => "cascade::spec::too_deep",
         }
     }
 }

@@ -1559,7 +1559,10 @@ mod tests {
         let e = parse("inputs.a || (inputs.b || inputs.c) || inputs.d").unwrap();
         assert!(matches!(&e, Expr::Or { terms, .. } if terms.len() == 4));
         let e = parse("(inputs.a && inputs.b) || inputs.c && inputs.d").unwrap();
-        assert_eq!(e.to_string(), "inputs.a && inputs.b || inputs.c && inputs.d");
+        assert_eq!(
+            e.to_string(),
+            "inputs.a && inputs.b || inputs.c && inputs.d"
+        );
         let e = parse("(inputs.a || inputs.b) && inputs.c").unwrap();
         assert_eq!(e.to_string(), "(inputs.a || inputs.b) && inputs.c");
         assert_eq!(e.conjuncts().len(), 2);
