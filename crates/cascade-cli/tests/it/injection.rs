@@ -11,7 +11,9 @@ use crate::{cascade, root};
 use std::path::PathBuf;
 
 fn corpus(kind: &str) -> PathBuf {
-    root().join("crates/cascade-cli/tests/fixtures/injection").join(kind)
+    root()
+        .join("crates/cascade-cli/tests/fixtures/injection")
+        .join(kind)
 }
 
 /// Values that run `touch PWNED` wherever they are parsed as code: by a shell, by bash

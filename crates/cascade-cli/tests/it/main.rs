@@ -12,6 +12,7 @@ mod gitops;
 mod gitops_argo;
 mod injection;
 mod layering;
+mod limits;
 mod run;
 mod serve;
 mod telemetry;
