@@ -136,6 +136,10 @@ enum Program {
 
 /// The simple command an unquoted context is reading, word by word.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about the word being read, each set and cleared on its own"
+)]
 struct Command {
     /// The current word's text outside quotes (enough for names, options, `name=`).
     word: String,
@@ -143,7 +147,7 @@ struct Command {
     /// The current word had quotes or expansions (so it is no plain name).
     word_quoted: bool,
     /// The next word may be the command: first word, after assignments and keywords.
-    command_position: bool,
+    name_position: bool,
     /// After a wrapper (`sudo`, `env`, `xargs`, `-exec`): any later word may be one.
     wrapped: bool,
     program: Program,
@@ -165,7 +169,7 @@ impl Default for Command {
             word: String::new(),
             in_word: false,
             word_quoted: false,
-            command_position: true,
+            name_position: true,
             wrapped: false,
             program: Program::Other,
             integer: false,
@@ -266,7 +270,7 @@ impl Command {
             *self = Command::default();
             return;
         }
-        if self.command_position || self.wrapped {
+        if self.name_position || self.wrapped {
             if assigned(&word).is_some() || (plain && KEYWORDS.contains(&word.as_str())) {
                 return;
             }
@@ -282,7 +286,7 @@ impl Command {
             if program != Program::Other || !self.wrapped {
                 self.program = program;
             }
-            self.command_position = false;
+            self.name_position = false;
             if program != Program::Other || rest.is_some() {
                 return;
             }
@@ -359,9 +363,8 @@ pub fn rewrite(template: &Template, shell: Shell) -> Result<Script, ScriptError>
                         Err("a single-quoted string `'…'` (often code for another program)")
                     }
                     Kind::HeredocLiteral => Err("a heredoc with a quoted delimiter"),
-                    Kind::HeredocCode(what) => Err(what),
+                    Kind::HeredocCode(what) | Kind::Refuse(what, _) => Err(what),
                     Kind::Param(_) => Err("a parameter name `${…}`"),
-                    Kind::Refuse(what, _) => Err(what),
                 };
                 let var = if let Some(b) = bindings.iter().find(|b| b.expr.to_string() == canonical)
                 {
@@ -626,12 +629,11 @@ impl Scanner {
         let mut integers = std::mem::take(&mut self.integers);
         if let Some(cmd) = self.command() {
             match c {
-                ' ' | '\t' => cmd.end_word(&mut integers),
+                ' ' | '\t' | '(' | ')' | '<' | '>' => cmd.end_word(&mut integers),
                 ';' | '&' | '|' => {
                     cmd.end_word(&mut integers);
                     *cmd = Command::default();
                 }
-                '(' | ')' | '<' | '>' => cmd.end_word(&mut integers),
                 '\'' | '"' | '`' | '$' => {
                     cmd.start_word(c);
                     cmd.word_quoted = true;
@@ -943,6 +945,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one row per context: a table")]
     fn second_level_contexts_are_refused_in_both_shells() {
         for (src, context) in [
             (

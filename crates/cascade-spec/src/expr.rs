@@ -305,7 +305,9 @@ impl Expr {
             Expr::Call { args, .. } => args.iter().for_each(|a| a.walk(f)),
             Expr::Not { expr, .. } => expr.walk(f),
             Expr::And { terms, .. } | Expr::Or { terms, .. } => {
-                terms.iter().for_each(|t| t.walk(f));
+                for t in terms {
+                    t.walk(f);
+                }
             }
             Expr::Binary { lhs, rhs, .. } => {
                 lhs.walk(f);
@@ -342,7 +344,9 @@ fn collect_refs<'a>(e: &'a Expr, out: &mut Vec<&'a Reference>) {
         Expr::Call { args, .. } => args.iter().for_each(|a| collect_refs(a, out)),
         Expr::Not { expr, .. } => collect_refs(expr, out),
         Expr::And { terms, .. } | Expr::Or { terms, .. } => {
-            terms.iter().for_each(|t| collect_refs(t, out));
+            for t in terms {
+                collect_refs(t, out);
+            }
         }
         Expr::Binary { lhs, rhs, .. } => {
             collect_refs(lhs, out);
