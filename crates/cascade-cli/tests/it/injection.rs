@@ -173,3 +173,27 @@ fn every_fixture_has_a_test_and_every_refused_context_a_safe_form() {
     expected.sort();
     assert_eq!(names("safe"), expected);
 }
+
+/// The server plans every submission with the same scanner: a refused context never
+/// reaches a worker.
+#[test]
+fn serve_refuses_a_second_level_context_in_a_submitted_pipeline() {
+    let data = tempfile::tempdir().unwrap();
+    let server = crate::serve::serve_with(data.path(), &[]);
+    let text = std::fs::read_to_string(corpus("refused").join("sh_c.yaml")).unwrap();
+    let body = serde_json::json!({"pipeline": text, "inputs": {"value": HOSTILE[0]}});
+    let (status, answer) = crate::serve::http(
+        &server.addr,
+        "POST",
+        "/api/v1/dag/execute",
+        &body.to_string(),
+    );
+    assert!((400..500).contains(&status), "{status} {answer}");
+    let answer = answer.to_string();
+    assert!(
+        answer.contains("the string given to `sh -c` or `bash -c`"),
+        "{answer}"
+    );
+    assert!(answer.contains("env:"), "{answer}");
+    assert!(!data.path().join("PWNED").exists());
+}
