@@ -975,16 +975,15 @@ impl Cx<'_> {
         let Some(condition) = &self.job.condition else {
             return Ok(((!needs.is_empty()).then_some(all_succeeded), None));
         };
-        let mut conjuncts = Vec::new();
-        split_and(condition, &mut conjuncts);
         let mut when = Vec::new();
-        let mut translated = Dep::True;
-        for c in conjuncts {
+        let mut translated = Vec::new();
+        for c in condition.conjuncts() {
             match self.output_comparison(c) {
                 Some(w) => when.push(w),
-                None => translated = Dep::and(translated, self.dep(c)?),
+                None => translated.push(self.dep(c)?),
             }
         }
+        let mut translated = Dep::all(translated);
         let when = (!when.is_empty()).then(|| when.join(" && "));
         if condition.status_functions().is_empty() && !needs.is_empty() {
             translated = Dep::and(Dep::Expr(all_succeeded), translated);
@@ -1077,18 +1076,18 @@ impl Cx<'_> {
                 ..
             } => Dep::False,
             Expr::Not { expr, .. } => Dep::not(self.dep(expr)?),
-            Expr::Binary {
-                op: expr::BinOp::And,
-                lhs,
-                rhs,
-                ..
-            } => Dep::and(self.dep(lhs)?, self.dep(rhs)?),
-            Expr::Binary {
-                op: expr::BinOp::Or,
-                lhs,
-                rhs,
-                ..
-            } => Dep::or(self.dep(lhs)?, self.dep(rhs)?),
+            Expr::And { terms, .. } => Dep::all(
+                terms
+                    .iter()
+                    .map(|t| self.dep(t))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Expr::Or { terms, .. } => Dep::any(
+                terms
+                    .iter()
+                    .map(|t| self.dep(t))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             Expr::Binary {
                 op: op @ (expr::BinOp::Eq | expr::BinOp::Ne),
                 lhs,
@@ -1147,22 +1146,6 @@ impl Cx<'_> {
     }
 }
 
-/// The operands of top-level `&&`s.
-fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-    match e {
-        Expr::Binary {
-            op: expr::BinOp::And,
-            lhs,
-            rhs,
-            ..
-        } => {
-            split_and(lhs, out);
-            split_and(rhs, out);
-        }
-        other => out.push(other),
-    }
-}
-
 /// A `depends` expression being built.
 #[derive(Debug, Clone, PartialEq)]
 enum Dep {
@@ -1181,12 +1164,44 @@ impl Dep {
             }
         }
     }
-    fn or(a: Dep, b: Dep) -> Dep {
-        match (a, b) {
-            (Dep::True, _) | (_, Dep::True) => Dep::True,
-            (Dep::False, x) | (x, Dep::False) => x,
+    /// `a && b && …` in one pass (folding pairwise would copy the text once per term).
+    fn all(terms: Vec<Dep>) -> Dep {
+        let mut parts = Vec::new();
+        for t in terms {
+            match t {
+                Dep::False => return Dep::False,
+                Dep::True => {}
+                Dep::Expr(e) => parts.push(e),
+            }
+        }
+        match parts.len() {
+            0 => Dep::True,
+            // A single part keeps its text as it was (no parentheses added).
+            1 => Dep::Expr(parts.swap_remove(0)),
+            _ => Dep::Expr(
+                parts
+                    .iter()
+                    .map(|p| group_or(p))
+                    .collect::<Vec<_>>()
+                    .join(" && "),
+            ),
+        }
+    }
+    /// `a || b || …` in one pass.
+    fn any(terms: Vec<Dep>) -> Dep {
+        let mut parts = Vec::new();
+        for t in terms {
+            match t {
+                Dep::True => return Dep::True,
+                Dep::False => {}
+                Dep::Expr(e) => parts.push(e),
+            }
+        }
+        if parts.is_empty() {
+            Dep::False
+        } else {
             // `&&` binds tighter than `||`: no parentheses needed.
-            (Dep::Expr(a), Dep::Expr(b)) => Dep::Expr(format!("{a} || {b}")),
+            Dep::Expr(parts.join(" || "))
         }
     }
     fn not(a: Dep) -> Dep {

@@ -6,6 +6,7 @@ use crate::run::JobResult;
 use cascade_spec::expr::{self, Accessor, Func, Reference, Root, Segment, Template};
 use indexmap::IndexMap;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// A finished job as the jobs after it see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,56 +63,61 @@ impl Scope<'_> {
 }
 
 impl expr::Context for Scope<'_> {
+    /// Reads in place and copies only the value found: an `if:` of 20,000 references to
+    /// `event.*` must not copy a webhook's payload 20,000 times.
     fn lookup(&self, r: &Reference) -> Value {
-        let (base, rest): (Value, &[Accessor]) = match r.root {
+        let path = r.path.as_slice();
+        match r.root {
             Root::Needs => {
-                let Some(Accessor::Field(job)) = r.path.first() else {
+                let Some(Accessor::Field(job)) = path.first() else {
                     return Value::Null;
                 };
                 let Some(outcome) = self.needs.get(job.as_str()) else {
                     return Value::Null;
                 };
-                match r.path.get(1) {
+                match path.get(1) {
                     Some(Accessor::Field(f)) if f == "result" => {
-                        return Value::String(outcome.result.as_str().to_owned());
+                        Value::String(outcome.result.as_str().to_owned())
                     }
-                    Some(Accessor::Field(f)) if f == "outputs" => match r.path.get(2) {
-                        Some(Accessor::Field(name)) => (
-                            outcome.outputs.get(name).cloned().unwrap_or(Value::Null),
-                            r.path.get(3..).unwrap_or_default(),
-                        ),
-                        _ => (
-                            Value::Object(outcome.outputs.clone()),
-                            r.path.get(3..).unwrap_or_default(),
-                        ),
+                    Some(Accessor::Field(f)) if f == "outputs" => match path.get(2) {
+                        Some(Accessor::Field(name)) => outcome
+                            .outputs
+                            .get(name)
+                            .map_or(Value::Null, |v| walk(v, path.get(3..).unwrap_or_default())),
+                        _ => Value::Object(outcome.outputs.clone()),
                     },
-                    _ => return Value::Null,
+                    _ => Value::Null,
                 }
             }
-            Root::Inputs => (
-                Value::Object(
+            Root::Inputs => match path.split_first() {
+                Some((Accessor::Field(name), rest)) => self
+                    .plan
+                    .inputs
+                    .get(name)
+                    .map_or(Value::Null, |v| walk(v, rest)),
+                Some((Accessor::Index(_), _)) => Value::Null,
+                None => Value::Object(
                     self.plan
                         .inputs
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                 ),
-                r.path.as_slice(),
-            ),
-            Root::Event => (self.plan.payload.clone(), r.path.as_slice()),
-            Root::Matrix => (
-                self.matrix.map_or(Value::Null, |m| {
-                    Value::Object(
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                            .collect(),
-                    )
-                }),
-                r.path.as_slice(),
-            ),
-            Root::Item => (self.item.cloned().unwrap_or(Value::Null), r.path.as_slice()),
-        };
-        walk(base, rest)
+            },
+            Root::Event => walk(&self.plan.payload, path),
+            Root::Matrix => match (self.matrix, path.split_first()) {
+                (Some(m), Some((Accessor::Field(key), rest))) => m
+                    .get(key)
+                    .map_or(Value::Null, |v| walk(&Value::String(v.clone()), rest)),
+                (Some(m), None) => Value::Object(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
+                ),
+                _ => Value::Null,
+            },
+            Root::Item => self.item.map_or(Value::Null, |v| walk(v, path)),
+        }
     }
 
     fn status(&self, func: Func) -> bool {
@@ -130,22 +136,39 @@ impl expr::Context for Scope<'_> {
 }
 
 /// Follows accessors into a JSON value; a string that holds JSON is looked into too
-/// (outputs written to `$CASCADE_OUTPUT` are text).
-fn walk(mut value: Value, path: &[Accessor]) -> Value {
+/// (outputs written to `$CASCADE_OUTPUT` are text). Only what is found is copied.
+fn walk(value: &Value, path: &[Accessor]) -> Value {
+    let mut at = Cow::Borrowed(value);
     for accessor in path {
-        if let Value::String(s) = &value {
-            match serde_json::from_str::<Value>(s) {
-                Ok(parsed @ (Value::Object(_) | Value::Array(_))) => value = parsed,
+        let decoded = match at.as_ref() {
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(parsed @ (Value::Object(_) | Value::Array(_))) => Some(parsed),
                 _ => return Value::Null,
-            }
+            },
+            _ => None,
+        };
+        if let Some(parsed) = decoded {
+            at = Cow::Owned(parsed);
         }
-        value = match (accessor, value) {
-            (Accessor::Field(f), Value::Object(mut m)) => m.remove(f).unwrap_or(Value::Null),
-            (Accessor::Index(i), Value::Array(mut a)) if *i < a.len() => a.swap_remove(*i),
-            _ => Value::Null,
+        at = match (accessor, at) {
+            (Accessor::Field(f), Cow::Borrowed(Value::Object(m))) => {
+                m.get(f).map_or(Cow::Owned(Value::Null), Cow::Borrowed)
+            }
+            (Accessor::Index(i), Cow::Borrowed(Value::Array(a))) => {
+                a.get(*i).map_or(Cow::Owned(Value::Null), Cow::Borrowed)
+            }
+            (Accessor::Field(f), Cow::Owned(Value::Object(mut m))) => {
+                Cow::Owned(m.remove(f).unwrap_or(Value::Null))
+            }
+            (Accessor::Index(i), Cow::Owned(Value::Array(mut a))) => Cow::Owned(if *i < a.len() {
+                a.swap_remove(*i)
+            } else {
+                Value::Null
+            }),
+            _ => return Value::Null,
         };
     }
-    value
+    at.into_owned()
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub fn plan(pipeline: &Pipeline, trigger: &Trigger, select: &[String]) -> Result
         let Some((id, job)) = pipeline.jobs.get_index(job_index) else {
             continue;
         };
-        if !wanted.contains(&job_index) {
+        if !wanted[job_index] {
             continue;
         }
         let needs = job
@@ -192,11 +192,13 @@ pub fn combinations(matrix: &IndexMap<String, Vec<String>>) -> Vec<IndexMap<Stri
 }
 
 /// Indexes of the selected jobs and everything they need (all jobs when `select` is empty).
-fn selection(pipeline: &Pipeline, select: &[String]) -> Result<Vec<usize>, PlanError> {
+/// Whether each job (by index) is part of the run. A flag per job, not a list searched
+/// per job: pipelines of 20,000 jobs are planned in linear time.
+fn selection(pipeline: &Pipeline, select: &[String]) -> Result<Vec<bool>, PlanError> {
     if select.is_empty() {
-        return Ok((0..pipeline.jobs.len()).collect());
+        return Ok(vec![true; pipeline.jobs.len()]);
     }
-    let mut wanted = Vec::new();
+    let mut wanted = vec![false; pipeline.jobs.len()];
     let mut stack = Vec::new();
     for name in select {
         let Some(index) = pipeline.jobs.get_index_of(name.as_str()) else {
@@ -213,10 +215,10 @@ fn selection(pipeline: &Pipeline, select: &[String]) -> Result<Vec<usize>, PlanE
         stack.push(index);
     }
     while let Some(index) = stack.pop() {
-        if wanted.contains(&index) {
+        if wanted[index] {
             continue;
         }
-        wanted.push(index);
+        wanted[index] = true;
         if let Some((_, job)) = pipeline.jobs.get_index(index) {
             stack.extend(
                 job.needs

@@ -38,6 +38,7 @@ pub enum Code {
     NotAList,
     BadValue,
     BadName,
+    TooDeep,
 }
 
 impl Code {
@@ -69,6 +70,7 @@ impl Code {
             Code::NotAList => "cascade::spec::not_a_list",
             Code::BadValue => "cascade::spec::bad_value",
             Code::BadName => "cascade::spec::bad_name",
+            Code::TooDeep => "cascade::spec::too_deep",
         }
     }
 }
@@ -175,6 +177,12 @@ impl SpecErrors {
     pub fn reports(&self) -> impl Iterator<Item = Report<'_>> {
         self.diagnostics.iter().map(move |d| Report {
             diagnostic: d,
+            quoted: [d.span]
+                .iter()
+                .chain(d.related.iter().map(|(span, _)| span))
+                .all(|span| line_fits(&self.source, *span)),
+            at: LineColumn::of(&self.source, d.span.offset),
+            name: &self.name,
             source: NamedSource::new(self.name.clone(), Arc::clone(&self.source)),
         })
     }
@@ -199,16 +207,45 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// Lines longer than this are not quoted under a diagnostic. miette pads a label with its
+/// column as a format width, which panics past 65,535; a line that long (a 20,000-term
+/// `if:`) is unreadable anyway, so the message names the place instead.
+pub const MAX_QUOTED_LINE: usize = 10_000;
+
+/// Whether the lines a span touches are short enough to quote.
+fn line_fits(text: &str, span: Span) -> bool {
+    let start = floor_char_boundary(text, span.offset.min(text.len()));
+    let end = floor_char_boundary(text, (span.offset + span.len).min(text.len()));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    // Each line between is checked, not only the first and the last.
+    text[line_start..line_end]
+        .split('\n')
+        .all(|line| line.len() <= MAX_QUOTED_LINE)
+}
+
 /// One diagnostic together with its file, as miette renders it.
 #[derive(Debug)]
 pub struct Report<'a> {
     diagnostic: &'a Diagnostic,
+    /// The labelled lines can be quoted (see [`MAX_QUOTED_LINE`]).
+    quoted: bool,
+    at: LineColumn,
+    name: &'a str,
     source: NamedSource<Arc<String>>,
 }
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diagnostic.message)
+        f.write_str(&self.diagnostic.message)?;
+        if !self.quoted {
+            write!(
+                f,
+                " (at {}:{}:{}; the line is too long to quote)",
+                self.name, self.at.line, self.at.column
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -227,10 +264,13 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.source)
+        self.quoted.then_some(&self.source as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !self.quoted {
+            return None;
+        }
         let primary = LabeledSpan::new_primary_with_span(
             Some(self.diagnostic.label.clone()),
             self.diagnostic.span,

@@ -5,6 +5,14 @@
 //! `needs.<job>.outputs.<name>`, `inputs.*`, `event.*`, `matrix.*`, `item`), function
 //! calls, `!`, comparisons, `&&`, `||`. Spans are byte ranges into the expression text so
 //! the caller can point at the exact token in the file.
+//!
+//! Expressions come from users, and from webhooks' repositories, so nothing here recurses
+//! with the length of the input. Chains of `&&` and `||` are n-ary nodes (`And`, `Or`)
+//! built by a loop, so 20,000 terms joined by `||` make one node with 20,000 children and
+//! every walk over it is a loop. What does nest — parentheses, `!`, function calls,
+//! comparisons of comparisons, and the precedence levels between them — is capped at
+//! [`MAX_DEPTH`] levels, checked while parsing, before anything deeper is built; walks
+//! (display, visits, evaluation, drop) therefore recurse at most that deep.
 
 use serde_json::Value;
 use std::fmt;
@@ -249,6 +257,17 @@ pub enum Expr {
         expr: Box<Expr>,
         span: Span,
     },
+    /// `a && b && …`: two or more terms, evaluated left to right.
+    And {
+        terms: Vec<Expr>,
+        span: Span,
+    },
+    /// `a || b || …`: two or more terms, evaluated left to right.
+    Or {
+        terms: Vec<Expr>,
+        span: Span,
+    },
+    /// A comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`); `&&` and `||` are `And` and `Or`.
     Binary {
         op: BinOp,
         lhs: Box<Expr>,
@@ -263,8 +282,18 @@ impl Expr {
             Expr::Literal { span, .. }
             | Expr::Call { span, .. }
             | Expr::Not { span, .. }
+            | Expr::And { span, .. }
+            | Expr::Or { span, .. }
             | Expr::Binary { span, .. } => *span,
             Expr::Ref(r) => r.span,
+        }
+    }
+
+    /// The operands of a top-level `&&` chain (the expression itself when it is not one).
+    pub fn conjuncts(&self) -> &[Expr] {
+        match self {
+            Expr::And { terms, .. } => terms,
+            other => std::slice::from_ref(other),
         }
     }
 
@@ -275,6 +304,11 @@ impl Expr {
             Expr::Literal { .. } | Expr::Ref(_) => {}
             Expr::Call { args, .. } => args.iter().for_each(|a| a.walk(f)),
             Expr::Not { expr, .. } => expr.walk(f),
+            Expr::And { terms, .. } | Expr::Or { terms, .. } => {
+                for t in terms {
+                    t.walk(f);
+                }
+            }
             Expr::Binary { lhs, rhs, .. } => {
                 lhs.walk(f);
                 rhs.walk(f);
@@ -309,6 +343,11 @@ fn collect_refs<'a>(e: &'a Expr, out: &mut Vec<&'a Reference>) {
         Expr::Ref(r) => out.push(r),
         Expr::Call { args, .. } => args.iter().for_each(|a| collect_refs(a, out)),
         Expr::Not { expr, .. } => collect_refs(expr, out),
+        Expr::And { terms, .. } | Expr::Or { terms, .. } => {
+            for t in terms {
+                collect_refs(t, out);
+            }
+        }
         Expr::Binary { lhs, rhs, .. } => {
             collect_refs(lhs, out);
             collect_refs(rhs, out);
@@ -322,6 +361,26 @@ fn precedence(op: BinOp) -> u8 {
         BinOp::And => 2,
         BinOp::Eq | BinOp::Ne => 3,
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
+    }
+}
+
+/// How tightly a node binds when printed: a child binding less tightly than its parent
+/// gets parentheses.
+fn binding(e: &Expr) -> u8 {
+    match e {
+        Expr::Or { .. } => precedence(BinOp::Or),
+        Expr::And { .. } => precedence(BinOp::And),
+        Expr::Binary { op, .. } => precedence(*op),
+        Expr::Literal { .. } | Expr::Ref(_) | Expr::Call { .. } | Expr::Not { .. } => u8::MAX,
+    }
+}
+
+/// Writes `e`, in parentheses when it binds less tightly than `min`.
+fn operand(f: &mut fmt::Formatter<'_>, e: &Expr, min: u8) -> fmt::Result {
+    if binding(e) < min {
+        write!(f, "({e})")
+    } else {
+        write!(f, "{e}")
     }
 }
 
@@ -343,23 +402,31 @@ impl fmt::Display for Expr {
                 }
                 f.write_str(")")
             }
-            Expr::Not { expr, .. } => match **expr {
-                Expr::Binary { .. } => write!(f, "!({expr})"),
-                _ => write!(f, "!{expr}"),
-            },
-            Expr::Binary { op, lhs, rhs, .. } => {
-                let side = |e: &Expr, f: &mut fmt::Formatter<'_>, right: bool| match e {
-                    Expr::Binary { op: inner, .. }
-                        if precedence(*inner) < precedence(*op)
-                            || (right && precedence(*inner) == precedence(*op)) =>
-                    {
-                        write!(f, "({e})")
-                    }
-                    _ => write!(f, "{e}"),
+            Expr::Not { expr, .. } => {
+                f.write_str("!")?;
+                operand(f, expr, u8::MAX)
+            }
+            Expr::And { terms, .. } | Expr::Or { terms, .. } => {
+                let (op, min) = if matches!(self, Expr::And { .. }) {
+                    ("&&", precedence(BinOp::And))
+                } else {
+                    ("||", precedence(BinOp::Or))
                 };
-                side(lhs, f, false)?;
+                for (i, t) in terms.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, " {op} ")?;
+                    }
+                    // A nested chain of the same operator is printed in parentheses, so
+                    // that the text parses back to the same tree.
+                    operand(f, t, min + 1)?;
+                }
+                Ok(())
+            }
+            Expr::Binary { op, lhs, rhs, .. } => {
+                // Left-associative: the right side needs parentheses at equal binding.
+                operand(f, lhs, precedence(*op))?;
                 write!(f, " {} ", op.symbol())?;
-                side(rhs, f, true)
+                operand(f, rhs, precedence(*op) + 1)
             }
         }
     }
@@ -542,6 +609,23 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, ExprError> {
 
 // ---------------------------------------------------------------- parser
 
+/// How deeply an expression may nest: parentheses, `!`, function calls, and operators
+/// whose operand is another operator (`a == b == c`, `a && (b || c)`) each add a level; a
+/// chain of `&&` or `||` adds one level however long it is. Past it the parser stops with
+/// a diagnostic, so no walk over an expression ever recurses deeper than this.
+pub const MAX_DEPTH: usize = 64;
+
+fn too_deep(span: Span) -> ExprError {
+    ExprError::new(
+        format!("the expression nests more than {MAX_DEPTH} levels deep"),
+        span,
+    )
+    .help(format!(
+        "parentheses, `!`, function calls and operators inside operators count one level each \
+         (a chain of `&&` or `||` counts once); at most {MAX_DEPTH} are allowed"
+    ))
+}
+
 /// Parses one expression.
 pub fn parse(src: &str) -> Result<Expr, ExprError> {
     let tokens = lex(src)?;
@@ -554,7 +638,7 @@ pub fn parse(src: &str) -> Result<Expr, ExprError> {
         pos: 0,
         depth: 0,
     };
-    let e = p.expr(0)?;
+    let (e, _) = p.expr()?;
     let (t, span) = p.peek();
     if *t != Tok::End {
         return Err(ExprError::new(
@@ -568,10 +652,66 @@ pub fn parse(src: &str) -> Result<Expr, ExprError> {
 struct Parser {
     tokens: Vec<(Tok, Span)>,
     pos: usize,
+    /// Parentheses and calls open at the current token: the parser's own recursion.
     depth: usize,
 }
 
-const MAX_DEPTH: usize = 64;
+/// An operand being built, with the height of its tree (a leaf is 1).
+type Built = (Expr, usize);
+
+/// Combines `lhs op rhs`; `&&` and `||` take the terms of an operand of the same kind
+/// into one node, so that a chain stays one level deep.
+fn combine(op: BinOp, (lhs, lh): Built, (rhs, rh): Built, at: Span) -> Result<Built, ExprError> {
+    let span = lhs.span().to(rhs.span());
+    let and = match op {
+        BinOp::And => true,
+        BinOp::Or => false,
+        _ => {
+            let height = lh.max(rh) + 1;
+            if height > MAX_DEPTH {
+                return Err(too_deep(at));
+            }
+            return Ok((
+                Expr::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                    span,
+                },
+                height,
+            ));
+        }
+    };
+    // The left side's vector is reused: a chain grows in place, in linear time.
+    let (mut terms, mut height) = match lhs {
+        Expr::And { terms, .. } if and => (terms, lh),
+        Expr::Or { terms, .. } if !and => (terms, lh),
+        other => (vec![other], lh + 1),
+    };
+    match rhs {
+        Expr::And { terms: inner, .. } if and => {
+            terms.extend(inner);
+            height = height.max(rh);
+        }
+        Expr::Or { terms: inner, .. } if !and => {
+            terms.extend(inner);
+            height = height.max(rh);
+        }
+        other => {
+            terms.push(other);
+            height = height.max(rh + 1);
+        }
+    }
+    if height > MAX_DEPTH {
+        return Err(too_deep(at));
+    }
+    let e = if and {
+        Expr::And { terms, span }
+    } else {
+        Expr::Or { terms, span }
+    };
+    Ok((e, height))
+}
 
 impl Parser {
     fn peek(&self) -> (&Tok, Span) {
@@ -599,85 +739,110 @@ impl Parser {
         }
     }
 
-    fn expr(&mut self, min: u8) -> Result<Expr, ExprError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            let (_, span) = self.peek();
-            return Err(ExprError::new("the expression is nested too deeply", span));
-        }
-        let mut lhs = self.unary()?;
+    /// Binary operators by precedence climbing with explicit stacks: a loop, whatever
+    /// the number of operators. The operator stack holds strictly rising precedences,
+    /// so it never holds more than the four levels.
+    fn expr(&mut self) -> Result<Built, ExprError> {
+        let mut operands: Vec<Built> = vec![self.unary()?];
+        let mut operators: Vec<(BinOp, Span)> = Vec::new();
         loop {
-            let (t, _) = self.peek();
+            let (t, span) = self.peek();
             let Tok::Op(op) = *t else { break };
-            let prec = precedence(op);
-            if prec < min {
-                break;
-            }
             self.bump();
-            // Left-associative: the right side binds only tighter operators.
-            let rhs = self.expr(prec + 1)?;
-            let span = lhs.span().to(rhs.span());
-            lhs = Expr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-                span,
+            // Left-associative: reduce everything at the same or a tighter level first.
+            while let Some(&(top, at)) = operators.last()
+                && precedence(top) >= precedence(op)
+            {
+                operators.pop();
+                Self::reduce(&mut operands, top, at)?;
+            }
+            operators.push((op, span));
+            operands.push(self.unary()?);
+        }
+        while let Some((op, at)) = operators.pop() {
+            Self::reduce(&mut operands, op, at)?;
+        }
+        operands
+            .pop()
+            .ok_or_else(|| ExprError::new("expected a value", self.peek().1))
+    }
+
+    fn reduce(operands: &mut Vec<Built>, op: BinOp, at: Span) -> Result<(), ExprError> {
+        let (Some(rhs), Some(lhs)) = (operands.pop(), operands.pop()) else {
+            return Err(ExprError::new("expected a value", at));
+        };
+        operands.push(combine(op, lhs, rhs, at)?);
+        Ok(())
+    }
+
+    /// `!`s are counted in a loop, then applied to the operand.
+    fn unary(&mut self) -> Result<Built, ExprError> {
+        let mut nots = Vec::new();
+        while let (Tok::Not, span) = self.peek() {
+            if self.depth + nots.len() >= MAX_DEPTH {
+                return Err(too_deep(span));
+            }
+            nots.push(span);
+            self.bump();
+        }
+        let (mut e, mut height) = self.primary()?;
+        for span in nots.into_iter().rev() {
+            height += 1;
+            if height > MAX_DEPTH {
+                return Err(too_deep(span));
+            }
+            let whole = span.to(e.span());
+            e = Expr::Not {
+                expr: Box::new(e),
+                span: whole,
             };
         }
-        self.depth -= 1;
-        Ok(lhs)
+        Ok((e, height))
     }
 
-    fn unary(&mut self) -> Result<Expr, ExprError> {
-        let (t, span) = self.peek();
-        if *t == Tok::Not {
-            self.bump();
-            self.depth += 1;
-            if self.depth > MAX_DEPTH {
-                return Err(ExprError::new("the expression is nested too deeply", span));
-            }
-            let inner = self.unary()?;
-            self.depth -= 1;
-            let whole = span.to(inner.span());
-            return Ok(Expr::Not {
-                expr: Box::new(inner),
-                span: whole,
-            });
+    /// Parses what is inside parentheses or a call's argument list, one level deeper.
+    fn nested(&mut self, at: Span) -> Result<Built, ExprError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(too_deep(at));
         }
-        self.primary()
+        self.depth += 1;
+        let inner = self.expr();
+        self.depth -= 1;
+        inner
     }
 
-    fn primary(&mut self) -> Result<Expr, ExprError> {
+    fn primary(&mut self) -> Result<Built, ExprError> {
         let (t, span) = self.bump();
+        let leaf = |e: Expr| Ok((e, 1));
         match t {
-            Tok::Str(s) => Ok(Expr::Literal {
+            Tok::Str(s) => leaf(Expr::Literal {
                 value: Value::String(s),
                 span,
             }),
-            Tok::Num(n) => Ok(Expr::Literal {
+            Tok::Num(n) => leaf(Expr::Literal {
                 value: serde_json::Number::from_f64(n).map_or(Value::Null, |n| number_value(&n)),
                 span,
             }),
             Tok::LParen => {
-                let e = self.expr(0)?;
+                let e = self.nested(span)?;
                 self.expect(&Tok::RParen, "`)`")?;
                 Ok(e)
             }
             Tok::Ident(name) => match name.as_str() {
-                "true" => Ok(Expr::Literal {
+                "true" => leaf(Expr::Literal {
                     value: Value::Bool(true),
                     span,
                 }),
-                "false" => Ok(Expr::Literal {
+                "false" => leaf(Expr::Literal {
                     value: Value::Bool(false),
                     span,
                 }),
-                "null" => Ok(Expr::Literal {
+                "null" => leaf(Expr::Literal {
                     value: Value::Null,
                     span,
                 }),
                 _ if *self.peek().0 == Tok::LParen => self.call(&name, span),
-                _ => self.reference(&name, span),
+                _ => self.reference(&name, span).map(|e| (e, 1)),
             },
             other => Err(ExprError::new(
                 format!("expected a value, found {}", describe(&other)),
@@ -686,7 +851,7 @@ impl Parser {
         }
     }
 
-    fn call(&mut self, name: &str, span: Span) -> Result<Expr, ExprError> {
+    fn call(&mut self, name: &str, span: Span) -> Result<Built, ExprError> {
         let Some(func) = Func::ALL.into_iter().find(|f| f.name() == name) else {
             let names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
             return Err(ExprError::new(format!("unknown function `{name}`"), span)
@@ -694,9 +859,12 @@ impl Parser {
         };
         self.bump();
         let mut args = Vec::new();
+        let mut height = 1;
         if *self.peek().0 != Tok::RParen {
             loop {
-                args.push(self.expr(0)?);
+                let (arg, h) = self.nested(span)?;
+                height = height.max(h + 1);
+                args.push(arg);
                 if *self.peek().0 == Tok::Comma {
                     self.bump();
                     continue;
@@ -706,6 +874,9 @@ impl Parser {
         }
         let close = self.expect(&Tok::RParen, "`,` or `)`")?;
         let whole = span.to(close);
+        if height > MAX_DEPTH {
+            return Err(too_deep(span));
+        }
         if args.len() != func.arity() {
             let n = func.arity();
             return Err(ExprError::new(
@@ -718,11 +889,14 @@ impl Parser {
                 whole,
             ));
         }
-        Ok(Expr::Call {
-            func,
-            args,
-            span: whole,
-        })
+        Ok((
+            Expr::Call {
+                func,
+                args,
+                span: whole,
+            },
+            height,
+        ))
     }
 
     fn reference(&mut self, name: &str, span: Span) -> Result<Expr, ExprError> {
@@ -973,15 +1147,22 @@ pub fn eval(expr: &Expr, ctx: &dyn Context) -> Value {
         Expr::Literal { value, .. } => value.clone(),
         Expr::Ref(r) => ctx.lookup(r),
         Expr::Not { expr, .. } => Value::Bool(!truthy(&eval(expr, ctx))),
+        // The deciding value: the first falsy term of `&&`, the first truthy one of `||`,
+        // else the last term.
+        Expr::And { terms, .. } | Expr::Or { terms, .. } => {
+            let stop = matches!(expr, Expr::Or { .. });
+            let mut last = Value::Null;
+            for t in terms {
+                last = eval(t, ctx);
+                if truthy(&last) == stop {
+                    break;
+                }
+            }
+            last
+        }
         Expr::Binary { op, lhs, rhs, .. } => match op {
-            BinOp::And => {
-                let l = eval(lhs, ctx);
-                if truthy(&l) { eval(rhs, ctx) } else { l }
-            }
-            BinOp::Or => {
-                let l = eval(lhs, ctx);
-                if truthy(&l) { l } else { eval(rhs, ctx) }
-            }
+            // Never built: `&&` and `||` are `And` and `Or` nodes.
+            BinOp::And | BinOp::Or => Value::Null,
             BinOp::Eq => Value::Bool(loose_eq(&eval(lhs, ctx), &eval(rhs, ctx))),
             BinOp::Ne => Value::Bool(!loose_eq(&eval(lhs, ctx), &eval(rhs, ctx))),
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
@@ -1296,6 +1477,104 @@ mod tests {
             let again = parse(&e.to_string()).unwrap();
             assert_eq!(again.to_string(), e.to_string(), "{src}");
         }
+    }
+
+    /// Half of a tokio worker's stack. Parsing 64 levels takes about 430 KiB in a debug
+    /// build; a walk that recursed once per term of a 20,000-term chain would overflow it
+    /// (and abort the test binary).
+    const STACK: usize = 1024 * 1024;
+
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_chain_of_20000_terms_is_one_flat_node() {
+        on_small_stack(|| {
+            let src = (0..20_000)
+                .map(|i| format!("inputs.n == {i}"))
+                .collect::<Vec<_>>()
+                .join(" || ");
+            let e = parse(&src).unwrap();
+            let Expr::Or { terms, .. } = &e else {
+                panic!("not an Or: {e:?}")
+            };
+            assert_eq!(terms.len(), 20_000);
+            assert_eq!(e.references().len(), 20_000);
+            assert_eq!(eval(&e, &Ctx), json!(true), "inputs.n is 3");
+            assert_eq!(e.to_string(), src);
+            let mut nodes = 0;
+            e.walk(&mut |_| nodes += 1);
+            assert_eq!(nodes, 1 + 20_000 * 3);
+            let and = (0..20_000).map(|_| "true").collect::<Vec<_>>().join(" && ");
+            assert_eq!(ev(&and), json!(true));
+            let mixed = (0..20_000)
+                .map(|i| if i % 2 == 0 { "false && true" } else { "false" })
+                .collect::<Vec<_>>()
+                .join(" || ");
+            assert_eq!(ev(&mixed), json!(false));
+            drop(e);
+        });
+    }
+
+    #[test]
+    fn nesting_stops_at_the_limit_with_a_diagnostic() {
+        on_small_stack(|| {
+            let deep = |open: &str, close: &str, n: usize| {
+                format!("{}true{}", open.repeat(n), close.repeat(n))
+            };
+            for src in [
+                deep("(", ")", 20_000),
+                deep("!", "", 20_000),
+                deep("fromJSON(", ")", 20_000),
+                deep("(true || ", ")", 20_000),
+                deep("(true && !", ")", 20_000),
+                (0..20_000).map(|_| "1").collect::<Vec<_>>().join(" == "),
+                (0..20_000).map(|_| "1").collect::<Vec<_>>().join(" < "),
+            ] {
+                let e = err(&src);
+                assert_eq!(
+                    e.message,
+                    format!("the expression nests more than {MAX_DEPTH} levels deep"),
+                    "{}",
+                    &src[..40]
+                );
+                assert!(e.help.unwrap().contains("at most 64"));
+                assert!(e.span.offset + e.span.len <= src.len());
+            }
+            // Up to the limit is fine.
+            assert!(parse(&deep("(", ")", MAX_DEPTH)).is_ok());
+            assert!(parse(&deep("!", "", MAX_DEPTH - 1)).is_ok());
+            assert!(parse(&deep("(", ")", MAX_DEPTH + 1)).is_err());
+            let templates = format!("echo ${{{{ {} }}}}", deep("(", ")", 20_000));
+            assert_eq!(parse_template(&templates).unwrap_err().len(), 1);
+        });
+    }
+
+    #[test]
+    fn chains_flatten_and_print_back_the_same() {
+        let e = parse("a_b").err();
+        assert!(e.is_some());
+        let e = parse("inputs.a || (inputs.b || inputs.c) || inputs.d").unwrap();
+        assert!(matches!(&e, Expr::Or { terms, .. } if terms.len() == 4));
+        let e = parse("(inputs.a && inputs.b) || inputs.c && inputs.d").unwrap();
+        assert_eq!(
+            e.to_string(),
+            "inputs.a && inputs.b || inputs.c && inputs.d"
+        );
+        let e = parse("(inputs.a || inputs.b) && inputs.c").unwrap();
+        assert_eq!(e.to_string(), "(inputs.a || inputs.b) && inputs.c");
+        assert_eq!(e.conjuncts().len(), 2);
+        let e = parse("1 == (2 == 3)").unwrap();
+        assert_eq!(e.to_string(), "1 == (2 == 3)");
+        assert_eq!(parse("!(1 < 2)").unwrap().to_string(), "!(1 < 2)");
+        assert_eq!(ev("!(1 < 2)"), json!(false));
+        assert_eq!(ev("1 < 2 && 2 < 3 || false"), json!(true));
     }
 
     #[test]

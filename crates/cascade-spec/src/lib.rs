@@ -17,6 +17,8 @@ pub mod scope;
 pub mod source;
 mod validate;
 
+pub use validate::MAX_NEEDS_DEPTH;
+
 pub use dag::{Dag, parse_dag};
 pub use diagnostic::{Code, Diagnostic, LineColumn, SpecErrors};
 pub use model::{Job, JobId, Pipeline};

@@ -61,6 +61,14 @@ pub struct Text {
     pub span: Span,
 }
 
+impl Text {
+    /// Where a span of the template text is in the file (for diagnostics found after
+    /// parsing, such as the shell checks of `cascade_plan::script`).
+    pub fn locate(&self, src: &str, span: crate::expr::Span) -> Span {
+        crate::parse::locate(src, self.span, &self.raw, span)
+    }
+}
+
 /// An `if:` condition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {

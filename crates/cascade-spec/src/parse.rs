@@ -1286,11 +1286,10 @@ fn could_be_list(e: &expr::Expr) -> bool {
     match e {
         expr::Expr::Ref(r) => !r.is_result(),
         expr::Expr::Call { func, .. } => *func == expr::Func::FromJson,
-        expr::Expr::Binary { op, lhs, rhs, .. } => {
-            matches!(op, expr::BinOp::Or | expr::BinOp::And)
-                && (could_be_list(lhs) || could_be_list(rhs))
+        expr::Expr::And { terms, .. } | expr::Expr::Or { terms, .. } => {
+            terms.iter().any(could_be_list)
         }
-        expr::Expr::Literal { .. } | expr::Expr::Not { .. } => false,
+        expr::Expr::Literal { .. } | expr::Expr::Not { .. } | expr::Expr::Binary { .. } => false,
     }
 }
 

@@ -7,7 +7,8 @@ use crate::expr::{Expr, Reference, Root, Segment};
 use crate::model::{ForEach, Job, JobId, Pipeline, Text};
 use crate::parse::locate;
 use crate::source::Span;
-use petgraph::algo::tarjan_scc;
+// Kosaraju over petgraph's iterative `Dfs`: `tarjan_scc` recurses once per node of a chain.
+use petgraph::algo::kosaraju_scc;
 use petgraph::graphmap::DiGraphMap;
 
 pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>) {
@@ -49,7 +50,9 @@ pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>)
             }
         }
     }
-    cycles(pipeline, &graph, diags);
+    if !cycles(pipeline, &graph, diags) {
+        depth(pipeline, &graph, diags);
+    }
     let scope = Scope::top(pipeline);
     for text in pipeline.env.values() {
         scope.text(text, "the pipeline's `env`", src, diags);
@@ -89,10 +92,63 @@ pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>)
     }
 }
 
-/// Reports one cycle per strongly connected component, as `a → b → c → a`.
-fn cycles(pipeline: &Pipeline, graph: &DiGraphMap<usize, ()>, diags: &mut Vec<Diagnostic>) {
-    let mut components = tarjan_scc(graph);
+/// The longest chain of `needs` a pipeline may have (DESIGN §8: DAG depth has a limit).
+/// Every walk over the DAG iterates, so this is not about the stack: a chain this long
+/// runs one job at a time for hours, and is far past any real pipeline.
+pub const MAX_NEEDS_DEPTH: usize = 1000;
+
+/// Refuses a `needs` chain longer than [`MAX_NEEDS_DEPTH`], at its last job. Kahn's
+/// algorithm over the acyclic graph: a loop, whatever the depth.
+fn depth(pipeline: &Pipeline, graph: &DiGraphMap<usize, ()>, diags: &mut Vec<Diagnostic>) {
+    let n = pipeline.jobs.len();
+    let mut indegree: Vec<usize> = (0..n)
+        .map(|i| {
+            graph
+                .neighbors_directed(i, petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut depth = vec![1usize; n];
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    while let Some(i) = ready.pop() {
+        for d in graph.neighbors(i) {
+            depth[d] = depth[d].max(depth[i] + 1);
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.push(d);
+            }
+        }
+    }
+    let Some((deepest, &longest)) = depth.iter().enumerate().max_by_key(|(_, d)| **d) else {
+        return;
+    };
+    if longest <= MAX_NEEDS_DEPTH {
+        return;
+    }
+    let Some((id, job)) = pipeline.jobs.get_index(deepest) else {
+        return;
+    };
+    diags.push(
+        Diagnostic::new(
+            Code::TooDeep,
+            job.span,
+            format!(
+                "job `{id}` ends a chain of {longest} jobs, each needing the one before; at most {MAX_NEEDS_DEPTH} are allowed"
+            ),
+            "the end of the chain",
+        )
+        .help(format!(
+            "a `needs` chain may be at most {MAX_NEEDS_DEPTH} jobs deep; let independent jobs run side by side, or merge steps into one job"
+        )),
+    );
+}
+
+/// Reports one cycle per strongly connected component, as `a → b → c → a`; whether
+/// there was one.
+fn cycles(pipeline: &Pipeline, graph: &DiGraphMap<usize, ()>, diags: &mut Vec<Diagnostic>) -> bool {
+    let mut components = kosaraju_scc(graph);
     components.retain(|c| c.len() > 1);
+    let found = !components.is_empty();
     components.sort_by_key(|c| c.iter().copied().min());
     for component in components {
         let Some(&start) = component.iter().min() else {
@@ -137,6 +193,7 @@ fn cycles(pipeline: &Pipeline, graph: &DiGraphMap<usize, ()>, diags: &mut Vec<Di
         }
         diags.push(d);
     }
+    found
 }
 
 /// A path start → … → last inside one component whose last node has an edge back to start.

@@ -51,17 +51,30 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
     Ok(pipeline)
 }
 
-/// `${{ }}` where the shell would evaluate its value (arithmetic, `[[ ]]`, …), reported
-/// like any other problem of the file, at the job's `run:`.
+/// `${{ }}` where its value would be parsed as code a second time (`sh -c "…"`, `eval`,
+/// arithmetic, `[[ ]]`, …; DESIGN §8), reported like any other problem of the file, at
+/// the expression.
 fn unsafe_scripts(name: &str, bytes: &[u8], pipeline: &Pipeline) -> Result<(), LoadError> {
     use cascade_spec::{Code, Diagnostic};
+    let text = String::from_utf8_lossy(bytes);
     let diagnostics: Vec<Diagnostic> = cascade_plan::script::check(pipeline)
         .into_iter()
         .filter_map(|(job, e)| {
-            let span = pipeline.jobs.get(job.as_str())?.run.span;
+            let span = pipeline.jobs.get(job.as_str())?.run.locate(&text, e.span);
             Some(
-                Diagnostic::new(Code::BadExpression, span, format!("job `{job}`: `${{{{ {} }}}}` inside {} would be evaluated by the shell", e.expr, e.context), "in this script")
-                    .help("pass the value through `env:` (e.g. `env: { VALUE: \"${{ ... }}\" }`) and use \"$VALUE\" in the script"),
+                Diagnostic::new(
+                    Code::BadExpression,
+                    span,
+                    format!(
+                        "job `{job}`: `${{{{ {} }}}}` inside {} would be parsed as code a second time",
+                        e.expr, e.context
+                    ),
+                    "a value here would run as code",
+                )
+                .help(format!(
+                    "pass the value through `env:` (e.g. `env: {{ VALUE: \"${{{{ {} }}}}\" }}`) and use \"$VALUE\" in the script",
+                    e.expr
+                )),
             )
         })
         .collect();

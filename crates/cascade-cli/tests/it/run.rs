@@ -316,8 +316,8 @@ fn expressions_where_bash_would_evaluate_them_are_refused_before_anything_runs()
     assert_eq!(
         messages,
         [
-            "job `a`: `${{ inputs.value }}` inside shell arithmetic `$(( ))` would be evaluated by the shell",
-            "job `b`: `${{ inputs.value }}` inside a `[[ ]]` test would be evaluated by the shell",
+            "job `a`: `${{ inputs.value }}` inside shell arithmetic `$(( ))` would be parsed as code a second time",
+            "job `b`: `${{ inputs.value }}` inside a `[[ ]]` test would be parsed as code a second time",
         ]
     );
     assert!(
@@ -331,7 +331,8 @@ fn expressions_where_bash_would_evaluate_them_are_refused_before_anything_runs()
             report["errors"][0]["line"].as_u64(),
             report["errors"][0]["column"].as_u64()
         ),
-        (Some(3), Some(26))
+        // At the `${{` itself, not at the start of the script.
+        (Some(3), Some(36))
     );
     let out = cascade()
         .args(["run", "ci.yaml", "--input", "value=a[$(touch pwned)]"])

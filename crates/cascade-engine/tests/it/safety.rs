@@ -32,8 +32,11 @@ jobs:
     run: printf '%s\n' ${{ inputs.value }} ${{ event.pull_request.title }}
   double:
     run: printf '%s\n' "input ${{ inputs.value }} title ${{ event.pull_request.title }}"
+  # `${{ }}` inside '…' is refused (it is what `sh -c '…'` takes as code); the value
+  # goes through `env:` and is spliced in next to the quotes.
   single:
-    run: printf '%s\n' 'input ${{ inputs.value }} title ${{ event.pull_request.title }}'
+    env: { VALUE: "${{ inputs.value }}", TITLE: "${{ event.pull_request.title }}" }
+    run: printf '%s\n' 'input '"$VALUE"' title '"$TITLE"
   env:
     env: { TITLE: "${{ event.pull_request.title }}" }
     run: printf '%s\n' "$TITLE"
