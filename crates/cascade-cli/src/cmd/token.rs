@@ -97,41 +97,9 @@ fn call(
 }
 
 fn create(args: &CreateArgs) -> Outcome {
-    let request = cascade_server::tokens::TokenRequest {
-        name: args.name.clone(),
-        role: args.role,
-        scopes: args.scopes.clone(),
-        expires: args.expires.clone(),
-    };
-    let answer = if args.target.server.is_some() {
-        let body = json!({"name": request.name, "role": request.role, "scopes": request.scopes, "expires": request.expires});
-        match call(
-            &args.target,
-            reqwest::Method::POST,
-            "/api/v1/tokens",
-            Some(body.to_string()),
-        ) {
-            Ok(v) => v,
-            Err(outcome) => return outcome,
-        }
-    } else {
-        let tokens = match tokens(&args.target) {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
-        match cascade_server::tokens::create(&tokens, &request) {
-            Ok(issued) => {
-                let mut v = serde_json::to_value(&issued.row).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("token".to_owned(), issued.token.into());
-                }
-                v
-            }
-            Err(e) => {
-                output::error(&e.to_string());
-                return Outcome::Usage;
-            }
-        }
+    let answer = match created(args) {
+        Ok(v) => v,
+        Err(outcome) => return outcome,
     };
     match args.target.output {
         ListFormat::Json => output::json(&answer),
@@ -148,6 +116,34 @@ fn create(args: &CreateArgs) -> Outcome {
     Outcome::Success
 }
 
+/// The new token's row and text, from the server or the data dir.
+fn created(args: &CreateArgs) -> Result<Value, Outcome> {
+    let request = cascade_server::tokens::TokenRequest {
+        name: args.name.clone(),
+        role: args.role,
+        scopes: args.scopes.clone(),
+        expires: args.expires.clone(),
+    };
+    if args.target.server.is_some() {
+        let body = json!({"name": request.name, "role": request.role, "scopes": request.scopes, "expires": request.expires});
+        return call(
+            &args.target,
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(body.to_string()),
+        );
+    }
+    let issued = cascade_server::tokens::create(&tokens(&args.target)?, &request).map_err(|e| {
+        output::error(&e.to_string());
+        Outcome::Usage
+    })?;
+    let mut v = serde_json::to_value(&issued.row).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("token".to_owned(), issued.token.into());
+    }
+    Ok(v)
+}
+
 fn scopes_text(scopes: &Value) -> String {
     let list: Vec<&str> = scopes
         .as_array()
@@ -161,26 +157,9 @@ fn scopes_text(scopes: &Value) -> String {
 }
 
 fn list(target: &super::dag::Target) -> Outcome {
-    let rows = if target.server.is_some() {
-        match call(target, reqwest::Method::GET, "/api/v1/tokens", None) {
-            Ok(v) => v["tokens"].as_array().cloned().unwrap_or_default(),
-            Err(outcome) => return outcome,
-        }
-    } else {
-        let tokens = match tokens(target) {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
-        match tokens.list() {
-            Ok(rows) => rows
-                .iter()
-                .map(|r| serde_json::to_value(r).unwrap_or_default())
-                .collect(),
-            Err(e) => {
-                output::error(&e.to_string());
-                return Outcome::Failure;
-            }
-        }
+    let rows = match listed(target) {
+        Ok(rows) => rows,
+        Err(outcome) => return outcome,
     };
     match target.output {
         ListFormat::Json => output::json(&Value::Array(rows)),
@@ -213,28 +192,9 @@ fn list(target: &super::dag::Target) -> Outcome {
 }
 
 fn revoke(args: &RevokeArgs) -> Outcome {
-    let answer = if args.target.server.is_some() {
-        let path = format!("/api/v1/tokens/{}", super::dag::escape(&args.id));
-        match call(&args.target, reqwest::Method::DELETE, &path, None) {
-            Ok(v) => v,
-            Err(outcome) => return outcome,
-        }
-    } else {
-        let tokens = match tokens(&args.target) {
-            Ok(t) => t,
-            Err(outcome) => return outcome,
-        };
-        match tokens.revoke(&args.id) {
-            Ok(row) => serde_json::to_value(row).unwrap_or_default(),
-            Err(e @ cascade_store::StoreError::NoToken(_)) => {
-                output::error(&e.to_string());
-                return Outcome::Usage;
-            }
-            Err(e) => {
-                output::error(&e.to_string());
-                return Outcome::Failure;
-            }
-        }
+    let answer = match revoked(args) {
+        Ok(v) => v,
+        Err(outcome) => return outcome,
     };
     match args.target.output {
         ListFormat::Json => output::json(&answer),
@@ -245,4 +205,39 @@ fn revoke(args: &RevokeArgs) -> Outcome {
         )),
     }
     Outcome::Success
+}
+
+/// Every token, from the server or the data dir.
+fn listed(target: &super::dag::Target) -> Result<Vec<Value>, Outcome> {
+    if target.server.is_some() {
+        let answer = call(target, reqwest::Method::GET, "/api/v1/tokens", None)?;
+        return Ok(answer["tokens"].as_array().cloned().unwrap_or_default());
+    }
+    let rows = tokens(target)?.list().map_err(|e| {
+        output::error(&e.to_string());
+        Outcome::Failure
+    })?;
+    Ok(rows
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect())
+}
+
+/// The revoked token's row, from the server or the data dir.
+fn revoked(args: &RevokeArgs) -> Result<Value, Outcome> {
+    if args.target.server.is_some() {
+        let path = format!("/api/v1/tokens/{}", super::dag::escape(&args.id));
+        return call(&args.target, reqwest::Method::DELETE, &path, None);
+    }
+    match tokens(&args.target)?.revoke(&args.id) {
+        Ok(row) => Ok(serde_json::to_value(row).unwrap_or_default()),
+        Err(e) => {
+            output::error(&e.to_string());
+            Err(if matches!(e, cascade_store::StoreError::NoToken(_)) {
+                Outcome::Usage
+            } else {
+                Outcome::Failure
+            })
+        }
+    }
 }
