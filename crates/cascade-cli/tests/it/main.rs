@@ -10,6 +10,7 @@
 mod cli;
 mod gitops;
 mod gitops_argo;
+mod isolation;
 mod layering;
 mod run;
 mod serve;
