@@ -213,18 +213,26 @@ impl Sandbox {
             &"--tmpfs",
             &"/var/tmp",
         ]);
+        let mut mounts = Mounts::default();
+        // Outer paths first: a bind inside another must come after it, or it is hidden.
+        let mut writable = writable.to_vec();
+        writable.sort_by_key(|p| p.components().count());
         for path in writable {
-            push(&[&"--bind", path, path]);
+            mounts.bind("--bind", path, path, &mut out);
         }
-        push(&[&"--bind", &home, &HOME]);
+        mounts.bind("--bind", home, Path::new(HOME), &mut out);
         for bind in &self.binds {
             let mode = if bind.writable { "--bind" } else { "--ro-bind" };
-            push(&[&mode, &bind.path, &bind.path]);
+            mounts.bind(mode, &bind.path, &bind.path, &mut out);
         }
         if let Some(exe) = &self.cascade {
-            push(&[&"--ro-bind", exe, &Path::new(CASCADE_BIN).join("cascade")]);
+            let inside = Path::new(CASCADE_BIN).join("cascade");
+            mounts.bind("--ro-bind", exe, &inside, &mut out);
         }
-        push(&[&"--chdir", &cwd]);
+        out.extend(["--chdir".into(), cwd.as_os_str().to_owned()]);
+        let mut push = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+            out.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        };
         match &self.drop_to {
             Some((ids, setpriv)) => {
                 // Only what `setpriv` needs to switch user; it drops these too.
@@ -253,6 +261,50 @@ impl Sandbox {
         }
         out.extend(argv.iter().cloned());
         out
+    }
+}
+
+/// The mounts made so far, so that each new one's missing parents are made first.
+#[derive(Default)]
+struct Mounts {
+    /// Destinations of host binds: everything below them exists.
+    binds: Vec<PathBuf>,
+    /// Directories made inside the sandbox.
+    made: std::collections::BTreeSet<PathBuf>,
+}
+
+impl Mounts {
+    /// Mount points made before the binds: the system binds, and empty file systems
+    /// (where only the mount point itself exists).
+    const SYSTEM: &[&str] = &["/usr", "/proc", "/dev", "/tmp", "/var/tmp"];
+
+    /// `mode SOURCE DEST`, after `--dir` for each parent of `dest` that does not exist
+    /// yet: bwrap would make them itself, but with mode 0700, which a job running as
+    /// another user cannot walk through.
+    fn bind(&mut self, mode: &str, source: &Path, dest: &Path, out: &mut Vec<OsString>) {
+        let mut parents: Vec<&Path> = dest
+            .ancestors()
+            .skip(1)
+            .take_while(|p| p.parent().is_some())
+            .collect();
+        parents.reverse();
+        for parent in parents {
+            let exists = self.made.contains(parent)
+                || Self::SYSTEM.iter().any(|m| Path::new(m) == parent)
+                || self.binds.iter().any(|b| parent.starts_with(b))
+                || parent.starts_with("/usr");
+            if !exists {
+                out.extend(["--perms".into(), "0755".into(), "--dir".into()]);
+                out.push(parent.as_os_str().to_owned());
+                self.made.insert(parent.to_owned());
+            }
+        }
+        out.extend([
+            mode.into(),
+            source.as_os_str().to_owned(),
+            dest.as_os_str().to_owned(),
+        ]);
+        self.binds.push(dest.to_owned());
     }
 }
 
@@ -345,8 +397,8 @@ mod tests {
         assert_eq!(
             rw,
             [
-                ["/data/runs/r1/workspace", "/data/runs/r1/workspace"],
                 ["/data/runs/r1", "/data/runs/r1"],
+                ["/data/runs/r1/workspace", "/data/runs/r1/workspace"],
                 ["/data/runs/r1/home", HOME],
                 ["/srv/cache", "/srv/cache"],
             ]
@@ -376,6 +428,27 @@ mod tests {
             "{argv:?}"
         );
         assert_eq!(after(&argv, "--tmpfs", 1), [["/tmp"], ["/var/tmp"]]);
+        // The parents of what is bound are made walkable for the job's user (bwrap's
+        // own would be 0700), once each, and never inside a host path.
+        let dirs: Vec<String> = after(&argv, "--dir", 1)
+            .into_iter()
+            .map(|d| d[0].clone())
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                "/data",
+                "/data/runs",
+                "/home",
+                "/srv",
+                "/opt",
+                "/opt/cascade",
+                "/opt/cascade/bin"
+            ]
+        );
+        for (i, a) in argv.iter().enumerate().filter(|(_, a)| *a == "--dir") {
+            assert_eq!(argv[i - 2..i], ["--perms", "0755"], "{a}");
+        }
         assert_eq!(after(&argv, "--chdir", 1), [["/data/runs/r1/workspace"]]);
         // The job starts through setpriv as 65534, then the command, unchanged.
         let end = argv.iter().position(|a| a == "/usr/bin/setpriv").unwrap();
