@@ -749,40 +749,12 @@ impl<'p> Dispatcher<'p> {
         let options = &self.shared.options;
         let file = rt.summary.id.to_string().replace(['[', ']'], "_");
         let output_file = options.run_dir.join(format!("{file}.out"));
-        let sandboxed =
-            options.sandbox.is_some() && !(planned.image.is_some() && options.containers);
-        // The sandbox mounts only the system and its own HOME: a PATH or HOME from
-        // outside would point at nothing.
-        let replaced = |k: &str| {
-            (sandboxed || options.env_policy == EnvPolicy::Clean) && (k == "PATH" || k == "HOME")
-        };
-        let mut env: Vec<(OsString, OsString)> = options
-            .base_env
-            .iter()
-            .filter(|(k, _)| {
-                let k = k.to_string_lossy();
-                !self.secret_names.iter().any(|s| *s == k)
-                    && !k.starts_with("CASCADE_EXPR_")
-                    && k != crate::reaper::MARKER
-                    && !replaced(&k)
-            })
-            .cloned()
-            .collect();
-        let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
-        if sandboxed {
-            set("PATH", crate::sandbox::PATH.to_owned());
-            set("HOME", crate::sandbox::HOME.to_owned());
-        } else if options.env_policy == EnvPolicy::Clean {
-            set("PATH", MINIMAL_PATH.to_owned());
-            set("HOME", home_dir(options).display().to_string());
-        }
-        if options.env_policy == EnvPolicy::Clean {
-            set("LANG", "C.UTF-8".to_owned());
-            set("LC_ALL", "C.UTF-8".to_owned());
-        }
+        let in_podman = planned.image.is_some() && options.containers;
+        let sandboxed = options.sandbox.is_some() && !in_podman;
+        let mut env = self.base_environment(sandboxed);
         let inherited = env.len();
         let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
-        let tracking = (!sandboxed && !(planned.image.is_some() && options.containers))
+        let tracking = (!(sandboxed || in_podman))
             .then(|| OsString::from(format!("{}/{}", self.shared.run_id, rt.summary.id)));
         if let Some(marker) = &tracking {
             set(crate::reaper::MARKER, marker.to_string_lossy().into_owned());
@@ -837,22 +809,7 @@ impl<'p> Dispatcher<'p> {
                 name,
                 options,
             ),
-            _ => self.direct(&planned.script.text).unwrap_or_else(|| {
-                vec![
-                    self.program(planned.shell.program()),
-                    "-ec".into(),
-                    planned.script.text.clone().into(),
-                ]
-            }),
-        };
-        let argv = match (&options.sandbox, sandboxed) {
-            (Some(sandbox), true) => sandbox.wrap(
-                &argv,
-                &options.workspace,
-                &[options.workspace.as_path(), options.run_dir.as_path()],
-                &home_dir(options),
-            ),
-            _ => argv,
+            _ => self.local_argv(planned, sandboxed),
         };
         Prepared {
             job,
@@ -880,6 +837,62 @@ impl<'p> Dispatcher<'p> {
             outputs: planned.outputs.clone(),
             retry: planned.retry.clone(),
         }
+    }
+
+    /// The command of a job on this machine: its program straight or through its shell,
+    /// inside the sandbox if there is one.
+    fn local_argv(&self, planned: &cascade_plan::PlannedJob, sandboxed: bool) -> Vec<OsString> {
+        let options = &self.shared.options;
+        let argv = self.direct(&planned.script.text).unwrap_or_else(|| {
+            vec![
+                self.program(planned.shell.program()),
+                "-ec".into(),
+                planned.script.text.clone().into(),
+            ]
+        });
+        match (&options.sandbox, sandboxed) {
+            (Some(sandbox), true) => sandbox.wrap(
+                &argv,
+                &options.workspace,
+                &[options.workspace.as_path(), options.run_dir.as_path()],
+                &home_dir(options),
+            ),
+            _ => argv,
+        }
+    }
+
+    /// What every task's environment starts from, under the run's policy: the base
+    /// without secrets (and a clean policy's or the sandbox's PATH and HOME: the sandbox
+    /// mounts only the system and its own HOME, so outside ones would point at nothing).
+    fn base_environment(&self, sandboxed: bool) -> Vec<(OsString, OsString)> {
+        let options = &self.shared.options;
+        let clean = options.env_policy == EnvPolicy::Clean;
+        let replaced = |k: &str| (sandboxed || clean) && (k == "PATH" || k == "HOME");
+        let mut env: Vec<(OsString, OsString)> = options
+            .base_env
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                !self.secret_names.iter().any(|s| *s == k)
+                    && !k.starts_with("CASCADE_EXPR_")
+                    && k != crate::reaper::MARKER
+                    && !replaced(&k)
+            })
+            .cloned()
+            .collect();
+        let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
+        if sandboxed {
+            set("PATH", crate::sandbox::PATH.to_owned());
+            set("HOME", crate::sandbox::HOME.to_owned());
+        } else if clean {
+            set("PATH", MINIMAL_PATH.to_owned());
+            set("HOME", home_dir(options).display().to_string());
+        }
+        if clean {
+            set("LANG", "C.UTF-8".to_owned());
+            set("LC_ALL", "C.UTF-8".to_owned());
+        }
+        env
     }
 
     /// The argv of a script that needs no shell, if its program is on `PATH`.

@@ -245,19 +245,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
     if cancel.is_cancelled() && !exit.success() {
         exit = Exit::Cancelled;
     }
-    // Whatever the script left behind in its group (background jobs holding the pipes
-    // open) goes now, so the readers reach end of file.
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, Signal::SIGKILL);
-        if let Ok(mut live) = LIVE.lock() {
-            live.remove(&pgid.as_raw());
-        }
-        crate::reaper::disown(pgid.as_raw());
-    }
-    // Daemons that left the group (setsid) were handed to us when their parent died.
-    if let Some(marker) = &launch.tracking {
-        crate::reaper::sweep(marker, pgid).await;
-    }
+    clean_up(pgid, launch.tracking.as_deref()).await;
     if let (true, Some(argv)) = (stopped, &launch.on_stop) {
         stop_hook(argv, launch.grace).await;
     }
@@ -266,6 +254,22 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         exit,
         stdout,
         duration: started.elapsed(),
+    }
+}
+
+/// Ends what an attempt left behind: its group (background jobs holding the pipes open,
+/// so the readers reach end of file) and, outside the sandbox, daemons that left the
+/// group (`setsid`) and were handed to us when their parent died.
+async fn clean_up(pgid: Option<Pid>, tracking: Option<&std::ffi::OsStr>) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&pgid.as_raw());
+        }
+        crate::reaper::disown(pgid.as_raw());
+    }
+    if let Some(marker) = tracking {
+        crate::reaper::sweep(marker, pgid).await;
     }
 }
 

@@ -138,19 +138,19 @@ impl Stray {
         let rest = &stat[stat.rfind(')')? + 1..];
         let mut fields = rest.split_whitespace();
         let state = fields.next()?;
-        let pgid = Pid::from_raw(fields.nth(1)?.parse().ok()?);
+        let leader = Pid::from_raw(fields.nth(1)?.parse().ok()?);
         let pid = Pid::from_raw(pid);
         if state == "Z" || state == "X" {
             // A zombie's environment is gone: it is ours to reap only if it was in the
             // attempt's group (another dead stray may belong to a running task).
-            return (Some(pgid) == group).then_some(Self::Dead(pid));
+            return (Some(leader) == group).then_some(Self::Dead(pid));
         }
         let environ = std::fs::read(format!("/proc/{}/environ", pid.as_raw())).ok()?;
-        let marked = environ.starts_with(&needle[..])
+        let marked = environ.starts_with(needle)
             || environ
                 .windows(needle.len() + 1)
                 .any(|w| w[0] == 0 && &w[1..] == needle);
-        marked.then_some(Self::Marked { pid, pgid })
+        marked.then_some(Self::Marked { pid, pgid: leader })
     }
 }
 

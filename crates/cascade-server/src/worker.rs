@@ -313,10 +313,6 @@ impl Subscriber for LedgerSink {
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the run and the worker's shared parts, each an Arc"
-)]
 async fn run_claimed(
     claimed: Claimed,
     ledger: Arc<Ledger>,
