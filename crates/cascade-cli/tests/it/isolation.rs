@@ -428,3 +428,34 @@ fn a_worker_without_bwrap_refuses_to_start_and_says_how_to_install_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_timed_out_job_in_the_sandbox_gets_sigterm_before_it_is_killed() {
+    // bwrap dies of SIGTERM without passing it on: the engine sends it to the job inside.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("ci.yaml"),
+        "jobs:\n  a:\n    timeout: 1s\n    run: |\n      trap 'echo got-term > term.txt; exit 0' TERM\n      while :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    let out = cascade()
+        .current_dir(work.path())
+        .args([
+            "run",
+            "ci.yaml",
+            "--sandbox",
+            "--kill-grace",
+            "5",
+            "--data-dir",
+        ])
+        .arg(work.path().join(".cascade"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the timeout fails the job");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("term.txt")).unwrap_or_default(),
+        "got-term\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
