@@ -13,6 +13,7 @@ use crate::error::EngineError;
 use crate::mask::Masker;
 use crate::process::{self, Exit, Launch, LineSink};
 use crate::resources::{Capacity, Resources, Weight};
+use crate::sandbox::Sandbox;
 use crate::secrets::Secrets;
 use cascade_plan::context::{JobOutcome, Scope};
 use cascade_plan::{
@@ -44,13 +45,37 @@ pub struct Options {
     pub grace: Duration,
     /// Run jobs that have an `image:` in podman.
     pub containers: bool,
-    /// The environment jobs inherit (secrets are removed from it).
+    /// The environment jobs inherit (secrets are removed from it); with
+    /// [`EnvPolicy::Clean`], only the variables granted to every job.
     pub base_env: Vec<(OsString, OsString)>,
+    /// What of `base_env` a job gets.
+    pub env_policy: EnvPolicy,
+    /// Run every job (but those in podman) in this sandbox; see [`crate::sandbox`].
+    /// Without one, daemons a job leaves behind are stopped by [`crate::reaper`].
+    pub sandbox: Option<Arc<Sandbox>>,
     pub config: AdminConfig,
     /// Commands obeyed while the run goes (pause, resume, cancel, limit); see
     /// [`crate::control`].
     pub control: Option<Commands>,
+    /// Attempts tasks (by task id, `job` or `job[3]`) already used in an earlier life of
+    /// this run (a worker that died under them): their numbering and retry budget go on
+    /// from there.
+    pub attempts_used: std::collections::HashMap<String, u32>,
 }
+
+/// Where a job's environment comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvPolicy {
+    /// All of `base_env` but secrets (`cascade run`: the job sees what its user sees).
+    Inherit,
+    /// Nothing but `base_env` (what the server grants every job, e.g. `CASCADE_SERVER`),
+    /// plus a minimal `PATH`, `HOME`, `LANG` and `LC_ALL` (jobs run by the server: they
+    /// must never see the server's own environment).
+    Clean,
+}
+
+/// `PATH` of a clean environment outside the sandbox.
+const MINIMAL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The final state of one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,9 +196,36 @@ pub async fn run(
             path: options.run_dir.display().to_string(),
             source,
         })?;
+    if options.sandbox.is_some() || options.env_policy == EnvPolicy::Clean {
+        prepare_home(&options)?;
+    }
+    if options.sandbox.is_none() {
+        crate::reaper::adopt_orphans();
+    }
     let mut dispatcher = Dispatcher::new(plan, secrets, options, bus, weights);
     dispatcher.run(cancel).await;
     Ok(dispatcher.summary())
+}
+
+/// The jobs' `HOME` (mounted at [`crate::sandbox::HOME`] in the sandbox) and the run
+/// directory, owned by the user jobs run as when that is not us.
+fn prepare_home(options: &Options) -> Result<(), EngineError> {
+    let home = home_dir(options);
+    let io = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| EngineError::RunDir { path, source }
+    };
+    std::fs::create_dir_all(&home).map_err(io(&home))?;
+    if let Some(ids) = options.sandbox.as_ref().and_then(|s| s.user()) {
+        for dir in [&options.run_dir, &home] {
+            std::os::unix::fs::chown(dir, Some(ids.uid), Some(ids.gid)).map_err(io(dir))?;
+        }
+    }
+    Ok(())
+}
+
+fn home_dir(options: &Options) -> PathBuf {
+    options.run_dir.join("home")
 }
 
 /// The weight of each job; an unknown runner alias is an error before anything runs.
@@ -699,17 +751,16 @@ impl<'p> Dispatcher<'p> {
         let options = &self.shared.options;
         let file = rt.summary.id.to_string().replace(['[', ']'], "_");
         let output_file = options.run_dir.join(format!("{file}.out"));
-        let mut env: Vec<(OsString, OsString)> = options
-            .base_env
-            .iter()
-            .filter(|(k, _)| {
-                let k = k.to_string_lossy();
-                !self.secret_names.iter().any(|s| *s == k) && !k.starts_with("CASCADE_EXPR_")
-            })
-            .cloned()
-            .collect();
+        let in_podman = planned.image.is_some() && options.containers;
+        let sandboxed = options.sandbox.is_some() && !in_podman;
+        let mut env = self.base_environment(sandboxed);
         let inherited = env.len();
         let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
+        let tracking = (!(sandboxed || in_podman))
+            .then(|| OsString::from(format!("{}/{}", self.shared.run_id, rt.summary.id)));
+        if let Some(marker) = &tracking {
+            set(crate::reaper::MARKER, marker.to_string_lossy().into_owned());
+        }
         set("CI", "true".to_owned());
         set("CASCADE", "true".to_owned());
         set("CASCADE_RUN_ID", self.shared.run_id.to_string());
@@ -760,17 +811,17 @@ impl<'p> Dispatcher<'p> {
                 name,
                 options,
             ),
-            _ => self.direct(&planned.script.text).unwrap_or_else(|| {
-                vec![
-                    self.program(planned.shell.program()),
-                    "-ec".into(),
-                    planned.script.text.clone().into(),
-                ]
-            }),
+            _ => self.local_argv(planned, sandboxed),
         };
         Prepared {
             job,
             task,
+            first_attempt: options
+                .attempts_used
+                .get(&rt.summary.id.to_string())
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(1),
             id: rt.summary.id.clone(),
             launch: Launch {
                 argv,
@@ -781,11 +832,69 @@ impl<'p> Dispatcher<'p> {
                 masker: self.shared.masker.clone(),
                 capture_stdout: capture,
                 on_stop,
+                tracking,
+                sandboxed,
             },
             output_file,
             outputs: planned.outputs.clone(),
             retry: planned.retry.clone(),
         }
+    }
+
+    /// The command of a job on this machine: its program straight or through its shell,
+    /// inside the sandbox if there is one.
+    fn local_argv(&self, planned: &cascade_plan::PlannedJob, sandboxed: bool) -> Vec<OsString> {
+        let options = &self.shared.options;
+        let argv = self.direct(&planned.script.text).unwrap_or_else(|| {
+            vec![
+                self.program(planned.shell.program()),
+                "-ec".into(),
+                planned.script.text.clone().into(),
+            ]
+        });
+        match (&options.sandbox, sandboxed) {
+            (Some(sandbox), true) => sandbox.wrap(
+                &argv,
+                &options.workspace,
+                &[options.workspace.as_path(), options.run_dir.as_path()],
+                &home_dir(options),
+            ),
+            _ => argv,
+        }
+    }
+
+    /// What every task's environment starts from, under the run's policy: the base
+    /// without secrets (and a clean policy's or the sandbox's PATH and HOME: the sandbox
+    /// mounts only the system and its own HOME, so outside ones would point at nothing).
+    fn base_environment(&self, sandboxed: bool) -> Vec<(OsString, OsString)> {
+        let options = &self.shared.options;
+        let clean = options.env_policy == EnvPolicy::Clean;
+        let replaced = |k: &str| (sandboxed || clean) && (k == "PATH" || k == "HOME");
+        let mut env: Vec<(OsString, OsString)> = options
+            .base_env
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                !self.secret_names.iter().any(|s| *s == k)
+                    && !k.starts_with("CASCADE_EXPR_")
+                    && k != crate::reaper::MARKER
+                    && !replaced(&k)
+            })
+            .cloned()
+            .collect();
+        let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
+        if sandboxed {
+            set("PATH", crate::sandbox::PATH.to_owned());
+            set("HOME", crate::sandbox::HOME.to_owned());
+        } else if clean {
+            set("PATH", MINIMAL_PATH.to_owned());
+            set("HOME", home_dir(options).display().to_string());
+        }
+        if clean {
+            set("LANG", "C.UTF-8".to_owned());
+            set("LC_ALL", "C.UTF-8".to_owned());
+        }
+        env
     }
 
     /// The argv of a script that needs no shell, if its program is on `PATH`.
@@ -805,13 +914,19 @@ impl<'p> Dispatcher<'p> {
         cache
             .entry(name.to_owned())
             .or_insert_with(|| {
-                let path = self
-                    .shared
-                    .options
-                    .base_env
-                    .iter()
-                    .find(|(k, _)| k == "PATH")
-                    .map(|(_, v)| v.as_os_str());
+                let options = &self.shared.options;
+                // Looked up on the PATH the job gets (the sandbox's is the system's).
+                let path = if options.sandbox.is_some() {
+                    Some(std::ffi::OsStr::new(crate::sandbox::PATH))
+                } else if options.env_policy == EnvPolicy::Clean {
+                    Some(std::ffi::OsStr::new(MINIMAL_PATH))
+                } else {
+                    options
+                        .base_env
+                        .iter()
+                        .find(|(k, _)| k == "PATH")
+                        .map(|(_, v)| v.as_os_str())
+                };
                 process::resolve(name, path)
             })
             .clone()
@@ -897,6 +1012,9 @@ fn as_list(value: Value) -> Result<Vec<Value>, String> {
 struct Prepared {
     job: usize,
     task: usize,
+    /// The number of its first attempt here (more than 1 when an earlier life of the run
+    /// used some).
+    first_attempt: u32,
     id: TaskId,
     launch: Launch,
     output_file: PathBuf,
@@ -932,7 +1050,7 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
         })
     };
     let started = Instant::now();
-    let mut attempt = 1;
+    let mut attempt = p.first_attempt;
     loop {
         if kill.is_cancelled() {
             return Report {

@@ -28,4 +28,14 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "job isolation needs bubblewrap, and `bwrap` is not on PATH: install it (`apt-get install bubblewrap`)"
+    )]
+    NoBwrap,
+    #[error(
+        "running jobs as another user needs `setpriv`, which is not on PATH: install util-linux (`apt-get install util-linux`)"
+    )]
+    NoSetpriv,
+    #[error("sandbox.user: no user `{0}` on this machine (expected a user name or a numeric uid)")]
+    UnknownUser(String),
 }

@@ -1,5 +1,6 @@
 //! Runs a [`cascade_plan::Plan`] on this machine: the dispatcher, processes in their own
-//! process groups, retries, timeouts, outputs, secret masking, resource limits.
+//! process groups (or a bubblewrap sandbox), retries, timeouts, outputs, secret masking,
+//! resource limits.
 //!
 //! The engine knows nothing of storage, terminals or connectors: it emits
 //! [`cascade_plan::Event`]s on a [`Bus`] and its caller decides who listens; commands
@@ -14,12 +15,15 @@ pub mod error;
 pub mod mask;
 pub mod outputs;
 pub mod process;
+pub mod reaper;
 pub mod resources;
+pub mod sandbox;
 pub mod secrets;
 
 pub use bus::{Bus, Recorder, Subscriber};
 pub use control::{Command, Commands, Controller};
-pub use engine::{Options, Summary, TaskSummary, capacity, run};
+pub use engine::{EnvPolicy, Options, Summary, TaskSummary, capacity, run};
 pub use error::EngineError;
 pub use resources::Capacity;
+pub use sandbox::Sandbox;
 pub use secrets::Secrets;

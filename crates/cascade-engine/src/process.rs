@@ -1,6 +1,8 @@
 //! One attempt of one task: the command builder (cwd, environment, process group), output
 //! capture through the masker, timeout and cancellation that kill the whole process group
-//! (SIGTERM, then SIGKILL after a grace period).
+//! (SIGTERM, then SIGKILL after a grace period), and at the end of the attempt the
+//! processes it left behind (the group; outside the sandbox also daemons that left it,
+//! see [`crate::reaper`]).
 
 use crate::mask::Masker;
 use cascade_plan::Stream;
@@ -34,6 +36,12 @@ pub struct Launch {
     /// Run after a stopped attempt's group was killed (e.g. `podman rm -f NAME`: the
     /// container is not in our process group).
     pub on_stop: Option<Vec<OsString>>,
+    /// The task's marker ([`crate::reaper::MARKER`], also in `env`): at the end, orphans
+    /// carrying it are killed. `None` in the sandbox (its PID namespace ends them all).
+    pub tracking: Option<OsString>,
+    /// `argv` starts `bwrap`: a stop's SIGTERM goes to the job inside (bwrap does not
+    /// pass signals on), the SIGKILL to bwrap, whose end ends the sandbox.
+    pub sandboxed: bool,
 }
 
 /// Process groups alive right now, so a hard stop can kill them all.
@@ -171,7 +179,8 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         };
     };
     let mut command = command(&launch, program, args);
-    let mut child = match command.spawn() {
+    let spawned = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             return Finished {
@@ -219,12 +228,12 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         // A stop request wins over an exit that happens at the same moment.
         biased;
         () = cancel.cancelled() => {
-            terminate(pgid, &mut child, launch.grace).await;
+            terminate(pgid, &mut child, launch.grace, launch.sandboxed).await;
             stopped = true;
             Exit::Cancelled
         }
         () = sleep => {
-            terminate(pgid, &mut child, launch.grace).await;
+            terminate(pgid, &mut child, launch.grace, launch.sandboxed).await;
             stopped = true;
             Exit::TimedOut(launch.timeout.unwrap_or_default())
         }
@@ -236,14 +245,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
     if cancel.is_cancelled() && !exit.success() {
         exit = Exit::Cancelled;
     }
-    // Whatever the script left behind in its group (background jobs holding the pipes
-    // open) goes now, so the readers reach end of file.
-    if let Some(pgid) = pgid {
-        let _ = killpg(pgid, Signal::SIGKILL);
-        if let Ok(mut live) = LIVE.lock() {
-            live.remove(&pgid.as_raw());
-        }
-    }
+    clean_up(pgid, launch.tracking.as_deref()).await;
     if let (true, Some(argv)) = (stopped, &launch.on_stop) {
         stop_hook(argv, launch.grace).await;
     }
@@ -252,6 +254,22 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         exit,
         stdout,
         duration: started.elapsed(),
+    }
+}
+
+/// Ends what an attempt left behind: its group (background jobs holding the pipes open,
+/// so the readers reach end of file) and, outside the sandbox, daemons that left the
+/// group (`setsid`) and were handed to us when their parent died.
+async fn clean_up(pgid: Option<Pid>, tracking: Option<&std::ffi::OsStr>) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&pgid.as_raw());
+        }
+        crate::reaper::disown(pgid.as_raw());
+    }
+    if let Some(marker) = tracking {
+        crate::reaper::sweep(marker, pgid).await;
     }
 }
 
@@ -299,21 +317,43 @@ async fn stop_hook(argv: &[OsString], grace: Duration) {
     let Some((program, rest)) = argv.split_first() else {
         return;
     };
-    let child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    let child = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id);
     if let Ok(mut child) = child {
+        let pid = child.id().and_then(|p| i32::try_from(p).ok());
         let _ = tokio::time::timeout(grace.max(Duration::from_secs(15)), child.wait()).await;
+        if let Some(pid) = pid {
+            crate::reaper::disown(pid);
+        }
     }
 }
 
 /// SIGTERM to the group, SIGKILL after the grace period.
-async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
+async fn terminate(
+    pgid: Option<Pid>,
+    child: &mut tokio::process::Child,
+    grace: Duration,
+    sandboxed: bool,
+) {
     if let Some(pgid) = pgid {
+        if sandboxed {
+            // bwrap dies of SIGTERM without passing it on: the job inside gets it first.
+            if let Some(job) = sandboxed_job(pgid) {
+                let _ = killpg(job, Signal::SIGTERM);
+                if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+                    return;
+                }
+            }
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.kill().await;
+            return;
+        }
         let _ = killpg(pgid, Signal::SIGTERM);
         if tokio::time::timeout(grace, child.wait()).await.is_ok() {
             return;
@@ -321,6 +361,23 @@ async fn terminate(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: 
         let _ = killpg(pgid, Signal::SIGKILL);
     }
     let _ = child.kill().await;
+}
+
+/// The process group of the job inside a sandbox started as `bwrap` (pid `outer`):
+/// bwrap's child is the namespace's init, whose child is the job, leader of a session
+/// and group of its own (`--new-session`).
+fn sandboxed_job(outer: Pid) -> Option<Pid> {
+    let first_child = |pid: i32| -> Option<i32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let init = first_child(outer.as_raw())?;
+    let job = first_child(init)?;
+    nix::unistd::getpgid(Some(Pid::from_raw(job))).ok()
 }
 
 /// Reads a stream to its end: masks, splits into lines, keeps up to `keep` bytes.

@@ -58,6 +58,12 @@ impl Secrets {
         self.values.insert(name.to_owned(), value.to_owned());
     }
 
+    /// A value masked like a secret that no job gets by name (a job token the server
+    /// hands out in the environment itself): its key is no valid variable name.
+    pub fn mask_also(&mut self, what: &str, value: &str) {
+        self.values.insert(format!("\0{what}"), value.to_owned());
+    }
+
     /// Looks up each name in the file first, then in `env`. A missing one is an error
     /// that names it and says how to provide it.
     pub fn resolve<'a>(

@@ -12,6 +12,11 @@
 //!   tasks, gives its unfinished runs back to the queue, and exits.
 //! - Without a parent it looks for work every `poll` (runs queued straight into the data
 //!   dir by `cascade dag submit --data-dir`).
+//! - Every job runs in the engine's bubblewrap sandbox, from an empty environment (the
+//!   job's own variables, its granted secrets, [`WorkerOptions::job_env`] and a minimal
+//!   `PATH`, `HOME`, locale): never the server's environment, data dir, config or secrets
+//!   file. As root, jobs run as `[sandbox] user` (default `nobody`), and their workspace
+//!   is given to that user. Without `bwrap` the worker refuses to start.
 
 use cascade_engine::{Bus, Secrets, Subscriber};
 use cascade_plan::{Event, RunId, Trigger};
@@ -48,6 +53,9 @@ pub struct WorkerOptions {
     pub kill_grace: Duration,
     /// Publish every run's events to this broker, and obey its control commands.
     pub telemetry: Option<crate::telemetry::Broker>,
+    /// The only variables of the worker's world a job gets (`CASCADE_SERVER`, so a job
+    /// can call `cascade dispatch`): everything else of its environment stays out.
+    pub job_env: Vec<(OsString, OsString)>,
 }
 
 /// Why a worker could not start.
@@ -81,6 +89,15 @@ pub enum WorkerError {
     },
     #[error("the parent process {0} is already gone")]
     Orphaned(u32),
+    #[error("cannot isolate jobs")]
+    Sandbox(#[source] cascade_engine::EngineError),
+}
+
+/// The sandbox every job of the server tier runs in, from the admin config; an error
+/// (no `bwrap`, an unknown `[sandbox] user`) means no job may run.
+pub fn sandbox(config: &AdminConfig) -> Result<cascade_engine::Sandbox, WorkerError> {
+    cascade_engine::Sandbox::configured(&config.sandbox, std::env::var_os("PATH").as_deref(), true)
+        .map_err(WorkerError::Sandbox)
 }
 
 /// How a worker ended.
@@ -154,6 +171,7 @@ pub async fn run(
             expected: expected.as_str().to_owned(),
         });
     }
+    let sandbox = Arc::new(sandbox(&options.config)?);
     let _lock = lock(&options.data_dir, &options.id)?;
     let parent_gone = CancellationToken::new();
     if let Some(parent) = options.parent_pid {
@@ -206,6 +224,7 @@ pub async fn run(
                                 c,
                                 Arc::clone(&ledger),
                                 Arc::clone(&options),
+                                Arc::clone(&sandbox),
                                 Arc::clone(&running),
                                 token,
                                 link.clone(),
@@ -298,20 +317,41 @@ async fn run_claimed(
     claimed: Claimed,
     ledger: Arc<Ledger>,
     options: Arc<WorkerOptions>,
+    sandbox: Arc<cascade_engine::Sandbox>,
     running: Running,
     cancel: CancellationToken,
     link: Option<Arc<crate::telemetry::Link>>,
 ) {
     let run = claimed.lease.run_id.clone();
     let run_dir = options.data_dir.join("runs").join(&run);
-    match prepare(&claimed, &options) {
+    let prepared =
+        prepare(&claimed, &options).and_then(|p| retry_after_death(&claimed, &p.0).map(|()| p));
+    match prepared {
         Err(reason) => ledger.fail(&run, &reason),
-        Ok((plan, secrets, run_id)) => {
+        Ok((plan, mut secrets, run_id)) => {
+            let base_env = job_env(&claimed, &options);
+            // The job token is a credential: masked in its run's logs and events.
+            for (name, value) in &base_env {
+                if name == "CASCADE_TOKEN" {
+                    secrets.mask_also("job token", &value.to_string_lossy());
+                }
+            }
             let workspace = run_dir.join("workspace");
             let checkout = match checkout(&claimed, &options, &workspace) {
                 Ok(c) => c,
                 Err(reason) => {
                     ledger.fail(&run, &reason);
+                    finish(&ledger, &run, &running, &run_dir).await;
+                    return;
+                }
+            };
+            let sandbox = match isolate(&sandbox, &workspace, checkout.as_ref()) {
+                Ok(s) => s,
+                Err(reason) => {
+                    ledger.fail(&run, &reason);
+                    if let Some((repos, repo)) = &checkout {
+                        let _ = repos.remove_worktree(repo, &workspace);
+                    }
                     finish(&ledger, &run, &running, &run_dir).await;
                     return;
                 }
@@ -324,9 +364,14 @@ async fn run_claimed(
                 capacity: cascade_engine::capacity(&options.config, slots),
                 grace: options.kill_grace,
                 containers: false,
-                base_env: job_env(&claimed, &options),
+                // Never the worker's own environment: it is the server's (webhook
+                // secret, tokens, cloud credentials).
+                base_env,
+                env_policy: cascade_engine::EnvPolicy::Clean,
+                sandbox: Some(sandbox),
                 config: options.config.clone(),
                 control: None,
+                attempts_used: claimed.died_in.iter().cloned().collect(),
             };
             let bus = Bus::new().with(Arc::new(LedgerSink(Arc::clone(&ledger))));
             let (bus, engine_options, attached) = match &link {
@@ -369,13 +414,12 @@ async fn run_claimed(
     finish(&ledger, &run, &running, &run_dir).await;
 }
 
-/// The environment a claimed run's jobs start from, with the run's job token
+/// The environment a claimed run's jobs start from ([`WorkerOptions::job_env`], never
+/// the worker's own), with the run's job token
 /// (`CASCADE_TOKEN`, see `auth.rs`) so a job can dispatch the next step of its chain;
 /// a fork pull request's run gets none.
 fn job_env(claimed: &Claimed, options: &WorkerOptions) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != "CASCADE_TOKEN")
-        .collect();
+    let mut env = options.job_env.clone();
     let withheld = serde_json::from_str::<serde_json::Value>(&claimed.definition)
         .is_ok_and(|v| v.get("secrets") == Some(&serde_json::Value::Bool(false)));
     if !withheld && let Some(key) = crate::auth::JobKey::load(&options.data_dir) {
@@ -398,6 +442,56 @@ async fn finish(ledger: &Ledger, run: &str, running: &Running, run_dir: &Path) {
         r.remove(run);
     }
     let _ = std::fs::remove_dir_all(run_dir);
+}
+
+/// The run's sandbox: the worker's, plus the checkout's repository (read-only: a
+/// worktree's `.git` names it) and the worktree's own git directory (read-write: the
+/// index). When jobs run as another user, their workspace and git directory are theirs.
+fn isolate(
+    sandbox: &cascade_engine::Sandbox,
+    workspace: &Path,
+    checkout: Option<&(cascade_git::clone::Repos, PathBuf)>,
+) -> Result<Arc<cascade_engine::Sandbox>, String> {
+    let mut sandbox = sandbox.clone();
+    let mut owned = vec![workspace.to_owned()];
+    if let Some((_, repo)) = checkout {
+        sandbox.binds.push(cascade_engine::sandbox::Bind {
+            path: repo.clone(),
+            writable: false,
+        });
+        if let Some(gitdir) = worktree_gitdir(workspace) {
+            sandbox.binds.push(cascade_engine::sandbox::Bind {
+                path: gitdir.clone(),
+                writable: true,
+            });
+            owned.push(gitdir);
+        }
+    }
+    if let Some(ids) = sandbox.user() {
+        for path in &owned {
+            chown_tree(path, ids)
+                .map_err(|e| format!("cannot give {} to uid {}: {e}", path.display(), ids.uid))?;
+        }
+    }
+    Ok(Arc::new(sandbox))
+}
+
+/// Where a worktree's git directory is: the `gitdir:` line of its `.git` file.
+fn worktree_gitdir(workspace: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(workspace.join(".git")).ok()?;
+    let path = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
+    path.is_absolute().then_some(path)
+}
+
+/// `chown -R` without following links.
+fn chown_tree(path: &Path, ids: cascade_engine::sandbox::Ids) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(ids.uid), Some(ids.gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), ids)?;
+        }
+    }
+    Ok(())
 }
 
 /// A run started by a repository's event works in a checkout of the commit its
@@ -513,6 +607,27 @@ fn prepare(
         .resolve(declared, &|name| std::env::var(name).ok())
         .map_err(|e| e.to_string())?;
     Ok((plan, secrets, run_id))
+}
+
+/// A run whose worker died under some tasks goes on only if each of those may have
+/// another attempt (its `retry`, as for a failed exit; a policy limited to some exit
+/// codes does not cover a death); otherwise the run fails here, without running again.
+fn retry_after_death(claimed: &Claimed, plan: &cascade_plan::Plan) -> Result<(), String> {
+    for (task, used) in &claimed.died_in {
+        let job = task.split_once('[').map_or(task.as_str(), |(job, _)| job);
+        let retry = plan
+            .jobs
+            .iter()
+            .find(|j| j.id.as_str() == job)
+            .and_then(|j| j.retry.as_ref());
+        let allowed = retry.is_some_and(|r| *used <= r.limit && r.on_exit_codes.is_empty());
+        if !allowed {
+            return Err(format!(
+                "task `{task}` was running when its worker died (attempt {used}), and its retry policy allows no other attempt"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn first_problem(errors: &cascade_spec::SpecErrors) -> String {

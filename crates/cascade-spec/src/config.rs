@@ -38,6 +38,9 @@ pub struct AdminConfig {
     /// `client_payload.callback` may pick one by name, never give a URL.
     #[serde(default)]
     pub callbacks: IndexMap<String, String>,
+    /// How jobs run by `serve` (and by `cascade run --sandbox`) are isolated.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
 }
 
 /// Who may use one secret on the server.
@@ -60,6 +63,35 @@ pub struct Grantee<'a> {
     pub repository: Option<&'a str>,
     /// The run's scope (`project:web`).
     pub scope: &'a str,
+}
+
+/// Job isolation (bubblewrap): what a job may see besides its workspace and the system.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// The user jobs run as when `serve` runs as root: a name or a numeric uid (its
+    /// workspace is given to that user). Never root.
+    pub user: String,
+    /// Share the host's network with jobs (they fetch dependencies and reach
+    /// `CASCADE_SERVER`); `false` gives each job an empty network namespace.
+    pub network: bool,
+    /// Absolute paths of directories every job gets read-write at the same path (shared
+    /// caches). Nothing else of the host is writable inside.
+    pub bind: Vec<String>,
+    /// Absolute paths every job gets read-only at the same path (tool directories such as
+    /// `/opt/tools`, or `/etc` entries beyond the built-in list).
+    pub read_only: Vec<String>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            user: "nobody".to_owned(),
+            network: true,
+            bind: Vec::new(),
+            read_only: Vec::new(),
+        }
+    }
 }
 
 /// How `serve` hands runs to Argo Workflows.
@@ -265,6 +297,10 @@ pub enum ConfigError {
         "repositories.\"{repo}\".callback: no callback `{name}` in [callbacks] (add `{name} = \"https://…\"` there)"
     )]
     UnknownCallback { repo: String, name: String },
+    #[error("sandbox.{field}: `{path}` is not an absolute path (expected one like `/srv/cache`)")]
+    RelativeBind { field: &'static str, path: String },
+    #[error("sandbox.user: jobs must not run as root (found `{0}`); name an unprivileged user")]
+    RootSandboxUser(String),
 }
 
 fn default_runners() -> IndexMap<String, Runner> {
@@ -295,6 +331,7 @@ impl Default for AdminConfig {
             argo: ArgoSettings::default(),
             grants: IndexMap::new(),
             callbacks: IndexMap::new(),
+            sandbox: SandboxSettings::default(),
         }
     }
 }
@@ -342,6 +379,21 @@ impl AdminConfig {
             .map_err(|e| ConfigError::BadCooldown(e.to_string()))?;
         crate::duration::parse(&config.orchestrator.clone_cache_max_age)
             .map_err(|e| ConfigError::BadCacheAge(e.to_string()))?;
+        for (field, paths) in [
+            ("bind", &config.sandbox.bind),
+            ("read_only", &config.sandbox.read_only),
+        ] {
+            if let Some(path) = paths.iter().find(|p| !p.starts_with('/')) {
+                return Err(ConfigError::RelativeBind {
+                    field,
+                    path: path.clone(),
+                });
+            }
+        }
+        let user = config.sandbox.user.trim();
+        if user == "root" || user == "0" {
+            return Err(ConfigError::RootSandboxUser(user.to_owned()));
+        }
         Ok(config)
     }
 
@@ -564,6 +616,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.repositories["a/b"].callback.as_deref(), Some("done"));
+    }
+
+    #[test]
+    fn parses_the_sandbox_table() {
+        let c = AdminConfig::default();
+        assert_eq!(
+            (c.sandbox.user.as_str(), c.sandbox.network),
+            ("nobody", true)
+        );
+        let c = AdminConfig::parse(
+            "[sandbox]\nuser = \"ci\"\nnetwork = false\nbind = [\"/srv/cache\"]\nread_only = [\"/opt/tools\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.sandbox.user, "ci");
+        assert!(!c.sandbox.network);
+        assert_eq!(
+            (c.sandbox.bind, c.sandbox.read_only),
+            (vec!["/srv/cache".to_owned()], vec!["/opt/tools".to_owned()])
+        );
+        let e = AdminConfig::parse("[sandbox]\nbind = [\"cache\"]\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sandbox.bind: `cache` is not an absolute path (expected one like `/srv/cache`)"
+        );
+        let e = AdminConfig::parse("[sandbox]\nuser = \"root\"\n").unwrap_err();
+        assert!(matches!(e, ConfigError::RootSandboxUser(_)), "{e}");
+        let e = AdminConfig::parse("[sandbox]\nusers = \"ci\"\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+        // The schema documents every field of the table (drift between the two fails).
+        let schema = AdminConfig::schema();
+        let fields = &schema["$defs"]["SandboxSettings"]["properties"];
+        for name in ["user", "network", "bind", "read_only"] {
+            assert!(fields[name]["description"].is_string(), "{name}: {fields}");
+        }
+        assert_eq!(fields.as_object().map(serde_json::Map::len), Some(4));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum Signal {
     Fenced,
 }
 
+/// The error of an attempt whose worker died under it.
+pub const DIED: &str = "the worker running it died (its lease ran out); this attempt failed";
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 type OnSignal = Box<dyn Fn(&str, Signal) + Send>;
 
@@ -490,7 +493,7 @@ fn claim(
 ) -> Result<Vec<Claimed>, rusqlite::Error> {
     let mut claimed = Vec::new();
     while claimed.len() < max {
-        let Some(c) = claim_in(
+        let Some(mut c) = claim_in(
             tx,
             &config.worker_id,
             config.node_id.as_deref(),
@@ -501,7 +504,8 @@ fn claim(
         else {
             break;
         };
-        let run = c.lease.run_id.as_str();
+        let run_id = c.lease.run_id.clone();
+        let run = run_id.as_str();
         let status: String = tx
             .prepare_cached("SELECT status FROM dag_runs WHERE run_id = ?1")?
             .query_row([run], |r| r.get(0))?;
@@ -518,8 +522,25 @@ fn claim(
             end(tx, run, &config.worker_id)?;
             continue;
         }
-        if c.reclaimed {
-            // What the previous holder left running starts again.
+        if c.abandoned {
+            // Its worker died with these running: each such attempt failed. Whether the
+            // task gets another is its retry policy's call, made by the new holder.
+            c.died_in = tx
+                .prepare_cached(
+                    "SELECT task_id, attempt FROM task_executions WHERE run_id = ?1 AND status = 'running' ORDER BY position",
+                )?
+                .query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            tx.prepare_cached(
+                "UPDATE task_executions SET status = 'failed', error = ?2, finished_at = ?3 WHERE run_id = ?1 AND status = 'running'",
+            )?
+            .execute(params![
+                run,
+                DIED,
+                jiff::Timestamp::now().to_string()
+            ])?;
+        } else if c.reclaimed {
+            // Handed back by a worker that stopped (and killed its tasks): they start again.
             tx.prepare_cached(
                     "UPDATE task_executions SET status = 'pending' WHERE run_id = ?1 AND status = 'running'",
                 )?
@@ -813,6 +834,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_whose_worker_died_records_its_running_task_as_a_failed_attempt() {
+        let (_dir, db, ledger, _signals) = setup(&["1-a"]);
+        let first = ledger.claim(1).await.unwrap();
+        assert!(!first[0].abandoned && first[0].died_in.is_empty());
+        let events = task_events("1-a");
+        ledger.record(&events[0]);
+        ledger.record(&events[1]);
+        // The worker dies: nothing is released, and its lease runs out.
+        ledger.close();
+        Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE worker_queue SET lease_until = 0", [])
+            .unwrap();
+        let second = Ledger::start(
+            &db,
+            LedgerConfig {
+                worker_id: "worker-global".into(),
+                scope: "global".into(),
+                node_id: None,
+                lease: Duration::from_secs(30),
+            },
+            |_, _| {},
+        )
+        .unwrap();
+        let claimed = second.claim(1).await.unwrap();
+        assert!(claimed[0].reclaimed && claimed[0].abandoned);
+        assert_eq!(claimed[0].died_in, [("a".to_owned(), 1)]);
+        let (state, error): (String, String) = Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT status, error FROM task_executions WHERE run_id = '1-a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), error.as_str()), ("failed", DIED));
+    }
+
+    #[tokio::test]
     async fn released_runs_go_back_to_the_queue_and_a_reclaim_counts_attempts_on() {
         let (_dir, db, ledger, _signals) = setup(&["1-a"]);
         ledger.claim(1).await.unwrap();
@@ -834,7 +894,7 @@ mod tests {
         )
         .unwrap();
         let claimed = second.claim(1).await.unwrap();
-        assert!(claimed[0].reclaimed);
+        assert!(claimed[0].reclaimed && !claimed[0].abandoned);
         for e in task_events("1-a") {
             second.record(&e);
         }

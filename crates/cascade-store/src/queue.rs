@@ -53,6 +53,12 @@ pub struct Claimed {
     pub definition: String,
     /// Whether an earlier worker held it (its lease ran out or was released).
     pub reclaimed: bool,
+    /// Its earlier worker's lease ran out while it held the run (the worker died or hung,
+    /// rather than handing the run back): what it was running is a failed attempt.
+    pub abandoned: bool,
+    /// Tasks that were running when the run was abandoned, with the attempts they have
+    /// used (the last one now recorded as failed); filled in by the claim.
+    pub died_in: Vec<(String, u32)>,
 }
 
 /// What a cancel request did.
@@ -431,6 +437,8 @@ pub(crate) fn claim_in(
         dag_id,
         definition: definition.unwrap_or_default(),
         reclaimed: expired || epoch > 0,
+        abandoned: expired,
+        died_in: Vec::new(),
     }))
 }
 

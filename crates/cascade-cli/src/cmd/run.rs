@@ -35,6 +35,11 @@ pub struct Args {
     /// Run jobs that have an `image:` in podman
     #[arg(long)]
     containers: bool,
+    /// Run every job in a bubblewrap sandbox, as `serve` does: the system read-only, the
+    /// workspace read-write, a private /tmp, its own PID namespace (all it started ends
+    /// with it); `[sandbox]` in cascade.toml adds paths. Needs `bwrap`
+    #[arg(long)]
+    sandbox: bool,
     /// Secrets, `NAME=value` lines (multi-line: `NAME<<EOF` … `EOF`)
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
@@ -173,6 +178,21 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
         .max(1);
     let workspace = std::env::current_dir().context("cannot read the current directory")?;
+    let sandbox = if args.sandbox {
+        match cascade_engine::Sandbox::configured(
+            &config.sandbox,
+            std::env::var_os("PATH").as_deref(),
+            false,
+        ) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                output::error(&e.to_string());
+                return Ok(Outcome::Failure);
+            }
+        }
+    } else {
+        None
+    };
     let options = cascade_engine::Options {
         run_id: run_id.clone(),
         run_dir: absolute(
@@ -184,8 +204,11 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         grace: Duration::from_secs_f64(args.kill_grace.max(0.0)),
         containers: args.containers,
         base_env: std::env::vars_os().collect(),
+        env_policy: cascade_engine::EnvPolicy::Inherit,
+        sandbox,
         config,
         control: None,
+        attempts_used: std::collections::HashMap::new(),
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()

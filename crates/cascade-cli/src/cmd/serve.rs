@@ -115,6 +115,11 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             Ok(loaded) => loaded,
             Err(outcome) => return Ok(outcome),
         };
+    // Every job runs sandboxed: a server that could not isolate them does not start.
+    if let Err(e) = cascade_server::worker::sandbox(&config) {
+        output::error(&e.to_string());
+        return Ok(Outcome::Failure);
+    }
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
     let repos = cascade_git::clone::Repos::new(data_dir.join("repos"));
     let gitops = cascade_server::gitops::GitOpsOptions {

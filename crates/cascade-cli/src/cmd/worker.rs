@@ -104,6 +104,11 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
         secrets,
         kill_grace: Duration::from_secs_f64(args.kill_grace.max(0.0)),
         telemetry,
+        // Jobs get this one variable of the worker's environment (set by `serve`'s pool).
+        job_env: std::env::var_os("CASCADE_SERVER")
+            .map(|url| ("CASCADE_SERVER".into(), url))
+            .into_iter()
+            .collect(),
     };
     // Small: the engine's work is child processes; two threads keep the ledger replies
     // and the dispatch loops moving.

@@ -533,7 +533,9 @@ fn the_same_delivery_sent_100_times_concurrently_starts_one_run() {
 fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("chain");
-    let marker = dir.path().join("failed-once");
+    // Jobs see only their sandbox: the marker goes to a directory the config shares.
+    let shared = crate::isolation::shared_dir();
+    let marker = shared.path().join("failed-once");
     let agent = "name: agent\non: { repository_dispatch: { types: [\"task:start\"] } }\njobs:\n  agent:\n    env: { TASK_ID: \"${{ event.client_payload.task_id }}\" }\n    run: |\n      cascade dispatch agent:complete --payload \"{\\\"task_id\\\": \\\"$TASK_ID\\\", \\\"status\\\": \\\"success\\\"}\"\n";
     let build = format!(
         "name: build\non: {{ repository_dispatch: {{ types: [\"agent:complete\"] }} }}\njobs:\n  build:\n    if: event.client_payload.status == 'success'\n    run: if [ -e {m} ]; then echo built; else touch {m}; exit 3; fi\n",
@@ -543,8 +545,9 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
     let callbacks = Recorder::start();
     let url = format!("file://{}", src.display());
     let config = format!(
-        "[repositories.\"acme/agent\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"agent.yaml\"\n[repositories.\"acme/build\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"build.yaml\"\n[orchestrator]\nretry_limit = 3\ncallback_url = \"{}/done\"\n",
-        callbacks.url
+        "[repositories.\"acme/agent\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"agent.yaml\"\n[repositories.\"acme/build\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"build.yaml\"\n[orchestrator]\nretry_limit = 3\ncallback_url = \"{}/done\"\n[sandbox]\nbind = [\"{}\"]\n",
+        callbacks.url,
+        shared.path().display()
     );
     let server = serve(dir.path(), &config, &[]);
     let out = cascade()

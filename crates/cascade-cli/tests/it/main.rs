@@ -14,6 +14,7 @@ mod gitops;
 mod gitops_argo;
 mod grants;
 mod injection;
+mod isolation;
 mod layering;
 mod limits;
 mod run;

@@ -841,11 +841,13 @@ async fn pause_resume_and_cancel_through_mosquitto_reach_a_serve_worker() {
     let mut telemetry = Inbox::subscribe(&url, "cascade/telemetry/acme/web/+/events").await;
     let mut controls = Inbox::subscribe(&url, "cascade/control/acme/web/#").await;
     let data = tempfile::tempdir().unwrap();
-    let marks = tempfile::tempdir().unwrap();
+    // Jobs see only their sandbox: the marks go to a directory the config shares.
+    let marks = crate::isolation::shared_dir();
+    let config = crate::isolation::config_binding(data.path(), marks.path());
     let mark = |name: &str| marks.path().join(name);
     let server = serve_with_env(
         data.path(),
-        &["--telemetry", &url],
+        &["--telemetry", &url, "--config", config.to_str().unwrap()],
         &[("CASCADE_ORG_ID", "acme"), ("CASCADE_PROJECT_ID", "web")],
     );
     let submit = |dag: Value| crate::workers::submit(&server, &dag);

@@ -3,6 +3,7 @@
 //! parent's death, and the `cascade dag` commands against the server and the data dir.
 
 use crate::cascade;
+use crate::isolation::{config_binding, shared_dir};
 use crate::serve::{Server, http, serve_with};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -80,10 +81,13 @@ fn dag(dag_id: &str, run: &str) -> Value {
 #[test]
 fn two_scopes_run_side_by_side_in_two_workers_and_a_scope_reuses_its_worker() {
     let data = tempfile::tempdir().unwrap();
-    let server = serve_with(data.path(), &[]);
+    // Jobs see only their sandbox: the marks go to a directory the config shares.
+    let shared = shared_dir();
+    let config = config_binding(data.path(), shared.path());
+    let server = serve_with(data.path(), &["--config", config.to_str().unwrap()]);
     // Each task waits for the other scope's task to have started: they can only both
     // finish if the two scopes run at the same time.
-    let dir = data.path().display().to_string();
+    let dir = shared.path().display().to_string();
     let a = submit(
         &server,
         &dag(
@@ -129,18 +133,30 @@ fn two_scopes_run_side_by_side_in_two_workers_and_a_scope_reuses_its_worker() {
 fn a_worker_killed_mid_task_is_replaced_and_the_dag_completes_with_the_task_retried() {
     let data = tempfile::tempdir().unwrap();
     let lease = Duration::from_secs(2);
-    let server = serve_with(data.path(), &["--lease", "2s"]);
-    let marker = data.path().join("started");
-    // The first attempt hangs; the second (after the crash) finishes at once.
-    let script = format!(
-        "if [ -e {m} ]; then echo second; else touch {m}; sleep 60; fi",
-        m = marker.display()
+    let shared = shared_dir();
+    let config = config_binding(data.path(), shared.path());
+    let server = serve_with(
+        data.path(),
+        &["--lease", "2s", "--config", config.to_str().unwrap()],
     );
-    let run_id = submit(&server, &dag("proj-c-crash", &script));
+    let marker = shared.path().join("started");
+    let beat = shared.path().join("beat");
+    // The first attempt keeps a heartbeat going; the second (after the crash) checks that
+    // nothing of the first still runs, and finishes.
+    let script = format!(
+        "if [ -e {m} ]; then a=$(cat {b}); sleep 0.3; [ \"$a\" = \"$(cat {b})\" ] || {{ echo overlap; exit 1; }}; echo second; \
+         else touch {m}; while :; do date +%s%N > {b}; sleep 0.05; done; fi",
+        m = marker.display(),
+        b = beat.display()
+    );
+    // A worker's death is a failed attempt: the task needs a retry to run again.
+    let mut crash = dag("proj-c-crash", &script);
+    crash["tasks"][0]["retry"] = serde_json::json!({"limit": 1});
+    let run_id = submit(&server, &crash);
     wait_run(&server, &run_id, Duration::from_secs(20), |r| {
         r["tasks"][0]["status"] == "running"
     });
-    while !marker.exists() {
+    while !beat.exists() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = worker(&server, "worker-project-c")["pid"].as_i64().unwrap();
@@ -170,10 +186,14 @@ fn a_worker_killed_mid_task_is_replaced_and_the_dag_completes_with_the_task_retr
         "",
     );
     assert_eq!(logs["logs"][0]["line"], "second");
-    // The killed worker's task was in its own process group: stop it here.
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("touch {}", marker.display())])
-        .status();
+    // The first attempt died with its worker (its sandbox's --die-with-parent).
+    let before = std::fs::read_to_string(&beat).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_to_string(&beat).unwrap(),
+        before,
+        "an orphan runs on"
+    );
 }
 
 #[test]

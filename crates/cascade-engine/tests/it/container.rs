@@ -124,8 +124,11 @@ fn podman_never_sees_a_value_on_its_command_line() {
         grace: std::time::Duration::from_secs(1),
         containers: true,
         base_env: Vec::new(),
+        env_policy: cascade_engine::EnvPolicy::Inherit,
+        sandbox: None,
         config: cascade_spec::config::AdminConfig::default(),
         control: None,
+        attempts_used: std::collections::HashMap::new(),
     };
     let env = vec![
         ("TOKEN".into(), "s3cret-value".into()),

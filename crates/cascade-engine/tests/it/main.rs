@@ -112,8 +112,11 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
             .filter(|(k, _)| k == "PATH" || k == "HOME")
             .chain(setup.env.iter().map(|(k, v)| ((*k).into(), (*v).into())))
             .collect(),
+        env_policy: cascade_engine::EnvPolicy::Inherit,
+        sandbox: None,
         config: cascade_spec::config::AdminConfig::default(),
         control: None,
+        attempts_used: std::collections::HashMap::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
