@@ -210,6 +210,7 @@ pub async fn run(
 /// The jobs' `HOME` (mounted at [`crate::sandbox::HOME`] in the sandbox) and the run
 /// directory, owned by the user jobs run as when that is not us.
 fn prepare_home(options: &Options) -> Result<(), EngineError> {
+    use std::os::unix::fs::PermissionsExt as _;
     let home = home_dir(options);
     let io = |path: &std::path::Path| {
         let path = path.display().to_string();
@@ -220,6 +221,10 @@ fn prepare_home(options: &Options) -> Result<(), EngineError> {
         for dir in [&options.run_dir, &home] {
             std::os::unix::fs::chown(dir, Some(ids.uid), Some(ids.gid)).map_err(io(dir))?;
         }
+        // bwrap enters the workspace below it without capabilities, so it must be
+        // searchable; listing it stays the job user's (its files are 0600).
+        std::fs::set_permissions(&options.run_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(io(&options.run_dir))?;
     }
     Ok(())
 }
@@ -1066,6 +1071,10 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
         }
         // A failure shows as the job's own error when it writes its outputs.
         let _ = crate::outputs::prepare_file(&p.output_file);
+        // The job writes it as the sandbox's user; still nobody else's (0600).
+        if let Some(ids) = shared.options.sandbox.as_ref().and_then(|s| s.user()) {
+            let _ = std::os::unix::fs::chown(&p.output_file, Some(ids.uid), Some(ids.gid));
+        }
         emit(EventKind::TaskStarted {
             task: p.id.clone(),
             attempt,

@@ -117,7 +117,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         };
     // Every job runs sandboxed: a server that could not isolate them does not start.
     if let Err(e) = cascade_server::worker::sandbox(&config) {
-        output::error(&e.to_string());
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message = format!("{message}: {c}");
+            cause = c.source();
+        }
+        output::error(&message);
         return Ok(Outcome::Failure);
     }
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());

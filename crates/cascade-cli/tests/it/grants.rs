@@ -113,10 +113,12 @@ fn a_payload_cannot_send_a_callback_to_its_own_url_only_pick_a_configured_one() 
 #[test]
 fn a_secret_is_given_only_where_granted_and_the_run_fails_first_naming_the_grant() {
     let dir = tempfile::tempdir().unwrap();
+    // Where jobs may leave marks: bound into their sandbox by the config.
+    let shared = crate::isolation::shared_dir();
     let job = |marker: &str| {
         format!(
             "on: {{ repository_dispatch: {{ types: [{marker}] }} }}\njobs:\n  deploy:\n    secrets: [DEPLOY_KEY]\n    run: touch {}/{marker}; echo \"key=$DEPLOY_KEY\"\n",
-            dir.path().display()
+            shared.path().display()
         )
     };
     let url = repos(
@@ -127,7 +129,8 @@ fn a_secret_is_given_only_where_granted_and_the_run_fails_first_naming_the_grant
         ],
     );
     let config = format!(
-        "[grants.DEPLOY_KEY]\nrepositories = [\"acme/granted\"]\n[repositories.\"acme/granted\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"granted.yaml\"\n[repositories.\"acme/denied\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"denied.yaml\"\n"
+        "[sandbox]\nbind = [\"{shared}\"]\n[grants.DEPLOY_KEY]\nrepositories = [\"acme/granted\"]\n[repositories.\"acme/granted\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"granted.yaml\"\n[repositories.\"acme/denied\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"denied.yaml\"\n",
+        shared = shared.path().display()
     );
     let server = serve_env(
         dir.path(),
@@ -143,14 +146,14 @@ fn a_secret_is_given_only_where_granted_and_the_run_fails_first_naming_the_grant
         "{note}"
     );
     assert!(
-        !dir.path().join("denied").exists(),
+        !shared.path().join("denied").exists(),
         "a job of the refused run ran"
     );
 
     dispatch(&server.addr, "granted", &json!({"task_id": "G1"}));
     let run = ended_run_of(&server, "acme/granted/granted.yaml");
     assert_eq!(run["status"], "completed", "{run}");
-    assert!(dir.path().join("granted").exists());
+    assert!(shared.path().join("granted").exists());
     let run_id = run["run_id"].as_str().unwrap();
     let (_, logs) = http(
         &server.addr,
@@ -214,10 +217,12 @@ fn an_api_submission_gets_only_the_secrets_granted_to_its_scope() {
 #[test]
 fn a_dispatch_starts_only_pipelines_of_its_tokens_scopes_and_needs_submit() {
     let dir = tempfile::tempdir().unwrap();
+    // Where jobs may leave marks: bound into their sandbox by the config.
+    let shared = crate::isolation::shared_dir();
     let pipeline = |name: &str| {
         format!(
             "on: {{ repository_dispatch: {{ types: [go] }} }}\njobs:\n  a:\n    run: touch {}/{name}\n",
-            dir.path().display()
+            shared.path().display()
         )
     };
     let url = repos(
@@ -228,7 +233,8 @@ fn a_dispatch_starts_only_pipelines_of_its_tokens_scopes_and_needs_submit() {
         ],
     );
     let config = format!(
-        "[repositories.\"acme/one\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"one.yaml\"\n[repositories.\"acme/two\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"two.yaml\"\n"
+        "[sandbox]\nbind = [\"{shared}\"]\n[repositories.\"acme/one\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"one.yaml\"\n[repositories.\"acme/two\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"two.yaml\"\n",
+        shared = shared.path().display()
     );
     let server = serve_env(dir.path(), &config, &[], &[]);
     let data = dir.path().join("data");
@@ -280,11 +286,78 @@ fn a_dispatch_starts_only_pipelines_of_its_tokens_scopes_and_needs_submit() {
         "{note}"
     );
     ended_run_of(&server, "acme/one/one.yaml");
-    assert!(dir.path().join("one").exists() && !dir.path().join("two").exists());
+    assert!(shared.path().join("one").exists() && !shared.path().join("two").exists());
     // Its events are its own; another scope's token does not see them.
     let two = token("read", "project:acme-two");
     let (_, seen) = http_as(&server.addr, Some(&two), "GET", "/api/v1/events", "");
     assert_eq!(seen["events"], json!([]), "{seen}");
     let (_, mine) = http_as(&server.addr, Some(&one), "GET", "/api/v1/events", "");
     assert_eq!(mine["events"].as_array().unwrap().len(), 1, "{mine}");
+}
+
+#[test]
+fn a_pull_request_from_a_fork_runs_the_base_pipeline_without_secrets_or_a_job_token() {
+    use crate::gitops::{commit, github_headers, post_hook};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let pipeline = "on: { pull_request: {} }\njobs:\n  look:\n    run: echo \"token=${CASCADE_TOKEN:-none} key=${DEPLOY_KEY:-none} title=${{ event.pull_request.title }}\"\n";
+    let base = repo(&src, &[("ci.yaml", pipeline)]);
+    cascade_test::git(&src, &["checkout", "-q", "-b", "feature"]);
+    // The fork's own pipeline would print the key; it is never read.
+    let head = commit(
+        &src,
+        &[(
+            "ci.yaml",
+            "on: { pull_request: {} }\njobs:\n  steal:\n    secrets: [DEPLOY_KEY]\n    run: echo \"stolen=$DEPLOY_KEY\"\n",
+        )],
+    );
+    let url = format!("file://{}", src.display());
+    let config = format!(
+        "[grants.DEPLOY_KEY]\nrepositories = [\"acme/app\"]\n[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"{url}\"\n"
+    );
+    let server = serve_env(
+        dir.path(),
+        &config,
+        &[],
+        &[("DEPLOY_KEY", DEPLOY_KEY.to_owned())],
+    );
+    let body = json!({
+        "action": "opened",
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "title": "$(touch PWNED) \"; echo $DEPLOY_KEY",
+            "head": {"ref": "feature", "sha": head, "repo": {"id": 2, "full_name": "mallory/app"}},
+            "base": {"ref": "main", "sha": base, "repo": {"id": 1, "full_name": "acme/app"}}
+        },
+        "repository": {"id": 1, "full_name": "acme/app", "clone_url": url, "default_branch": "main"},
+        "sender": {"login": "mallory"}
+    })
+    .to_string();
+    let (status, answer) = post_hook(
+        &server.addr,
+        "github",
+        &github_headers("fork-pr-1", "pull_request", &body),
+        &body,
+    );
+    assert_eq!(status, 202, "{answer}");
+    let run = ended_run_of(&server, "acme/app/ci.yaml");
+    assert_eq!(run["status"], "completed", "{run}");
+    let run_id = run["run_id"].as_str().unwrap();
+    let (_, logs) = http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs"),
+        "",
+    );
+    let text = logs.to_string();
+    assert!(
+        text.contains("token=none key=none") && !text.contains("stolen"),
+        "{text}"
+    );
+    assert!(
+        text.contains("title=$(touch PWNED)"),
+        "the title is data: {text}"
+    );
+    assert!(!src.join("PWNED").exists() && !dir.path().join("PWNED").exists());
 }
