@@ -1027,6 +1027,15 @@ struct Prepared {
     retry: Option<cascade_spec::model::Retry>,
 }
 
+/// An empty output file for the next attempt (0600), owned by the sandbox's user when
+/// the job runs as another one.
+fn fresh_output_file(options: &Options, path: &std::path::Path) {
+    let _ = crate::outputs::prepare_file(path);
+    if let Some(ids) = options.sandbox.as_ref().and_then(|s| s.user()) {
+        let _ = std::os::unix::fs::chown(path, Some(ids.uid), Some(ids.gid));
+    }
+}
+
 /// Runs a task with its retries and collects its outputs.
 async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> Report {
     let emit = {
@@ -1070,11 +1079,7 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
             };
         }
         // A failure shows as the job's own error when it writes its outputs.
-        let _ = crate::outputs::prepare_file(&p.output_file);
-        // The job writes it as the sandbox's user; still nobody else's (0600).
-        if let Some(ids) = shared.options.sandbox.as_ref().and_then(|s| s.user()) {
-            let _ = std::os::unix::fs::chown(&p.output_file, Some(ids.uid), Some(ids.gid));
-        }
+        fresh_output_file(&shared.options, &p.output_file);
         emit(EventKind::TaskStarted {
             task: p.id.clone(),
             attempt,
