@@ -108,6 +108,17 @@ fn worker_args(args: &Args) -> Result<Vec<OsString>, Outcome> {
     Ok(worker_args)
 }
 
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message = format!("{message}: {c}");
+        cause = c.source();
+    }
+    message
+}
+
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     args.log.init();
     let (config, secrets) =
@@ -117,13 +128,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         };
     // Every job runs sandboxed: a server that could not isolate them does not start.
     if let Err(e) = cascade_server::worker::sandbox(&config) {
-        let mut message = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            message = format!("{message}: {c}");
-            cause = c.source();
-        }
-        output::error(&message);
+        output::error(&chain(&e));
         return Ok(Outcome::Failure);
     }
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
@@ -209,10 +214,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     match result {
         Ok(()) => Ok(Outcome::Success),
         Err(e) => {
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            output::error(&format!("{e}{cause}"));
+            output::error(&chain(&e));
             Ok(Outcome::Failure)
         }
     }
