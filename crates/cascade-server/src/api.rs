@@ -279,14 +279,19 @@ pub async fn dags(
     if let Some(scope) = &query.scope {
         who.check_scope(Some(scope), "the scope asked for")?;
     }
+    // A token of one scope asks the store for that scope only.
+    let scope = match (&query.scope, who.scopes.as_slice()) {
+        (None, [only]) => Some(only.clone()),
+        _ => query.scope,
+    };
     let filter = DagFilter {
         status: query.status,
-        scope: query.scope,
         node: query.node,
+        scope,
     };
     let limit = query.limit.unwrap_or(1000).min(10_000);
-    // A token of some scopes reads more rows and keeps its own.
-    let fetch = if who.restricted() { 10_000 } else { limit };
+    // A token of several scopes reads more rows and keeps its own.
+    let fetch = if who.scopes.len() > 1 { 10_000 } else { limit };
     let mut rows = blocking(move || read(&app, |r| r.dags_where(&filter, fetch)))
         .await?
         .map_err(|_| ApiError::Unavailable)?;
