@@ -213,6 +213,10 @@ fn listed(target: &super::dag::Target) -> Result<Vec<Value>, Outcome> {
         let answer = call(target, reqwest::Method::GET, "/api/v1/tokens", None)?;
         return Ok(answer["tokens"].as_array().cloned().unwrap_or_default());
     }
+    if !target.data_dir.join("cascade.db").exists() {
+        // No server data yet: no tokens (an empty listing is `[]`, DESIGN §6).
+        return Ok(Vec::new());
+    }
     let rows = tokens(target)?.list().map_err(|e| {
         output::error(&e.to_string());
         Outcome::Failure
