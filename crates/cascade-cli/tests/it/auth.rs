@@ -360,6 +360,18 @@ fn roles_and_scopes_limit_what_a_token_sees_and_does() {
 }
 
 #[test]
+fn an_empty_token_listing_is_an_empty_list() {
+    let data = tempfile::tempdir().unwrap();
+    let out = cascade()
+        .args(["token", "list", "--output", "json", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
+
+#[test]
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn tokens_are_shown_once_listed_without_secrets_and_stop_at_revocation_and_expiry() {
     let data = tempfile::tempdir().unwrap();
