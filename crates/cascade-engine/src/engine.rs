@@ -1030,10 +1030,12 @@ struct Prepared {
 /// An empty output file for the next attempt (0600), owned by the sandbox's user when
 /// the job runs as another one.
 fn fresh_output_file(options: &Options, path: &std::path::Path) {
-    let _ = crate::outputs::prepare_file(path);
-    if let Some(ids) = options.sandbox.as_ref().and_then(|s| s.user()) {
-        let _ = std::os::unix::fs::chown(path, Some(ids.uid), Some(ids.gid));
-    }
+    let owner = options
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.user())
+        .map(|ids| (ids.uid, ids.gid));
+    let _ = crate::outputs::prepare_file_for(path, owner);
 }
 
 /// Runs a task with its retries and collects its outputs.
@@ -1167,7 +1169,7 @@ fn collect_outputs(
     masker: &Masker,
 ) -> Result<serde_json::Map<String, Value>, String> {
     let mut outputs = serde_json::Map::new();
-    let file = match std::fs::read(&p.output_file) {
+    let file = match crate::outputs::read_output_file(&p.output_file) {
         Ok(bytes) => crate::outputs::parse_bytes(&bytes)
             .map_err(|errors| output_file_error(&bytes, &errors, masker))?,
         Err(_) => Vec::new(),

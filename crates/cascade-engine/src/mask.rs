@@ -529,7 +529,6 @@ fn ix(i: u32) -> usize {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

@@ -77,17 +77,48 @@ impl Drop for RunDir {
 ///
 /// When the file cannot be created.
 pub fn prepare_file(path: &Path) -> std::io::Result<()> {
+    prepare_file_for(path, None)
+}
+
+/// [`prepare_file`], the new file given to `owner` (uid, gid) through its descriptor, so
+/// nothing put at the path in between is changed.
+pub fn prepare_file_for(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .map(drop)
+        .open(path)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// Reads an output file the job may have replaced: never through a link, never a FIFO
+/// or device (opened non-blocking, then checked to be a regular file), and never more
+/// than one byte past [`MAX_OUTPUT_FILE_BYTES`] (the parser then says it is too large).
+/// The job runs as another user and could point the path at any file of the host.
+pub fn read_output_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "$CASCADE_OUTPUT is not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_OUTPUT_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The largest output file accepted: outputs are for small values, not artifacts.
@@ -294,9 +325,33 @@ fn excerpt(text: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_file_replaced_by_a_link_a_fifo_or_a_huge_file_is_not_followed_or_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "TOKEN=do-not-read\n").unwrap();
+        let out = dir.path().join("a.out");
+        std::os::unix::fs::symlink(&secret, &out).unwrap();
+        assert!(read_output_file(&out).is_err(), "followed a link");
+        std::fs::remove_file(&out).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Would block for ever if opened blocking.
+        assert!(read_output_file(&out).is_err(), "read a FIFO");
+        std::fs::remove_file(&out).unwrap();
+        let big = std::fs::File::create(&out).unwrap();
+        big.set_len(50 << 30).unwrap();
+        let bytes = read_output_file(&out).unwrap();
+        assert_eq!(bytes.len(), MAX_OUTPUT_FILE_BYTES + 1);
+        std::fs::write(&out, "a=1\n").unwrap();
+        assert_eq!(read_output_file(&out).unwrap(), b"a=1\n");
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)

@@ -121,7 +121,6 @@ fn check_length(name: &str, value: &str) -> Result<(), EngineError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

@@ -120,11 +120,23 @@ pub async fn execute(
 /// A submission from a request body (already parsed as JSON): a DAG, or a pipeline with
 /// inputs. Shared with `cascade dag submit --data-dir`, which queues without a server.
 pub fn submission(text: &str, value: &serde_json::Value) -> Result<Submission, ApiError> {
-    if value.get("pipeline").is_some() {
-        pipeline_submission(value)
+    let submission = if value.get("pipeline").is_some() {
+        pipeline_submission(value)?
     } else {
-        dag_submission(text, value)
+        dag_submission(text, value)?
+    };
+    // Repositories' pipelines are `owner/name/path`: an API submission cannot take one's
+    // DAG id (and with it, once the repository's run overwrites it, that scope).
+    if submission.dag_id.contains('/') {
+        return Err(ApiError::Field {
+            field: "dag_id",
+            message: format!(
+                "`{}`: a DAG id (or pipeline name) of a submission cannot contain `/`, which names repository pipelines",
+                submission.dag_id
+            ),
+        });
     }
+    Ok(submission)
 }
 
 /// A fresh run id: now, and a per-process random part.

@@ -87,7 +87,15 @@ pub async fn read_capped(headers: &HeaderMap, body: Body, cap: usize) -> Result<
     // that would briefly hold twice the body.
     let mut buffer = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(cap)));
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    // A body trickled in byte by byte would hold its permit (and memory) for ever.
+    let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            return Err(ApiError::SlowBody {
+                seconds: BODY_DEADLINE.as_secs(),
+            });
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ApiError::Field {
             field: "body",
             message: format!("the body could not be read ({e})"),
@@ -99,6 +107,9 @@ pub async fn read_capped(headers: &HeaderMap, body: Body, cap: usize) -> Result<
     }
     Ok(Bytes::from(buffer))
 }
+
+/// How long a whole body may take to arrive.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Middleware for `/api/*`: a body declared larger than [`crate::MAX_BODY_BYTES`] is
 /// refused with `413` before it is read (the route's `DefaultBodyLimit` still stops a

@@ -73,7 +73,13 @@ pub fn dispatch_event(body: &[u8], scopes: &[String]) -> Result<NewEvent, ApiErr
     incoming.scopes = scopes.to_vec();
     Ok(NewEvent {
         source: "dispatch".to_owned(),
-        delivery_id: format!("{task_id}:{event_type}:{retry_count}"),
+        // A sender limited to scopes has delivery ids of its own: it cannot take (and so
+        // silently drop) the dispatch another scope's chain will send.
+        delivery_id: if scopes.is_empty() {
+            format!("{task_id}:{event_type}:{retry_count}")
+        } else {
+            format!("{}|{task_id}:{event_type}:{retry_count}", scopes.join(","))
+        },
         kind: "repository_dispatch".to_owned(),
         repo: None,
         task_id: Some(task_id),

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The request is not authenticated (401); says what was wrong, never the secret.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The body did not arrive in time (408).
+    #[error("the body took longer than {seconds} s to arrive")]
+    SlowBody { seconds: u64 },
     /// Authenticated, but the token may not do this (403); says what it would need.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -67,6 +70,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unauthorized(_) => (
                 StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": self.to_string()}),
+            ),
+            ApiError::SlowBody { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
                 serde_json::json!({"error": self.to_string()}),
             ),
             ApiError::Forbidden(_) => (

@@ -50,6 +50,13 @@ pub fn create(tokens: &Tokens, request: &TokenRequest) -> Result<Issued, TokenEr
     if !name_ok {
         return Err(TokenError::Name(request.name.clone()));
     }
+    // An admin can make any token, so an admin limited to scopes would not be limited.
+    if request.role == Role::Admin && !request.scopes.is_empty() {
+        return Err(TokenError::Scope(
+            "an admin token acts on every scope; limit a `read` or `submit` token instead"
+                .to_owned(),
+        ));
+    }
     let mut scopes = Vec::new();
     for scope in &request.scopes {
         let parsed =

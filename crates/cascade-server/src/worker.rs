@@ -417,12 +417,17 @@ async fn run_claimed(
 /// The environment a claimed run's jobs start from ([`WorkerOptions::job_env`], never
 /// the worker's own), with the run's job token
 /// (`CASCADE_TOKEN`, see `auth.rs`) so a job can dispatch the next step of its chain;
-/// a fork pull request's run gets none.
+/// a fork pull request's run and API submissions get none.
 fn job_env(claimed: &Claimed, options: &WorkerOptions) -> Vec<(OsString, OsString)> {
     let mut env = options.job_env.clone();
-    let withheld = serde_json::from_str::<serde_json::Value>(&claimed.definition)
-        .is_ok_and(|v| v.get("secrets") == Some(&serde_json::Value::Bool(false)));
-    if !withheld && let Some(key) = crate::auth::JobKey::load(&options.data_dir) {
+    // Only runs the orchestrator started from a registered repository (never a fork's
+    // pull request) chain on: a run submitted through the API would otherwise turn its
+    // submitter's scoped token into one whose dispatches reach every repository.
+    let definition = serde_json::from_str::<serde_json::Value>(&claimed.definition)
+        .unwrap_or(serde_json::Value::Null);
+    let chains = definition.get("repository").is_some()
+        && definition.get("secrets") != Some(&serde_json::Value::Bool(false));
+    if chains && let Some(key) = crate::auth::JobKey::load(&options.data_dir) {
         env.push((
             "CASCADE_TOKEN".into(),
             key.token(&claimed.lease.run_id).into(),

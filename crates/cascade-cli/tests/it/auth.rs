@@ -530,6 +530,24 @@ fn tokens_are_shown_once_listed_without_secrets_and_stop_at_revocation_and_expir
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected `read`, `submit` or `admin`"));
+    // An admin limited to scopes would not be limited (it can make any token).
+    let out = cascade()
+        .args([
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "admin",
+            "--scope",
+            "project:a",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an admin token acts on every scope"));
 }
 
 /// `serve` with these flags; its exit code and stderr when it refuses to start.

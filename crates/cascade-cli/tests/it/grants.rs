@@ -178,7 +178,7 @@ fn an_api_submission_gets_only_the_secrets_granted_to_its_scope() {
         &[],
         &[("DEPLOY_KEY", DEPLOY_KEY.to_owned())],
     );
-    let task = json!({"id": "t", "run": "echo \"key=$DEPLOY_KEY\"", "secrets": ["DEPLOY_KEY"]});
+    let task = json!({"id": "t", "run": "echo \"key=$DEPLOY_KEY token=${CASCADE_TOKEN:-none}\"", "secrets": ["DEPLOY_KEY"]});
     let web = submit(
         &server,
         &json!({"dag_id": "proj-web-deploy", "tasks": [task]}),
@@ -190,7 +190,19 @@ fn an_api_submission_gets_only_the_secrets_granted_to_its_scope() {
     let done = wait_run(&server, &web, Duration::from_mins(1), ended);
     assert_eq!(done["run"]["status"], "completed", "{done}");
     let (_, logs) = http(&server.addr, "GET", &format!("/api/v1/runs/{web}/logs"), "");
-    assert!(logs.to_string().contains("key=***"), "{logs}");
+    // An API submission's jobs get no job token (its dispatches would reach every
+    // repository, whatever scopes its submitter had).
+    assert!(logs.to_string().contains("key=*** token=none"), "{logs}");
+    // A repository pipeline's DAG id cannot be taken by a submission.
+    let squat = json!({"pipeline": "name: acme/b/ci.yaml\njobs: { a: { run: true } }\n"});
+    let (status, answer) = http(
+        &server.addr,
+        "POST",
+        "/api/v1/dag/execute",
+        &squat.to_string(),
+    );
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["field"], "dag_id", "{answer}");
     let refused = wait_run(&server, &other, Duration::from_mins(1), ended);
     assert_eq!(refused["run"]["status"], "failed", "{refused}");
     let error = refused["run"]["error"].as_str().unwrap_or_default();
@@ -293,6 +305,14 @@ fn a_dispatch_starts_only_pipelines_of_its_tokens_scopes_and_needs_submit() {
     assert_eq!(seen["events"], json!([]), "{seen}");
     let (_, mine) = http_as(&server.addr, Some(&one), "GET", "/api/v1/events", "");
     assert_eq!(mine["events"].as_array().unwrap().len(), 1, "{mine}");
+    // Its task id does not take the one another sender's chain uses: that dispatch is
+    // queued, not answered as a duplicate.
+    let (status, answer) = http(&server.addr, "POST", "/api/v1/dispatch", &body);
+    assert_eq!(
+        (status, answer["duplicate"].as_bool()),
+        (202, Some(false)),
+        "{answer}"
+    );
 }
 
 #[test]
