@@ -124,7 +124,10 @@ enum Program {
     /// Takes its program after an option letter (`sh -c`, `python -c`, `perl -e`), or
     /// on standard input.
     Interpreter {
-        flag: char,
+        /// Short option letters whose next word is a program (`c`, `e`, `E`, `p`, `r`).
+        flags: &'static str,
+        /// Long options whose next word is a program (`--eval`).
+        long: &'static [&'static str],
         name: &'static str,
     },
     /// `declare`, `typeset`, `local`, `readonly`, `export`.
@@ -195,7 +198,7 @@ const WRAPPERS: &[&str] = &[
 
 /// What a command name makes of its arguments.
 fn program(name: &str) -> (Program, Option<&'static str>) {
-    let interpreter = |flag, name| (Program::Interpreter { flag, name }, None);
+    let interpreter = |flags, long, name| (Program::Interpreter { flags, long, name }, None);
     match name {
         "eval" => (Program::Other, Some("the arguments of `eval`")),
         "trap" => (Program::Other, Some("the arguments of `trap`")),
@@ -211,11 +214,21 @@ fn program(name: &str) -> (Program, Option<&'static str>) {
             Some("the names given to `read` (bash evaluates their subscripts)"),
         ),
         "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "mksh" | "busybox" => {
-            interpreter('c', "a shell")
+            interpreter("c", &[], "a shell")
         }
-        "su" => interpreter('c', "`su`"),
-        "perl" | "ruby" | "node" | "nodejs" => interpreter('e', "an interpreter"),
-        n if n.starts_with("python") || n.starts_with("pypy") => interpreter('c', "Python"),
+        // `source FILE` reads a program; `source /dev/stdin <<EOF` a heredoc.
+        "source" | "." => interpreter("", &[], "a shell"),
+        "su" => interpreter("c", &["--command"], "`su`"),
+        "perl" => interpreter("eE", &[], "an interpreter"),
+        "ruby" => interpreter("e", &[], "an interpreter"),
+        "node" | "nodejs" | "deno" | "bun" => {
+            interpreter("ep", &["--eval", "--print"], "an interpreter")
+        }
+        "php" => interpreter("r", &[], "`php`"),
+        "lua" | "luajit" | "Rscript" => interpreter("e", &[], "`lua`"),
+        // Some settings are commands (`core.sshCommand`, `core.pager`, aliases with `!`).
+        "git" => interpreter("c", &["--config-env"], "`git -c`"),
+        n if n.starts_with("python") || n.starts_with("pypy") => interpreter("c", &[], "Python"),
         "declare" | "typeset" | "local" | "readonly" | "export" => (Program::Declare, None),
         "test" | "[" => (Program::Test, None),
         "printf" => (Program::Printf, None),
@@ -297,11 +310,17 @@ impl Command {
         }
         let option = word.len() > 1 && word.starts_with('-') && !word.starts_with("--");
         match self.program {
-            Program::Interpreter { flag, name } if option && word.contains(flag) => {
+            Program::Interpreter { flags, long, name }
+                if (option && word[1..].contains(|c: char| flags.contains(c)))
+                    || long.contains(&word.as_str()) =>
+            {
                 self.code_next = Some(match name {
                     "a shell" => "the string given to `sh -c` or `bash -c`",
                     "`su`" => "the command given to `su -c`",
                     "Python" => "the code given to `python -c`",
+                    "`git -c`" => "a setting given to `git -c` (some settings are commands)",
+                    "`php`" => "the code given to `php -r`",
+                    "`lua`" => "the code given to `lua -e` or `Rscript -e`",
                     _ => "the code given to `perl -e`, `ruby -e` or `node -e`",
                 });
             }
@@ -806,6 +825,39 @@ pub fn check(pipeline: &cascade_spec::Pipeline) -> Vec<(String, ScriptError)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn more_interpreters_and_their_long_options_are_refused() {
+        for (src, context) in [
+            ("perl -E \"say ${{ inputs.v }}\"", "`perl -e`"),
+            ("node -p \"${{ inputs.v }}\"", "`node -e`"),
+            ("node --eval \"${{ inputs.v }}\"", "`node -e`"),
+            ("php -r \"echo ${{ inputs.v }};\"", "`php -r`"),
+            ("lua -e \"print(${{ inputs.v }})\"", "`lua -e`"),
+            (
+                "git -c core.sshCommand=\"${{ inputs.v }}\" fetch",
+                "`git -c`",
+            ),
+            ("git -c \"core.pager=${{ inputs.v }}\" log", "`git -c`"),
+            ("source /dev/stdin <<EOF\n${{ inputs.v }}\nEOF", "heredoc"),
+            (". /dev/stdin <<EOF\n${{ inputs.v }}\nEOF", "heredoc"),
+        ] {
+            let err = refused(src, Shell::Bash);
+            assert!(err.context.contains(context), "{src}: {}", err.context);
+        }
+        // Data after a script file stays data.
+        for src in [
+            "node build.js \"${{ inputs.v }}\"",
+            "php artisan migrate --env=\"${{ inputs.v }}\"",
+            "git commit -m \"${{ inputs.v }}\"",
+            "source ./env.sh",
+        ] {
+            assert!(
+                rewrite(&parse_template(src).unwrap(), Shell::Bash).is_ok(),
+                "{src}"
+            );
+        }
+    }
+
     use super::*;
     use cascade_spec::expr::parse_template;
 
