@@ -84,8 +84,8 @@ pub struct SubmitArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Only DAGs whose latest run has this status (`queued`, `running`, `completed`, `failed`, `cancelled`)
-    #[arg(long)]
+    /// Only DAGs whose latest run has this status
+    #[arg(long, value_parser = ["queued", "running", "cancelling", "completed", "failed", "cancelled", "skipped"])]
     status: Option<String>,
     /// Only this scope (`project:proj-a`, `global`)
     #[arg(long)]
@@ -442,6 +442,22 @@ fn submit(args: &SubmitArgs) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
+/// A listing of a data dir with no store yet is empty (DESIGN §6): `[]` in JSON, a hint
+/// on stderr for a table. `true` when that was printed.
+pub(crate) fn nothing_here(source: &Source, format: ListFormat, what: &str, hint: &str) -> bool {
+    let Source::Dir(dir) = source else {
+        return false;
+    };
+    if dir.join("cascade.db").exists() {
+        return false;
+    }
+    match format {
+        ListFormat::Json => output::json(&Value::Array(Vec::new())),
+        ListFormat::Table => output::note(&format!("no {what} in {} yet; {hint}", dir.display())),
+    }
+    true
+}
+
 /// A JSON value as a table cell (`-` for null).
 pub(crate) fn str_of(value: &Value) -> String {
     match value {
@@ -458,6 +474,14 @@ pub(crate) fn cells(item: &Value, keys: &[&str]) -> Vec<String> {
 
 fn list(args: &ListArgs) -> Result<Outcome, Failure> {
     let source = Source::new(&args.target)?;
+    if nothing_here(
+        &source,
+        args.target.output,
+        "DAGs",
+        "submit one with `cascade dag submit FILE`, or point at a server with --server URL",
+    ) {
+        return Ok(Outcome::Success);
+    }
     let mut query = vec![format!("limit={}", args.limit)];
     for (key, value) in [
         ("status", &args.status),
@@ -647,6 +671,14 @@ const WORKER_HEADER: &[&str] = &[
 
 fn workers(target: &Target) -> Result<Outcome, Failure> {
     let source = Source::new(target)?;
+    if nothing_here(
+        &source,
+        target.output,
+        "workers",
+        "`cascade serve --data-dir DIR` starts them, or point at a server with --server URL",
+    ) {
+        return Ok(Outcome::Success);
+    }
     let answer = source.read("/api/v1/workers", |r| Ok(json!({"workers": r.workers()?})))?;
     let workers = answer["workers"].as_array().cloned().unwrap_or_default();
     match target.output {

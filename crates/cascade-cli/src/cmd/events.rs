@@ -103,6 +103,14 @@ pub fn events(args: &EventsArgs) -> Outcome {
         .map_or_else(String::new, |t| format!("&task_id={}", escape(t)));
     let path = format!("/api/v1/events?limit={}{task}", args.limit);
     let answer = Source::new(&args.target).and_then(|source| {
+        if super::dag::nothing_here(
+            &source,
+            args.target.output,
+            "events",
+            "point at a server with --server URL",
+        ) {
+            return Ok(serde_json::json!({"nothing_here": true}));
+        }
         source.read_or(
             &path,
             |dir| {
@@ -119,6 +127,7 @@ pub fn events(args: &EventsArgs) -> Outcome {
         )
     });
     let rows = match answer {
+        Ok(answer) if answer.get("nothing_here").is_some() => return Outcome::Success,
         Ok(answer) => answer["events"].as_array().cloned().unwrap_or_default(),
         Err(Failure::Usage(message) | Failure::Refused(message)) => {
             output::error(&message);

@@ -59,6 +59,17 @@ fn reader(data_dir: &std::path::Path) -> Result<Reader, Outcome> {
 }
 
 pub fn runs(args: &RunsArgs) -> anyhow::Result<Outcome> {
+    if !args.data_dir.join("cascade.db").exists() {
+        // Nothing ran here yet: an empty listing (DESIGN §6), with a hint.
+        match args.output {
+            ListFormat::Json => output::json(&serde_json::Value::Array(Vec::new())),
+            ListFormat::Table => output::note(&format!(
+                "no runs recorded in {} yet; `cascade run FILE` records one",
+                args.data_dir.display()
+            )),
+        }
+        return Ok(Outcome::Success);
+    }
     let reader = match reader(&args.data_dir) {
         Ok(r) => r,
         Err(o) => return Ok(o),
@@ -116,6 +127,26 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Failure);
         }
     };
+    if let Some(job) = &args.job {
+        let tasks = reader.tasks(&run.run_id)?;
+        // A job (all its copies, `lint[0]`…) or one task of it.
+        let known = tasks
+            .iter()
+            .any(|t| t.task_id == *job || t.task_id.split_once('[').is_some_and(|(j, _)| j == job));
+        if !known {
+            let names: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+            output::error(&format!(
+                "run {} has no job `{job}`; its tasks are {}",
+                run.run_id,
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+            return Ok(Outcome::Failure);
+        }
+    }
     let logs = reader.logs(&run.run_id, args.job.as_deref())?;
     match args.output {
         ListFormat::Json => output::json(&serde_json::json!({

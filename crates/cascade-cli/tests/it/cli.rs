@@ -105,3 +105,80 @@ fn schema_is_valid_json_and_describes_jobs() {
             .is_some()
     );
 }
+
+#[test]
+fn empty_listings_in_a_fresh_directory_are_empty_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["runs", "--output", "json"][..],
+        &["dag", "list", "--output", "json"],
+        &["dag", "worker", "list", "--output", "json"],
+        &["events", "--output", "json"],
+    ] {
+        let out = cascade()
+            .current_dir(dir.path())
+            .args(args)
+            .env_remove("CASCADE_DATA_DIR")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            (out.status.code(), stdout.trim()),
+            (Some(0), "[]"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A table says what to do instead, and still succeeds.
+    let out = cascade()
+        .current_dir(dir.path())
+        .arg("runs")
+        .env_remove("CASCADE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`cascade run FILE` records one"));
+}
+
+#[test]
+fn dag_list_refuses_an_unknown_status_and_names_the_known_ones() {
+    let out = cascade()
+        .args(["dag", "list", "--status", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid value 'bogus'") && stderr.contains("completed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_of_a_job_the_run_does_not_have_is_an_error_naming_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  build: { run: echo built }\n  test: { run: echo tested, needs: [build] }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        cascade()
+            .current_dir(dir.path())
+            .args(args)
+            .env_remove("CASCADE_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["run", "ci.yaml"]).status.success());
+    let out = run(&["logs", "last", "nosuchjob"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has no job `nosuchjob`; its tasks are build, test"),
+        "{stderr}"
+    );
+    let out = run(&["logs", "last", "build"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("built"));
+}
