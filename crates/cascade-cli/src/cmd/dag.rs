@@ -157,6 +157,11 @@ impl Source {
 
     /// The API of the server at `url`, as `token`.
     pub(crate) fn server(url: &str, token: Option<String>) -> Result<Self, Failure> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Failure::Usage(format!(
+                "--server: expected a URL like http://127.0.0.1:8080, found `{url}`"
+            )));
+        }
         let client = http_client(url).map_err(Failure::Refused)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -424,8 +429,12 @@ fn submit(args: &SubmitArgs) -> Result<Outcome, Failure> {
                 str_of(&answer["scope"]),
                 str_of(&answer["worker_id"])
             ));
+            let target = match &args.target.server {
+                Some(url) => format!(" --server {url}"),
+                None => format!(" --data-dir {}", args.target.data_dir.display()),
+            };
             output::note(&format!(
-                "queued run {} of {}; follow it with `cascade dag status {}`",
+                "queued run {} of {}; follow it with `cascade dag status {}{target}`",
                 str_of(&answer["run_id"]),
                 str_of(&answer["dag_id"]),
                 str_of(&answer["dag_id"])
@@ -625,7 +634,23 @@ fn logs(args: &LogsArgs) -> Result<Outcome, Failure> {
 
 fn cancel(args: &IdArgs) -> Result<Outcome, Failure> {
     let source = Source::new(&args.target)?;
-    let answer = source.cancel(&args.id)?;
+    // A run id, or a DAG id (its latest run), as `status` and `logs` take.
+    let answer = match source.cancel(&args.id) {
+        Err(Failure::Usage(no_run)) => {
+            let dag = source
+                .read(&format!("/api/v1/dags/{}", escape(&args.id)), |r| {
+                    let (_, _, runs) = r.dag(&args.id)?;
+                    Ok(json!({"runs": runs}))
+                })
+                .map_err(|_| Failure::Usage(no_run.clone()))?;
+            let latest = dag["runs"][0]["run_id"]
+                .as_str()
+                .ok_or_else(|| Failure::Usage(format!("DAG `{}` has no runs yet", args.id)))?
+                .to_owned();
+            source.cancel(&latest)?
+        }
+        other => other?,
+    };
     match args.target.output {
         ListFormat::Json => output::json(&answer),
         ListFormat::Table => output::data(&format!(

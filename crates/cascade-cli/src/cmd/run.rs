@@ -30,7 +30,7 @@ pub struct Args {
     #[command(flatten)]
     trigger: super::trigger::TriggerArgs,
     /// How many tasks run at once [default: number of CPUs]
-    #[arg(long = "jobs", short = 'j', value_name = "N")]
+    #[arg(long = "jobs", short = 'j', value_name = "N", value_parser = at_least_one)]
     parallelism: Option<usize>,
     /// Run jobs that have an `image:` in podman
     #[arg(long)]
@@ -347,4 +347,13 @@ fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId) -> String {
         summary.passed, summary.failed, summary.skipped
     );
     out
+}
+
+/// `--jobs`: a whole number of at least 1 (0 would run nothing).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("expected at least 1 (tasks that run at once)".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("expected a whole number: {e}")),
+    }
 }

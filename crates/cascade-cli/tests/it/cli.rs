@@ -182,3 +182,77 @@ fn logs_of_a_job_the_run_does_not_have_is_an_error_naming_its_tasks() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("built"));
 }
+
+#[test]
+fn bad_jobs_and_server_values_are_usage_errors_that_say_what_was_expected() {
+    let out = cascade()
+        .args(["run", "examples/hello.yaml", "--jobs", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected at least 1"));
+    let out = cascade()
+        .args(["dag", "list", "--server", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("expected a URL like http://127.0.0.1:8080, found `127.0.0.1:1`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dag_cancel_takes_a_dag_id_and_submit_names_where_to_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = cascade()
+        .args([
+            "dag",
+            "submit",
+            "examples/dags/proj-a-nightly.json",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "follow it with `cascade dag status proj-a-nightly --data-dir {}`",
+            data.display()
+        )),
+        "{stderr}"
+    );
+    let out = cascade()
+        .args([
+            "dag",
+            "cancel",
+            "proj-a-nightly",
+            "--output",
+            "json",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["status"], "cancelled", "{answer}");
+    let out = cascade()
+        .args(["dag", "cancel", "nosuch", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
