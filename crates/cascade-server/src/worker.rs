@@ -329,15 +329,18 @@ async fn run_claimed(
     match prepared {
         Err(reason) => ledger.fail(&run, &reason),
         Ok((plan, mut secrets, run_id)) => {
-            let base_env = job_env(&claimed, &options);
-            // The job token is a credential: masked in its run's logs and events.
-            for (name, value) in &base_env {
-                if name == "CASCADE_TOKEN" {
-                    secrets.mask_also("job token", &value.to_string_lossy());
-                }
+            // Read once here for the checkout and the job token (prepare has its own
+            // strict read, which says why a stored submission is not JSON).
+            let definition: serde_json::Value =
+                serde_json::from_str(&claimed.definition).unwrap_or(serde_json::Value::Null);
+            let mut base_env = options.job_env.clone();
+            if let Some(token) = job_token(&claimed, &definition, &options) {
+                // The job token is a credential: masked in its run's logs and events.
+                secrets.mask_also("job token", &token);
+                base_env.push(("CASCADE_TOKEN".into(), token.into()));
             }
             let workspace = run_dir.join("workspace");
-            let checkout = match checkout(&claimed, &options, &workspace) {
+            let checkout = match checkout(&definition, &options, &workspace) {
                 Ok(c) => c,
                 Err(reason) => {
                     ledger.fail(&run, &reason);
@@ -414,26 +417,22 @@ async fn run_claimed(
     finish(&ledger, &run, &running, &run_dir).await;
 }
 
-/// The environment a claimed run's jobs start from ([`WorkerOptions::job_env`], never
-/// the worker's own), with the run's job token
-/// (`CASCADE_TOKEN`, see `auth.rs`) so a job can dispatch the next step of its chain;
-/// a fork pull request's run and API submissions get none.
-fn job_env(claimed: &Claimed, options: &WorkerOptions) -> Vec<(OsString, OsString)> {
-    let mut env = options.job_env.clone();
-    // Only runs the orchestrator started from a registered repository (never a fork's
-    // pull request) chain on: a run submitted through the API would otherwise turn its
-    // submitter's scoped token into one whose dispatches reach every repository.
-    let definition = serde_json::from_str::<serde_json::Value>(&claimed.definition)
-        .unwrap_or(serde_json::Value::Null);
+/// The run's job token (`CASCADE_TOKEN`, see `auth.rs`), so a job can dispatch the next
+/// step of its chain. Only runs the orchestrator started from a registered repository
+/// (never a fork's pull request) chain on: a run submitted through the API would
+/// otherwise turn its submitter's scoped token into one whose dispatches reach every
+/// repository.
+fn job_token(
+    claimed: &Claimed,
+    definition: &serde_json::Value,
+    options: &WorkerOptions,
+) -> Option<String> {
     let chains = definition.get("repository").is_some()
         && definition.get("secrets") != Some(&serde_json::Value::Bool(false));
-    if chains && let Some(key) = crate::auth::JobKey::load(&options.data_dir) {
-        env.push((
-            "CASCADE_TOKEN".into(),
-            key.token(&claimed.lease.run_id).into(),
-        ));
-    }
-    env
+    chains
+        .then(|| crate::auth::JobKey::load(&options.data_dir))
+        .flatten()
+        .map(|key| key.token(&claimed.lease.run_id))
 }
 
 /// Waits for the run's end to be recorded, then forgets it and its scratch directory
@@ -502,12 +501,10 @@ fn chown_tree(path: &Path, ids: cascade_engine::sandbox::Ids) -> std::io::Result
 /// A run started by a repository's event works in a checkout of the commit its
 /// pipeline was read at (a worktree of the clone cache); others in an empty directory.
 fn checkout(
-    claimed: &Claimed,
+    value: &serde_json::Value,
     options: &WorkerOptions,
     workspace: &Path,
 ) -> Result<Option<(cascade_git::clone::Repos, PathBuf)>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(&claimed.definition).unwrap_or(serde_json::Value::Null);
     let (Some(url), Some(sha)) = (
         value["checkout"]["url"].as_str(),
         value["checkout"]["sha"].as_str(),
@@ -619,11 +616,11 @@ fn prepare(
 /// codes does not cover a death); otherwise the run fails here, without running again.
 fn retry_after_death(claimed: &Claimed, plan: &cascade_plan::Plan) -> Result<(), String> {
     for (task, used) in &claimed.died_in {
-        let job = task.split_once('[').map_or(task.as_str(), |(job, _)| job);
+        let job = cascade_plan::TaskId::parse(task).map(|t| t.job);
         let retry = plan
             .jobs
             .iter()
-            .find(|j| j.id.as_str() == job)
+            .find(|j| Some(&j.id) == job.as_ref())
             .and_then(|j| j.retry.as_ref());
         let allowed = retry.is_some_and(|r| *used <= r.limit && r.on_exit_codes.is_empty());
         if !allowed {
