@@ -130,9 +130,10 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<Outcome> {
     if let Some(job) = &args.job {
         let tasks = reader.tasks(&run.run_id)?;
         // A job (all its copies, `lint[0]`…) or one task of it.
-        let known = tasks
-            .iter()
-            .any(|t| t.task_id == *job || t.task_id.split_once('[').is_some_and(|(j, _)| j == job));
+        let known = tasks.iter().any(|t| {
+            t.task_id == *job
+                || cascade_plan::TaskId::parse(&t.task_id).is_some_and(|t| t.job.as_str() == job)
+        });
         if !known {
             let names: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
             output::error(&format!(
