@@ -108,17 +108,6 @@ fn worker_args(args: &Args) -> Result<Vec<OsString>, Outcome> {
     Ok(worker_args)
 }
 
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        message = format!("{message}: {c}");
-        cause = c.source();
-    }
-    message
-}
-
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     args.log.init();
     let (config, secrets) =
@@ -128,7 +117,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         };
     // Every job runs sandboxed: a server that could not isolate them does not start.
     if let Err(e) = cascade_server::worker::sandbox(&config) {
-        output::error(&chain(&e));
+        output::error(&format!("{:#}", anyhow::Error::new(e)));
         return Ok(Outcome::Failure);
     }
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
@@ -214,7 +203,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     match result {
         Ok(()) => Ok(Outcome::Success),
         Err(e) => {
-            output::error(&chain(&e));
+            output::error(&format!("{:#}", anyhow::Error::new(e)));
             Ok(Outcome::Failure)
         }
     }
