@@ -102,37 +102,40 @@ pub fn events(args: &EventsArgs) -> Outcome {
         .as_deref()
         .map_or_else(String::new, |t| format!("&task_id={}", escape(t)));
     let path = format!("/api/v1/events?limit={}{task}", args.limit);
-    let answer = Source::new(&args.target).and_then(|source| {
-        if super::dag::nothing_here(
-            &source,
-            args.target.output,
-            "events",
-            "point at a server with --server URL",
-        ) {
-            return Ok(serde_json::json!({"nothing_here": true}));
-        }
-        source.read_or(
-            &path,
-            |dir| {
-                format!(
-                    "no events in {} yet; point at a server with --server URL",
-                    dir.display()
-                )
-            },
-            |r| {
-                Ok(serde_json::json!({
-                    "events": r.events(args.task_id.as_deref(), args.limit)?
-                }))
-            },
-        )
-    });
+    let report = |failure: Failure| {
+        let (Failure::Usage(message) | Failure::Refused(message)) = failure;
+        output::error(&message);
+        Outcome::Failure
+    };
+    let source = match Source::new(&args.target) {
+        Ok(source) => source,
+        Err(failure) => return report(failure),
+    };
+    if super::dag::nothing_here(
+        &source,
+        args.target.output,
+        "events",
+        "point at a server with --server URL",
+    ) {
+        return Outcome::Success;
+    }
+    let answer = source.read_or(
+        &path,
+        |dir| {
+            format!(
+                "no events in {} yet; point at a server with --server URL",
+                dir.display()
+            )
+        },
+        |r| {
+            Ok(serde_json::json!({
+                "events": r.events(args.task_id.as_deref(), args.limit)?
+            }))
+        },
+    );
     let rows = match answer {
-        Ok(answer) if answer.get("nothing_here").is_some() => return Outcome::Success,
         Ok(answer) => answer["events"].as_array().cloned().unwrap_or_default(),
-        Err(Failure::Usage(message) | Failure::Refused(message)) => {
-            output::error(&message);
-            return Outcome::Failure;
-        }
+        Err(failure) => return report(failure),
     };
     match args.target.output {
         ListFormat::Json => output::json(&Value::Array(rows)),
