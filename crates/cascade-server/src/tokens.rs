@@ -2,7 +2,7 @@
 //! `cascade token create --data-dir`: the name, role, scopes and expiry checked, then
 //! the store's [`cascade_store::Tokens::create`].
 
-use crate::api::App;
+use crate::api::{App, blocking};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -100,9 +100,8 @@ pub async fn create_token(
         column: e.column(),
         message: e.to_string(),
     })?;
-    let issued = tokio::task::spawn_blocking(move || app.auth.with_tokens(|t| create(t, &request)))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+    let issued = blocking(move || app.auth.with_tokens(|t| create(t, &request)))
+        .await?
         .map_err(|e| match e {
             TokenError::Store(e) => store_error(e),
             TokenError::Name(_) => ApiError::Field {
@@ -119,11 +118,7 @@ pub async fn create_token(
             },
         })?;
     tracing::info!(by = who.name, name = issued.row.name, role = %issued.row.role, "token created");
-    let mut body = serde_json::to_value(&issued.row).unwrap_or_default();
-    if let Some(object) = body.as_object_mut() {
-        object.insert("token".to_owned(), issued.token.into());
-    }
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, Json(issued.shown())))
 }
 
 /// `GET /api/v1/tokens`: every token, without secrets.
@@ -132,9 +127,8 @@ pub async fn list_tokens(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     who.require(Role::Admin)?;
-    let rows = tokio::task::spawn_blocking(move || app.auth.with_tokens(Tokens::list))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+    let rows = blocking(move || app.auth.with_tokens(Tokens::list))
+        .await?
         .map_err(store_error)?;
     Ok(Json(serde_json::json!({"tokens": rows})))
 }
@@ -147,9 +141,8 @@ pub async fn revoke_token(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     who.require(Role::Admin)?;
     let auth = Arc::clone(&app.auth);
-    let row = tokio::task::spawn_blocking(move || auth.with_tokens(|t| t.revoke(&id)))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+    let row = blocking(move || auth.with_tokens(|t| t.revoke(&id)))
+        .await?
         .map_err(store_error)?;
     app.auth.forget();
     tracing::info!(by = who.name, name = row.name, "token revoked");

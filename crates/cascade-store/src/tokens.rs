@@ -77,6 +77,17 @@ pub struct Issued {
     pub token: String,
 }
 
+impl Issued {
+    /// What its creator is shown, once: the row and the token text.
+    pub fn shown(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(&self.row).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("token".to_owned(), self.token.clone().into());
+        }
+        value
+    }
+}
+
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")

@@ -137,11 +137,7 @@ fn created(args: &CreateArgs) -> Result<Value, Outcome> {
         output::error(&e.to_string());
         Outcome::Usage
     })?;
-    let mut v = serde_json::to_value(&issued.row).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("token".to_owned(), issued.token.into());
-    }
-    Ok(v)
+    Ok(issued.shown())
 }
 
 fn scopes_text(scopes: &Value) -> String {
