@@ -669,6 +669,16 @@ mod tests {
 
     type Signals = Arc<Mutex<Vec<(String, Signal)>>>;
 
+    /// The ledger configuration of the global scope's worker (a 30 s lease).
+    fn global_worker() -> LedgerConfig {
+        LedgerConfig {
+            worker_id: "worker-global".into(),
+            scope: "global".into(),
+            node_id: None,
+            lease: Duration::from_secs(30),
+        }
+    }
+
     fn setup(runs: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Ledger, Signals) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cascade.db");
@@ -687,16 +697,9 @@ mod tests {
         }
         let signals: Signals = Arc::default();
         let sink = Arc::clone(&signals);
-        let ledger = Ledger::start(
-            &db,
-            LedgerConfig {
-                worker_id: "worker-global".into(),
-                scope: "global".into(),
-                node_id: None,
-                lease: Duration::from_secs(30),
-            },
-            move |run, signal| sink.lock().unwrap().push((run.to_owned(), signal)),
-        )
+        let ledger = Ledger::start(&db, global_worker(), move |run, signal| {
+            sink.lock().unwrap().push((run.to_owned(), signal));
+        })
         .unwrap();
         (dir, db, ledger, signals)
     }
@@ -847,17 +850,7 @@ mod tests {
             .unwrap()
             .execute("UPDATE worker_queue SET lease_until = 0", [])
             .unwrap();
-        let second = Ledger::start(
-            &db,
-            LedgerConfig {
-                worker_id: "worker-global".into(),
-                scope: "global".into(),
-                node_id: None,
-                lease: Duration::from_secs(30),
-            },
-            |_, _| {},
-        )
-        .unwrap();
+        let second = Ledger::start(&db, global_worker(), |_, _| {}).unwrap();
         let claimed = second.claim(1).await.unwrap();
         assert!(claimed[0].reclaimed && claimed[0].abandoned);
         assert_eq!(claimed[0].died_in, [("a".to_owned(), 1)]);
@@ -882,17 +875,7 @@ mod tests {
         assert_eq!(ledger.release().await.unwrap(), 1);
         ledger.close();
         assert_eq!(status(&db, "1-a"), ("queued".into(), "queued".into(), 1));
-        let second = Ledger::start(
-            &db,
-            LedgerConfig {
-                worker_id: "worker-global".into(),
-                scope: "global".into(),
-                node_id: None,
-                lease: Duration::from_secs(30),
-            },
-            |_, _| {},
-        )
-        .unwrap();
+        let second = Ledger::start(&db, global_worker(), |_, _| {}).unwrap();
         let claimed = second.claim(1).await.unwrap();
         assert!(claimed[0].reclaimed && !claimed[0].abandoned);
         for e in task_events("1-a") {
