@@ -56,6 +56,21 @@ fn ended_run_of(server: &crate::serve::Server, dag_id: &str) -> Value {
     }
 }
 
+/// `cascade.toml` lines registering each `(repository, pipeline file)` of the repository at
+/// `url` (one git repository holds every pipeline file of a test).
+fn registered(url: &str, repositories: &[(&str, &str)]) -> String {
+    use std::fmt::Write as _;
+    repositories
+        .iter()
+        .fold(String::new(), |mut text, (name, file)| {
+            let _ = write!(
+                text,
+                "[repositories.\"{name}\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"{file}\"\n"
+            );
+            text
+        })
+}
+
 fn repos(dir: &Path, pipelines: &[(&str, &str)]) -> String {
     let src = dir.join("src");
     repo(&src, pipelines);
@@ -75,8 +90,9 @@ fn a_payload_cannot_send_a_callback_to_its_own_url_only_pick_a_configured_one() 
     let attacker = Recorder::start();
     let named = Recorder::start();
     let config = format!(
-        "[callbacks]\ndone = \"{}/named\"\n[repositories.\"acme/build\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"build.yaml\"\n",
-        named.url
+        "[callbacks]\ndone = \"{}/named\"\n{}",
+        named.url,
+        registered(&url, &[("acme/build", "build.yaml")])
     );
     let server = serve_env(dir.path(), &config, &[], &[]);
     let steal = format!("{}/steal", attacker.url);
@@ -129,8 +145,15 @@ fn a_secret_is_given_only_where_granted_and_the_run_fails_first_naming_the_grant
         ],
     );
     let config = format!(
-        "[sandbox]\nbind = [\"{shared}\"]\n[grants.DEPLOY_KEY]\nrepositories = [\"acme/granted\"]\n[repositories.\"acme/granted\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"granted.yaml\"\n[repositories.\"acme/denied\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"denied.yaml\"\n",
-        shared = shared.path().display()
+        "[sandbox]\nbind = [\"{}\"]\n[grants.DEPLOY_KEY]\nrepositories = [\"acme/granted\"]\n{}",
+        shared.path().display(),
+        registered(
+            &url,
+            &[
+                ("acme/granted", "granted.yaml"),
+                ("acme/denied", "denied.yaml")
+            ]
+        )
     );
     let server = serve_env(
         dir.path(),
@@ -245,8 +268,9 @@ fn a_dispatch_starts_only_pipelines_of_its_tokens_scopes_and_needs_submit() {
         ],
     );
     let config = format!(
-        "[sandbox]\nbind = [\"{shared}\"]\n[repositories.\"acme/one\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"one.yaml\"\n[repositories.\"acme/two\"]\nforge = \"github\"\nurl = \"{url}\"\npipeline = \"two.yaml\"\n",
-        shared = shared.path().display()
+        "[sandbox]\nbind = [\"{}\"]\n{}",
+        shared.path().display(),
+        registered(&url, &[("acme/one", "one.yaml"), ("acme/two", "two.yaml")])
     );
     let server = serve_env(dir.path(), &config, &[], &[]);
     let data = dir.path().join("data");
