@@ -112,9 +112,36 @@ pub fn render(errors: &SpecErrors) -> String {
     out
 }
 
+/// A duration as every command shows it: `0.42s`, `3.05s`, `1m05s`, `2h03m`.
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+/// [`duration`] of a count of milliseconds (as the store and the API keep them).
+pub fn duration_ms(ms: u64) -> String {
+    duration(std::time::Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::{duration, escape_controls};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_have_one_spelling() {
+        assert_eq!(duration(Duration::from_millis(4)), "0.00s");
+        assert_eq!(duration(Duration::from_millis(3050)), "3.05s");
+        assert_eq!(duration(Duration::from_millis(8810)), "8.81s");
+        assert_eq!(duration(Duration::from_secs(65)), "1m05s");
+        assert_eq!(duration(Duration::from_mins(123)), "2h03m");
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {

@@ -176,7 +176,7 @@ impl Subscriber for Progress {
                         c.failed += 1;
                     }
                 }
-                let took = format!("{:.2}s", Duration::from_millis(*duration_ms).as_secs_f64());
+                let took = crate::output::duration_ms(*duration_ms);
                 match state {
                     TaskState::Completed => self.line(&format!("✓ {task} ({took})")),
                     _ => self.line(&format!(

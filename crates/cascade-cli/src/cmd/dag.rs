@@ -563,7 +563,8 @@ fn status(args: &IdArgs) -> Result<Outcome, Failure> {
                         str_of(&r["created_at"]),
                         r["duration_ms"]
                             .as_i64()
-                            .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
+                            .and_then(|ms| u64::try_from(ms).ok())
+                            .map_or_else(|| "-".to_owned(), crate::output::duration_ms),
                         str_of(&r["error"]),
                     ]
                 })

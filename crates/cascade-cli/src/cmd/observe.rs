@@ -134,7 +134,7 @@ impl View {
                         state(t.state).to_owned(),
                         t.attempt.map(|a| a.to_string()).unwrap_or_default(),
                         t.duration_ms
-                            .map(|ms| format!("{:.2}s", Duration::from_millis(ms).as_secs_f64()))
+                            .map(crate::output::duration_ms)
                             .unwrap_or_default(),
                         t.error.clone().unwrap_or_default(),
                     ]

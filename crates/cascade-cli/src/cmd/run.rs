@@ -324,7 +324,7 @@ fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId) -> String {
         let time = if t.attempts == 0 {
             "-".to_owned()
         } else {
-            format!("{:.2}s", t.duration.as_secs_f64())
+            crate::output::duration(t.duration)
         };
         let row = format!(
             "{:<width$}  {:<9}  {:>8}  {:>4}  {note}",
@@ -337,9 +337,9 @@ fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId) -> String {
     }
     let _ = writeln!(
         out,
-        "\nrun {run_id} {} in {:.2}s (logs: cascade logs {run_id})",
+        "\nrun {run_id} {} in {} (logs: cascade logs {run_id})",
         summary.outcome.as_str(),
-        summary.duration.as_secs_f64()
+        crate::output::duration(summary.duration)
     );
     let _ = write!(
         out,

@@ -88,12 +88,7 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<Outcome> {
                         format!("{}/{}/{}", r.passed, r.failed, r.skipped),
                         r.duration_ms.map_or_else(
                             || "-".to_owned(),
-                            |d| {
-                                format!(
-                                    "{:.2}s",
-                                    f64::from(u32::try_from(d).unwrap_or(u32::MAX)) / 1000.0
-                                )
-                            },
+                            |d| crate::output::duration_ms(u64::try_from(d).unwrap_or(0)),
                         ),
                         r.created_at.clone(),
                     ]

@@ -119,7 +119,11 @@ pub fn http_as(
     let mut stream = TcpStream::connect(addr).unwrap();
     // A server may answer (413, 401) and close before it has read a large body;
     // the write then fails with a broken pipe while the answer is there to read.
-    let sent = write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let sent = write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     // `read_to_end` keeps what arrived before a reset.
     let mut bytes = Vec::new();
     let read = stream.read_to_end(&mut bytes);
