@@ -8,6 +8,8 @@
 //! The cluster is the server's kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or its
 //! service account; the namespace and images come from `[argo]` in `cascade.toml`.
 
+use crate::error::chain;
+use crate::store_thread::StoreThread;
 use cascade_argo::cluster::{self, Client, RUN_LABEL, RunProgress, WatchEvent};
 use cascade_argo::manifest::Workflow;
 use cascade_store::{ExternalTask, Orchestration};
@@ -34,18 +36,6 @@ impl std::fmt::Debug for ArgoBackend {
             .field("connected", &self.client.initialized())
             .finish()
     }
-}
-
-/// The error of a cluster call, with its causes, for a run's status.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl ArgoBackend {
@@ -158,8 +148,6 @@ pub struct ArgoWatch {
     names: HashMap<String, JobNames>,
     /// Runs whose workflow appeared in the current listing.
     listed: Vec<String>,
-    /// Runs whose workflow was asked to terminate.
-    stopped: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for ArgoWatch {
@@ -179,13 +167,13 @@ impl ArgoWatch {
             seen: HashMap::new(),
             names: HashMap::new(),
             listed: Vec::new(),
-            stopped: std::collections::HashSet::new(),
         }
     }
 
     /// Follows workflows until `shutdown`. Without a cluster it tries again every few
-    /// seconds; the watch itself retries with kube-runtime's backoff.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// seconds; the watch itself retries with kube-runtime's backoff. Its store writes
+    /// (every [`ArgoWatch::apply`]) run on a thread of its own.
+    pub async fn run(self, shutdown: CancellationToken) {
         let client = loop {
             match self.backend.client().await {
                 Ok(client) => break client,
@@ -198,7 +186,17 @@ impl ArgoWatch {
                 }
             }
         };
-        let events = cluster::run_workflows(&client, &self.namespace);
+        let namespace = self.namespace.clone();
+        let watch = match StoreThread::start("cascade-argo-watch", self) {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::error!(%error, "the Argo watch cannot start");
+                return;
+            }
+        };
+        // Runs whose workflow was asked to terminate.
+        let mut stopped = std::collections::HashSet::new();
+        let events = cluster::run_workflows(&client, &namespace);
         futures::pin_mut!(events);
         let mut stops = tokio::time::interval(Duration::from_millis(500));
         stops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -207,14 +205,19 @@ impl ArgoWatch {
                 () = shutdown.cancelled() => return,
                 next = events.next() => next,
                 _ = stops.tick() => {
-                    self.stop_cancelled(&client).await;
+                    Self::stop_cancelled(&watch, &mut stopped, &client).await;
                     continue;
                 }
             };
             match next {
-                Some(Ok(event)) => tokio::task::block_in_place(|| self.apply(event)),
+                Some(Ok(event)) => {
+                    if watch.run(move |w| w.apply(event)).await.is_none() {
+                        tracing::error!(namespace, "the Argo watch's store thread stopped");
+                        return;
+                    }
+                }
                 Some(Err(error)) => {
-                    tracing::warn!(error = %chain(&error), namespace = self.namespace, "watching Argo workflows");
+                    tracing::warn!(error = %chain(&error), namespace, "watching Argo workflows");
                 }
                 None => return,
             }
@@ -224,17 +227,20 @@ impl ArgoWatch {
     /// Terminates the workflows of runs asked to stop (`POST /runs/{id}/cancel` set them
     /// `cancelling`); their end comes back through the watch. Asked once per run and
     /// process (the patch is idempotent, so a restart asking again does no harm).
-    async fn stop_cancelled(&mut self, client: &Client) {
-        let cancelling =
-            match tokio::task::block_in_place(|| self.store.external_cancelling(BACKEND)) {
-                Ok(c) => c,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot list Argo runs to stop");
-                    return;
-                }
-            };
+    async fn stop_cancelled(
+        watch: &StoreThread<Self>,
+        stopped: &mut std::collections::HashSet<String>,
+        client: &Client,
+    ) {
+        let cancelling = match watch.call(|w| w.store.external_cancelling(BACKEND)).await {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list Argo runs to stop");
+                return;
+            }
+        };
         for (run_id, reference) in cancelling {
-            if self.stopped.contains(&run_id) {
+            if stopped.contains(&run_id) {
                 continue;
             }
             let Some((namespace, name)) = reference.split_once('/') else {
@@ -247,7 +253,7 @@ impl ArgoWatch {
                         workflow = reference,
                         "Argo workflow terminated"
                     );
-                    self.stopped.insert(run_id);
+                    stopped.insert(run_id);
                 }
                 Err(error) => {
                     tracing::warn!(run = run_id, error = %chain(&error), "cannot terminate an Argo workflow; trying again");

@@ -6,6 +6,7 @@
 
 use crate::inbox::Inbox;
 use crate::orchestrator::{Incoming, PipelineSource};
+use crate::store_thread::StoreThread;
 use cascade_spec::config::AdminConfig;
 use cascade_store::{NewEvent, Orchestration};
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ impl Entry {
 
 /// The cron loop's state.
 pub struct Cron {
-    pub store: Orchestration,
+    pub store: StoreThread<Orchestration>,
     pub inbox: Inbox,
     pub config: Arc<AdminConfig>,
     pub source: Arc<dyn PipelineSource>,
@@ -52,15 +53,15 @@ impl std::fmt::Debug for Cron {
 }
 
 impl Cron {
-    /// Reads every registered pipeline's schedules.
-    fn entries(&self) -> Vec<Entry> {
+    /// Reads every registered pipeline's schedules (blocking: it may fetch from git).
+    fn entries(config: &AdminConfig, source: &dyn PipelineSource) -> Vec<Entry> {
         let mut out = Vec::new();
-        for (name, repo) in &self.config.repositories {
-            let text = match self.source.read(repo, &repo.default_branch, &repo.pipeline) {
+        for (name, repo) in &config.repositories {
+            let text = match source.read(repo, &repo.default_branch, &repo.pipeline) {
                 Ok(Some(f)) => f.text,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(repo = name, error = e, "cannot read schedules");
+                    tracing::warn!(repo = name, error = %e, "cannot read schedules");
                     continue;
                 }
             };
@@ -86,7 +87,10 @@ impl Cron {
         let mut read_at: Option<Instant> = None;
         loop {
             if read_at.is_none_or(|t| t.elapsed() >= self.refresh) {
-                entries = tokio::task::block_in_place(|| self.entries());
+                let (config, source) = (Arc::clone(&self.config), Arc::clone(&self.source));
+                entries = crate::store_thread::blocking(move || Self::entries(&config, &*source))
+                    .await
+                    .unwrap_or_default();
                 read_at = Some(Instant::now());
             }
             let now = jiff::Timestamp::now();
@@ -129,7 +133,11 @@ impl Cron {
         tick: jiff::Timestamp,
     ) -> Result<(), String> {
         let tick_text = tick.to_string();
-        let first = tokio::task::block_in_place(|| self.store.fire_tick(key, &tick_text))
+        let (schedule, at) = (key.to_owned(), tick_text.clone());
+        let first = self
+            .store
+            .call(move |s| s.fire_tick(&schedule, &at))
+            .await
             .map_err(|e| e.to_string())?;
         if !first {
             return Ok(());
@@ -156,7 +164,11 @@ impl Cron {
             .await;
         if let Err(e) = accepted {
             // Not queued: let the next pass fire it again.
-            let _ = tokio::task::block_in_place(|| self.store.unfire_tick(key, &tick_text));
+            let (schedule, at) = (key.to_owned(), tick_text.clone());
+            let _ = self
+                .store
+                .call(move |s| s.unfire_tick(&schedule, &at))
+                .await;
             return Err(e.to_string());
         }
         Ok(())
@@ -167,6 +179,7 @@ impl Cron {
 mod tests {
     use super::*;
     use crate::orchestrator::Fetched;
+    use crate::source::SourceError;
     use cascade_spec::config::Repository;
 
     /// The pipeline file of every repository, fixed (reading from git is tested in
@@ -174,13 +187,13 @@ mod tests {
     struct Fixed(&'static str);
 
     impl PipelineSource for Fixed {
-        fn read(&self, _: &Repository, _: &str, _: &str) -> Result<Option<Fetched>, String> {
+        fn read(&self, _: &Repository, _: &str, _: &str) -> Result<Option<Fetched>, SourceError> {
             Ok(Some(Fetched {
                 text: self.0.to_owned(),
                 sha: "0".repeat(40),
             }))
         }
-        fn changed(&self, _: &Repository, _: &str, _: &str) -> Result<Vec<String>, String> {
+        fn changed(&self, _: &Repository, _: &str, _: &str) -> Result<Vec<String>, SourceError> {
             Ok(Vec::new())
         }
     }
@@ -191,7 +204,7 @@ mod tests {
         )
         .unwrap();
         Cron {
-            store: Orchestration::open(db).unwrap(),
+            store: StoreThread::start("test-cron", Orchestration::open(db).unwrap()).unwrap(),
             inbox: Inbox::Local {
                 intake: crate::intake::Intake::start(cascade_store::Queue::open(db).unwrap()),
                 wake: Arc::new(tokio::sync::Notify::new()),
@@ -209,7 +222,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
         let mut first = cron(&db);
-        let entries = first.entries();
+        let entries = Cron::entries(&first.config, &*first.source);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].timezone.as_deref(), Some("Europe/Berlin"));
         let key = entries[0].key();

@@ -9,6 +9,7 @@ use crate::jetstream::JetStream;
 use crate::orchestrator::{Orchestrator, PipelineSource};
 use crate::pool::PoolHandle;
 use crate::reporter::{Reporter, StatusSender};
+use crate::store_thread::StoreThread;
 use cascade_engine::Secrets;
 use cascade_spec::config::AdminConfig;
 use cascade_store::{Orchestration, Reader};
@@ -195,7 +196,9 @@ async fn evict_clones(
     shutdown: CancellationToken,
 ) {
     loop {
-        match tokio::task::block_in_place(|| cache.evict(max_age)) {
+        let evicting = cache.clone();
+        let evicted = crate::store_thread::blocking(move || evicting.evict(max_age)).await;
+        match evicted.unwrap_or(Ok(Vec::new())) {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(
                     count = removed.len(),
@@ -229,8 +232,17 @@ pub async fn start(
             .await
             .map_err(GitOpsError::Store)?;
     }
-    let open = || Orchestration::open(db).map_err(GitOpsError::Store);
-    let relaxed = || Orchestration::open_relaxed(db).map_err(GitOpsError::Store);
+    // Each loop's store connection lives on a thread of its own (see `store_thread`).
+    let open = |name: &str| {
+        Orchestration::open(db)
+            .and_then(|store| StoreThread::start(name, store))
+            .map_err(GitOpsError::Store)
+    };
+    let relaxed = |name: &str| {
+        Orchestration::open_relaxed(db)
+            .and_then(|store| StoreThread::start(name, store))
+            .map_err(GitOpsError::Store)
+    };
     let wake = Arc::new(tokio::sync::Notify::new());
     let inbox = match &options.nats_url {
         None => Inbox::Local {
@@ -242,7 +254,7 @@ pub async fn start(
             let js = JetStream::connect(url, intake.clone(), reader).await?;
             let max_deliver = i64::from(options.config.orchestrator.max_deliver.max(1));
             tasks.spawn(js.clone().consume(
-                open()?,
+                open("cascade-nats-consumer")?,
                 max_deliver,
                 Arc::clone(&wake),
                 shutdown.clone(),
@@ -259,14 +271,14 @@ pub async fn start(
         .any(|r| r.backend == cascade_spec::config::Backend::Argo);
     if on_argo {
         let watch = crate::argo::ArgoWatch::new(
-            relaxed()?,
+            Orchestration::open_relaxed(db).map_err(GitOpsError::Store)?,
             Arc::clone(&argo),
             options.config.argo.namespace.clone(),
         );
         tasks.spawn(watch.run(shutdown.clone()));
     }
     let orchestrator = Orchestrator {
-        store: relaxed()?,
+        store: relaxed("cascade-orchestrator")?,
         intake,
         pool,
         config: Arc::clone(&options.config),
@@ -282,7 +294,7 @@ pub async fn start(
         .build()
         .map_err(|e| GitOpsError::Http(e.to_string()))?;
     let reporter = Reporter {
-        store: relaxed()?,
+        store: relaxed("cascade-reporter")?,
         inbox: inbox.clone(),
         config: Arc::clone(&options.config),
         http,
@@ -290,7 +302,7 @@ pub async fn start(
     };
     tasks.spawn(reporter.run(options.report_every, shutdown.clone()));
     let cron = Cron {
-        store: open()?,
+        store: open("cascade-cron")?,
         inbox: inbox.clone(),
         config: Arc::clone(&options.config),
         source: Arc::clone(&options.source),

@@ -11,8 +11,10 @@
 //! - An event larger than the server's max payload is stored in SQLite first and the
 //!   message carries its id instead (claim check).
 
+use crate::error::chain;
 use crate::inbox::Accepted;
 use crate::intake::Intake;
+use crate::store_thread::StoreThread;
 use async_nats::jetstream::{self, consumer, stream};
 use cascade_store::{NewEvent, Orchestration, Reader};
 use futures::StreamExt;
@@ -31,10 +33,10 @@ pub enum JetStreamError {
         #[source]
         source: async_nats::ConnectError,
     },
-    #[error("cannot set up the stream {STREAM}: {0}")]
-    Stream(String),
-    #[error("publishing to {STREAM} failed: {0}")]
-    Publish(String),
+    #[error("cannot set up the stream {STREAM}")]
+    Stream(#[source] jetstream::context::CreateStreamError),
+    #[error("publishing to {STREAM} failed")]
+    Publish(#[source] jetstream::context::PublishError),
     #[error("the event store failed")]
     Store(#[source] cascade_store::StoreError),
 }
@@ -98,7 +100,7 @@ impl JetStream {
                 ..Default::default()
             })
             .await
-            .map_err(|e| JetStreamError::Stream(e.to_string()))?;
+            .map_err(JetStreamError::Stream)?;
         Ok(Self {
             client,
             context,
@@ -163,9 +165,9 @@ impl JetStream {
             .context
             .publish_with_headers(subject, headers, body.into())
             .await
-            .map_err(|e| JetStreamError::Publish(e.to_string()))?
+            .map_err(JetStreamError::Publish)?
             .await
-            .map_err(|e| JetStreamError::Publish(e.to_string()))?;
+            .map_err(JetStreamError::Publish)?;
         Ok(if ack.duplicate {
             Accepted::Duplicate
         } else {
@@ -177,18 +179,14 @@ impl JetStream {
     /// orchestrator after each; survives the server going away and coming back.
     pub async fn consume(
         self,
-        mut store: Orchestration,
+        store: StoreThread<Orchestration>,
         max_deliver: i64,
         wake: Arc<tokio::sync::Notify>,
         shutdown: CancellationToken,
     ) {
         while !shutdown.is_cancelled() {
             let messages = async {
-                let stream = self
-                    .context
-                    .get_stream(STREAM)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let stream = self.context.get_stream(STREAM).await?;
                 let consumer: consumer::PullConsumer = stream
                     .get_or_create_consumer(
                         CONSUMER,
@@ -200,16 +198,15 @@ impl JetStream {
                             ..Default::default()
                         },
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                consumer.messages().await.map_err(|e| e.to_string())
+                    .await?;
+                Ok::<_, async_nats::Error>(consumer.messages().await?)
             };
             let mut messages = tokio::select! {
                 () = shutdown.cancelled() => return,
                 m = messages => match m {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!(error = e, "NATS consumer unavailable; retrying");
+                        tracing::warn!(error = %e, "NATS consumer unavailable; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
@@ -222,7 +219,7 @@ impl JetStream {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        self.take(&mut store, &message, max_deliver).await;
+                        self.take(&store, &message, max_deliver).await;
                         wake.notify_one();
                     }
                     Some(Err(e)) => {
@@ -239,28 +236,27 @@ impl JetStream {
     /// Stores one message's event, then acks it; dead-letters what cannot be stored.
     async fn take(
         &self,
-        store: &mut Orchestration,
+        store: &StoreThread<Orchestration>,
         message: &jetstream::Message,
         max_deliver: i64,
     ) {
         let delivered = message.info().map_or(1, |i| i.delivered);
         let sequence = message.info().map_or(0, |i| i.stream_sequence);
-        let stored = tokio::task::block_in_place(|| -> Result<(), String> {
-            let wire: Wire = serde_json::from_slice(&message.payload)
-                .map_err(|e| format!("not an event: {e}"))?;
-            let payload = match (&wire.payload, &wire.claim_check) {
-                (Some(p), _) => p.clone(),
-                (None, Some(id)) => {
-                    let body = store
-                        .body(id)
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| format!("claim check `{id}` names no stored body"))?;
-                    serde_json::from_slice(&body).map_err(|e| e.to_string())?
-                }
-                (None, None) => return Err("an event without payload".to_owned()),
-            };
-            store
-                .record(&[NewEvent {
+        let body = message.payload.clone();
+        let stored = store
+            .run(move |store| -> Result<(), Unstorable> {
+                let wire: Wire = serde_json::from_slice(&body).map_err(Unstorable::NotAnEvent)?;
+                let payload = match (&wire.payload, &wire.claim_check) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(id)) => {
+                        let body = store
+                            .body(id)?
+                            .ok_or_else(|| Unstorable::NoBody(id.clone()))?;
+                        serde_json::from_slice(&body).map_err(Unstorable::BadBody)?
+                    }
+                    (None, None) => return Err(Unstorable::NoPayload),
+                };
+                store.record(&[NewEvent {
                     source: wire.source,
                     delivery_id: wire.delivery_id,
                     kind: wire.kind,
@@ -268,10 +264,14 @@ impl JetStream {
                     task_id: wire.task_id,
                     event_type: wire.event_type,
                     payload,
-                }])
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
+                }])?;
+                Ok(())
+            })
+            .await
+            .unwrap_or(Err(Unstorable::Store(
+                cascade_store::StoreError::WriterGone,
+            )))
+            .map_err(|e| chain(&e));
         match stored {
             Ok(()) => {
                 if let Err(e) = message.double_ack().await {
@@ -281,21 +281,20 @@ impl JetStream {
             }
             Err(reason) if delivered >= max_deliver => {
                 tracing::error!(sequence, reason, "dead-lettering an event");
-                let dead = tokio::task::block_in_place(|| {
-                    store.record(&[NewEvent {
-                        source: "dead-letter".to_owned(),
-                        delivery_id: format!("{STREAM}:{sequence}"),
-                        kind: "dead".to_owned(),
-                        repo: None,
-                        task_id: None,
-                        event_type: None,
-                        payload: serde_json::json!({
-                            "reason": reason,
-                            "subject": message.subject.as_str(),
-                            "body": String::from_utf8_lossy(&message.payload),
-                        }),
-                    }])
-                });
+                let dead = NewEvent {
+                    source: "dead-letter".to_owned(),
+                    delivery_id: format!("{STREAM}:{sequence}"),
+                    kind: "dead".to_owned(),
+                    repo: None,
+                    task_id: None,
+                    event_type: None,
+                    payload: serde_json::json!({
+                        "reason": reason,
+                        "subject": message.subject.as_str(),
+                        "body": String::from_utf8_lossy(&message.payload),
+                    }),
+                };
+                let dead = store.call(move |s| s.record(&[dead])).await;
                 if dead.is_ok() {
                     let _ = message.double_ack().await;
                 }
@@ -313,6 +312,21 @@ impl JetStream {
             }
         }
     }
+}
+
+/// Why a message's event cannot be stored (the dead letter's `reason`, with its causes).
+#[derive(Debug, thiserror::Error)]
+enum Unstorable {
+    #[error("not an event")]
+    NotAnEvent(#[source] serde_json::Error),
+    #[error("claim check `{0}` names no stored body")]
+    NoBody(String),
+    #[error("the claim check's body is not JSON")]
+    BadBody(#[source] serde_json::Error),
+    #[error("an event without payload")]
+    NoPayload,
+    #[error(transparent)]
+    Store(#[from] cascade_store::StoreError),
 }
 
 /// A subject token: what NATS allows, nothing else.

@@ -20,6 +20,7 @@ pub mod orchestrator;
 pub mod pool;
 pub mod reporter;
 pub mod source;
+pub mod store_thread;
 pub mod telemetry;
 pub mod tokens;
 pub mod transport;
@@ -217,7 +218,9 @@ pub async fn serve(
     let mut pool_task = None;
     let pool = match &options.worker_exe {
         Some(exe) => {
-            let pool_queue = cascade_store::Queue::open(&db).map_err(store_error)?;
+            let pool_queue = cascade_store::Queue::open(&db)
+                .and_then(|queue| store_thread::StoreThread::start("cascade-pool", queue))
+                .map_err(store_error)?;
             let (handle, task) = pool::start(
                 pool::PoolOptions {
                     exe: exe.clone(),

@@ -17,6 +17,8 @@
 
 use crate::intake::Intake;
 use crate::pool::PoolHandle;
+use crate::source::{SourceError, changed_paths, read_pipeline};
+use crate::store_thread::StoreThread;
 use cascade_spec::Scope;
 use cascade_spec::config::{AdminConfig, Repository};
 use cascade_store::{EventRow, Orchestration, Origin, Submission};
@@ -173,9 +175,19 @@ pub struct Fetched {
 /// Reads pipeline files and changed paths from registered repositories.
 pub trait PipelineSource: Send + Sync {
     /// The file at `path` in revision `rev` (a sha or a branch), `None` if it is not there.
-    fn read(&self, repo: &Repository, rev: &str, path: &str) -> Result<Option<Fetched>, String>;
+    fn read(
+        &self,
+        repo: &Repository,
+        rev: &str,
+        path: &str,
+    ) -> Result<Option<Fetched>, SourceError>;
     /// Paths changed between two revisions.
-    fn changed(&self, repo: &Repository, base: &str, head: &str) -> Result<Vec<String>, String>;
+    fn changed(
+        &self,
+        repo: &Repository,
+        base: &str,
+        head: &str,
+    ) -> Result<Vec<String>, SourceError>;
 }
 
 /// What handling an event came to (the event log's status and note).
@@ -188,7 +200,7 @@ pub enum Handled {
 
 /// The orchestrator's state: its store connection and what it submits through.
 pub struct Orchestrator {
-    pub store: Orchestration,
+    pub store: StoreThread<Orchestration>,
     pub intake: Intake,
     pub pool: Option<PoolHandle>,
     pub config: Arc<AdminConfig>,
@@ -230,7 +242,7 @@ impl Orchestrator {
     /// Handles events as they come until `shutdown`.
     pub async fn run(mut self, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
         loop {
-            let taken = tokio::task::block_in_place(|| self.store.take(16));
+            let taken = self.store.call(|s| s.take(16)).await;
             match taken {
                 Ok(events) if !events.is_empty() => {
                     let mut outcomes = Vec::with_capacity(events.len());
@@ -250,12 +262,14 @@ impl Orchestrator {
                         );
                         outcomes.push((event.event_id, status, note));
                     }
-                    let outcomes: Vec<(i64, &str, &str)> = outcomes
-                        .iter()
-                        .map(|(id, status, note)| (*id, *status, note.as_str()))
-                        .collect();
-                    if let Err(e) = tokio::task::block_in_place(|| self.store.settle_all(&outcomes))
-                    {
+                    let settled = self.store.call(move |s| {
+                        let outcomes: Vec<(i64, &str, &str)> = outcomes
+                            .iter()
+                            .map(|(id, status, note)| (*id, *status, note.as_str()))
+                            .collect();
+                        s.settle_all(&outcomes)
+                    });
+                    if let Err(e) = settled.await {
                         tracing::warn!(error = %e, "cannot record events' outcomes");
                     }
                     continue;
@@ -320,7 +334,7 @@ impl Orchestrator {
         };
         let path = repo.pipeline.clone();
         let source = Arc::clone(&self.source);
-        let read = tokio::task::block_in_place(|| source.read(repo, &trusted, &path));
+        let read = read_pipeline(&source, repo, &trusted, &path).await;
         let text = match read {
             Ok(Some(fetched)) => fetched.text,
             Ok(None) => return Handled::Skipped(format!("no {path} at {trusted}")),
@@ -336,7 +350,7 @@ impl Orchestrator {
                 None => (incoming.before.clone(), sha.clone()),
             };
             if let Some(base) = base.filter(|b| !b.is_empty() && b.chars().any(|c| c != '0')) {
-                let changed = tokio::task::block_in_place(|| source.changed(repo, &base, &head));
+                let changed = changed_paths(&source, repo, base, head).await;
                 incoming.changed_paths = changed.ok();
             }
         }
@@ -373,9 +387,7 @@ impl Orchestrator {
                 continue;
             }
             let source = Arc::clone(&self.source);
-            let read = tokio::task::block_in_place(|| {
-                source.read(repo, &repo.default_branch, &repo.pipeline)
-            });
+            let read = read_pipeline(&source, repo, &repo.default_branch, &repo.pipeline).await;
             let Fetched { text, sha } = match read {
                 Ok(Some(f)) => f,
                 Ok(None) => continue,
@@ -407,14 +419,17 @@ impl Orchestrator {
             }
             let pipeline = format!("{repo_name}/{}", repo.pipeline);
             let route = format!("{event_type} → {pipeline}");
-            if let Some(why) = self.breaker_refuses(&route) {
+            if let Some(why) = self.breaker_refuses(&route).await {
                 problems.push(why);
                 continue;
             }
-            let claimed = tokio::task::block_in_place(|| {
+            let claimed = {
+                let (task_id, event_type, pipeline) =
+                    (task_id.clone(), event_type.clone(), pipeline.clone());
                 self.store
-                    .claim_route(&task_id, &event_type, &pipeline, retry_count)
-            });
+                    .call(move |s| s.claim_route(&task_id, &event_type, &pipeline, retry_count))
+                    .await
+            };
             match claimed {
                 Ok(true) => {}
                 Ok(false) => {
@@ -457,8 +472,9 @@ impl Orchestrator {
 
     /// `Some(reason)` while the route's breaker is open; after the cool-down one event
     /// may try (half-open).
-    fn breaker_refuses(&self, route: &str) -> Option<String> {
-        let (failures, opened) = self.store.breaker(route).ok()?;
+    async fn breaker_refuses(&self, route: &str) -> Option<String> {
+        let key = route.to_owned();
+        let (failures, opened) = self.store.call(move |s| s.breaker(&key)).await.ok()?;
         let opened = opened?;
         let cooldown =
             i64::try_from(self.config.orchestrator.cooldown().as_millis()).unwrap_or(i64::MAX);
@@ -486,12 +502,11 @@ impl Orchestrator {
             .or_else(|| incoming.branch.clone())
             .unwrap_or_else(|| repo.default_branch.clone());
         let source = Arc::clone(&self.source);
-        let Fetched { text, sha } =
-            match tokio::task::block_in_place(|| source.read(repo, &rev, &path)) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Handled::Skipped(format!("no {path} at {rev}")),
-                Err(e) => return Handled::Failed(format!("cannot read {path} at {rev}: {e}")),
-            };
+        let Fetched { text, sha } = match read_pipeline(&source, repo, &rev, &path).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Handled::Skipped(format!("no {path} at {rev}")),
+            Err(e) => return Handled::Failed(format!("cannot read {path} at {rev}: {e}")),
+        };
         self.start(Start {
             repo_name: &repo_name,
             repo,
@@ -573,7 +588,8 @@ impl Orchestrator {
         let run_id = run_id_for(s.event, &name);
         // The same event handled again (after a crash before its outcome was recorded)
         // finds its run: nothing starts twice.
-        match tokio::task::block_in_place(|| self.store.run_backend(&run_id)) {
+        let id = run_id.clone();
+        match self.store.call(move |s| s.run_backend(&id)).await {
             Ok(None) => {}
             Ok(Some(existing))
                 if existing.backend.is_some()
@@ -625,12 +641,14 @@ impl Orchestrator {
                         &s.incoming.kind,
                         "skipped",
                         &reason.text,
-                    );
+                    )
+                    .await;
                 }
                 return Handled::Skipped(reason.text);
             }
             Check::ConfigError(error) => {
-                self.ended(&run_id, &name, &origin, &s.incoming.kind, "failed", &error);
+                self.ended(&run_id, &name, &origin, &s.incoming.kind, "failed", &error)
+                    .await;
                 return Handled::Failed(format!("{name}: {error}"));
             }
         };
@@ -649,7 +667,8 @@ impl Orchestrator {
             trigger: s.incoming.event_name().to_owned(),
         };
         // The origin first: a run is never left without one for the reporter.
-        if let Err(e) = tokio::task::block_in_place(|| self.store.add_origin(&origin)) {
+        let recorded = origin.clone();
+        if let Err(e) = self.store.call(move |s| s.add_origin(&recorded)).await {
             return Handled::Failed(format!("cannot record the origin of a run: {e}"));
         }
         match self.intake.submit(submission).await {
@@ -658,10 +677,14 @@ impl Orchestrator {
                     pool.notify(&enqueued.worker_id, &scope.to_string());
                 }
                 if let Some((task, event_type, _)) = &s.route {
-                    let _ = tokio::task::block_in_place(|| {
-                        self.store
-                            .set_route(task, event_type, &name, Some(&run_id), "running")
-                    });
+                    let (task, event_type) = (task.clone(), event_type.clone());
+                    let (name, run_id) = (name.clone(), run_id.clone());
+                    let _ = self
+                        .store
+                        .call(move |s| {
+                            s.set_route(&task, &event_type, &name, Some(&run_id), "running")
+                        })
+                        .await;
                 }
                 Handled::Done(format!("started run {run_id} of {name}"))
             }
@@ -765,7 +788,8 @@ impl Orchestrator {
             match crate::argo::render(&pipeline, &plan, &self.config, checkout, run_id, name) {
                 Ok(rendered) => rendered,
                 Err(why) => {
-                    self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
+                    self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why)
+                        .await;
                     return Handled::Failed(format!("{name}: {why}"));
                 }
             };
@@ -775,34 +799,41 @@ impl Orchestrator {
             "tasks": tasks,
         });
         let jobs: Vec<String> = tasks.into_iter().map(|(_, job)| job).collect();
-        let recorded = tokio::task::block_in_place(|| {
-            self.store.add_origin(origin)?;
-            self.store.external_run(
-                run_id,
-                name,
-                s.incoming.event_name(),
-                crate::argo::BACKEND,
-                &definition,
-                &jobs,
-            )
-        });
+        let recorded = {
+            let (origin, id, name) = (origin.clone(), run_id.to_owned(), name.to_owned());
+            let (trigger, jobs) = (s.incoming.event_name().to_owned(), jobs.clone());
+            self.store
+                .call(move |s| {
+                    s.add_origin(&origin)?;
+                    s.external_run(
+                        &id,
+                        &name,
+                        &trigger,
+                        crate::argo::BACKEND,
+                        &definition,
+                        &jobs,
+                    )
+                })
+                .await
+        };
         if let Err(e) = recorded {
             return Handled::Failed(format!("cannot record run {run_id} of {name}: {e}"));
         }
         if let Some((task, event_type, _)) = &s.route {
-            let _ = tokio::task::block_in_place(|| {
-                self.store
-                    .set_route(task, event_type, name, Some(run_id), "running")
-            });
+            let (task, event_type) = (task.clone(), event_type.clone());
+            let (name, run_id) = (name.to_owned(), run_id.to_owned());
+            let _ = self
+                .store
+                .call(move |s| s.set_route(&task, &event_type, &name, Some(&run_id), "running"))
+                .await;
         }
         let namespace = settings.namespace.clone();
         let manifest = cascade_argo::Manifest::Workflow(workflow);
         match self.argo.submit(&namespace, &manifest).await {
             Ok(created) => {
                 let reference = format!("{namespace}/{created}");
-                if let Err(e) =
-                    tokio::task::block_in_place(|| self.store.set_external_ref(run_id, &reference))
-                {
+                let (id, at) = (run_id.to_owned(), reference.clone());
+                if let Err(e) = self.store.call(move |s| s.set_external_ref(&id, &at)).await {
                     tracing::warn!(run = run_id, error = %e, "cannot record where an Argo run is");
                 }
                 Handled::Done(format!(
@@ -812,18 +843,21 @@ impl Orchestrator {
             Err(e) => {
                 let why = format!("cannot create the Argo workflow in `{namespace}`: {e}");
                 // Every job says why, so none stays pending on the forge.
-                let tasks: Vec<cascade_store::ExternalTask<'_>> = jobs
-                    .iter()
-                    .map(|job| cascade_store::ExternalTask {
-                        task_id: job,
-                        status: "failed",
-                        error: Some(&why),
+                let (id, error) = (run_id.to_owned(), why.clone());
+                let _ = self
+                    .store
+                    .call(move |s| {
+                        let tasks: Vec<cascade_store::ExternalTask<'_>> = jobs
+                            .iter()
+                            .map(|job| cascade_store::ExternalTask {
+                                task_id: job,
+                                status: "failed",
+                                error: Some(&error),
+                            })
+                            .collect();
+                        s.external_progress(&id, "failed", Some(&error), &tasks)
                     })
-                    .collect();
-                let _ = tokio::task::block_in_place(|| {
-                    self.store
-                        .external_progress(run_id, "failed", Some(&why), &tasks)
-                });
+                    .await;
                 Handled::Failed(format!("{name}: {why}"))
             }
         }
@@ -863,7 +897,7 @@ impl Orchestrator {
 
     /// Records a run that ended before it started (skipped, or a config error), so the
     /// reporter sends its status like any other.
-    fn ended(
+    async fn ended(
         &mut self,
         run_id: &str,
         name: &str,
@@ -872,10 +906,15 @@ impl Orchestrator {
         status: &str,
         why: &str,
     ) {
-        let result = tokio::task::block_in_place(|| {
-            self.store.ended_run(run_id, name, trigger, status, why)?;
-            self.store.add_origin(origin)
-        });
+        let (id, name, trigger) = (run_id.to_owned(), name.to_owned(), trigger.to_owned());
+        let (status, why, origin) = (status.to_owned(), why.to_owned(), origin.clone());
+        let result = self
+            .store
+            .call(move |s| {
+                s.ended_run(&id, &name, &trigger, &status, &why)?;
+                s.add_origin(&origin)
+            })
+            .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, run = run_id, "cannot record a run that did not start");
         }
@@ -992,7 +1031,7 @@ mod tests {
             .unwrap();
         let event = store.take(1).unwrap().remove(0);
         let mut orchestrator = Orchestrator {
-            store,
+            store: StoreThread::start("test-orchestrator", store).unwrap(),
             intake: Intake::start(Queue::open(&db).unwrap()),
             pool: None,
             config: Arc::new(config),

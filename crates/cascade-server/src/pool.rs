@@ -8,6 +8,7 @@
 //! by a stopped worker, and runs whose worker died (their lease runs out) all get a
 //! worker without any special path.
 
+use crate::store_thread::StoreThread;
 use cascade_store::Queue;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -95,7 +96,7 @@ struct Slot {
 
 struct Pool {
     options: PoolOptions,
-    queue: Queue,
+    queue: StoreThread<Queue>,
     slots: HashMap<String, Slot>,
     exited: mpsc::Sender<(String, u32)>,
     public: Arc<std::sync::Mutex<HashMap<String, WorkerInfo>>>,
@@ -104,7 +105,7 @@ struct Pool {
 /// Starts the pool's task; it stops its workers and ends when `shutdown` is cancelled.
 pub fn start(
     options: PoolOptions,
-    queue: Queue,
+    queue: StoreThread<Queue>,
     shutdown: CancellationToken,
 ) -> (PoolHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
@@ -143,15 +144,15 @@ impl Pool {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                Some(w) = wanted.recv() => self.ensure(&w.worker_id, &w.scope),
+                Some(w) = wanted.recv() => self.ensure(&w.worker_id, &w.scope).await,
                 Some((id, pid)) = exited.recv() => {
                     if self.slots.get(&id).is_some_and(|s| s.pid == pid) {
                         self.slots.remove(&id);
                         self.publish();
                     }
-                    self.reconcile();
+                    self.reconcile().await;
                 }
-                _ = tick.tick() => self.reconcile(),
+                _ = tick.tick() => self.reconcile().await,
             }
         }
         for slot in self.slots.values() {
@@ -178,10 +179,12 @@ impl Pool {
     }
 
     /// Starts a worker for every scope with waiting runs that has none.
-    fn reconcile(&mut self) {
+    async fn reconcile(&mut self) {
         let node = self.options.node_id.clone();
-        let queue = &self.queue;
-        let waiting = match tokio::task::block_in_place(|| queue.waiting(node.as_deref(), now_ms()))
+        let waiting = match self
+            .queue
+            .call(move |q| q.waiting(node.as_deref(), now_ms()))
+            .await
         {
             Ok(w) => w,
             Err(e) => {
@@ -191,12 +194,12 @@ impl Pool {
         };
         for w in waiting {
             if !self.slots.contains_key(&w.worker_id) {
-                self.ensure(&w.worker_id, &w.scope);
+                self.ensure(&w.worker_id, &w.scope).await;
             }
         }
     }
 
-    fn ensure(&mut self, worker_id: &str, scope: &str) {
+    async fn ensure(&mut self, worker_id: &str, scope: &str) {
         if let Some(slot) = self.slots.get_mut(worker_id) {
             slot.last_used = Instant::now();
             slot.wake.notify_one();
@@ -205,7 +208,7 @@ impl Pool {
         if scope.is_empty() {
             return;
         }
-        if self.slots.len() >= self.options.max_workers.max(1) && !self.make_room() {
+        if self.slots.len() >= self.options.max_workers.max(1) && !self.make_room().await {
             // Every worker is busy: the run waits in the queue for the next tick.
             return;
         }
@@ -219,9 +222,8 @@ impl Pool {
     }
 
     /// Stops the least recently used worker with nothing queued or running.
-    fn make_room(&mut self) -> bool {
-        let queue = &self.queue;
-        let Ok(depth) = tokio::task::block_in_place(|| queue.depth()) else {
+    async fn make_room(&mut self) -> bool {
+        let Ok(depth) = self.queue.call(|q| q.depth()).await else {
             return false;
         };
         let busy: HashMap<String, i64> = depth.into_iter().collect();

@@ -10,6 +10,7 @@
 
 use crate::inbox::Inbox;
 use crate::orchestrator::Incoming;
+use crate::store_thread::StoreThread;
 use cascade_spec::config::AdminConfig;
 use cascade_store::{NewEvent, Orchestration, OriginState};
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub struct StatusPost {
 
 /// The reporter's state.
 pub struct Reporter {
-    pub store: Orchestration,
+    pub store: StoreThread<Orchestration>,
     pub inbox: Inbox,
     pub config: Arc<AdminConfig>,
     pub http: reqwest::Client,
@@ -120,7 +121,10 @@ impl Reporter {
 
     /// One pass over every run not yet reported.
     pub async fn reconcile(&mut self) -> Result<(), String> {
-        let pending = tokio::task::block_in_place(|| self.store.pending_origins())
+        let pending = self
+            .store
+            .call(|s| s.pending_origins())
+            .await
             .map_err(|e| e.to_string())?;
         for state in pending {
             let statuses_sent = self.post_statuses(&state).await;
@@ -136,7 +140,9 @@ impl Reporter {
                 continue;
             }
             let run_id = state.origin.run_id.clone();
-            tokio::task::block_in_place(|| self.store.origin_done(&run_id))
+            self.store
+                .call(move |s| s.origin_done(&run_id))
+                .await
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -158,10 +164,14 @@ impl Reporter {
         let mut all = true;
         for (context, status, description) in desired_statuses(state) {
             let run_id = state.origin.run_id.clone();
-            let last =
-                tokio::task::block_in_place(|| self.store.reported_status(&run_id, &context))
+            let last = {
+                let (run_id, context) = (run_id.clone(), context.clone());
+                self.store
+                    .call(move |s| s.reported_status(&run_id, &context))
+                    .await
                     .ok()
-                    .flatten();
+                    .flatten()
+            };
             if last.as_ref() == Some(&(status.clone(), description.clone())) {
                 continue;
             }
@@ -188,10 +198,13 @@ impl Reporter {
             };
             match send(post).await {
                 Ok(()) => {
-                    let _ = tokio::task::block_in_place(|| {
-                        self.store
-                            .set_reported_status(&run_id, &context, &status, &description)
-                    });
+                    let (run_id, context) = (run_id.clone(), context.clone());
+                    let _ = self
+                        .store
+                        .call(move |s| {
+                            s.set_reported_status(&run_id, &context, &status, &description)
+                        })
+                        .await;
                 }
                 Err(e) => {
                     tracing::warn!(run = run_id, context, error = e, "commit status not sent");
@@ -208,7 +221,11 @@ impl Reporter {
         let succeeded = matches!(state.status.as_str(), "completed" | "skipped");
         if let (Some(task_id), Some(event_type)) = (&origin.task_id, &origin.event_type) {
             let route = format!("{event_type} → {}", origin.pipeline);
-            let (failures, _) = tokio::task::block_in_place(|| self.store.breaker(&route))
+            let key = route.clone();
+            let (failures, _) = self
+                .store
+                .call(move |s| s.breaker(&key))
+                .await
                 .map_err(|e| e.to_string())?;
             let (failures, opened) = if succeeded {
                 (0, None)
@@ -220,26 +237,35 @@ impl Reporter {
                     (failures >= threshold).then(|| jiff::Timestamp::now().as_millisecond()),
                 )
             };
-            tokio::task::block_in_place(|| self.store.set_breaker(&route, failures, opened))
+            self.store
+                .call(move |s| s.set_breaker(&route, failures, opened))
+                .await
                 .map_err(|e| e.to_string())?;
             let limit = i64::from(self.config.orchestrator.retry_limit);
             if !succeeded && origin.retry_count < limit {
                 self.retry(state, task_id, event_type).await?;
-                let _ = tokio::task::block_in_place(|| {
-                    self.store
-                        .set_route(task_id, event_type, &origin.pipeline, None, "retrying")
-                });
+                let (task, event, pipeline) =
+                    (task_id.clone(), event_type.clone(), origin.pipeline.clone());
+                let _ = self
+                    .store
+                    .call(move |s| s.set_route(&task, &event, &pipeline, None, "retrying"))
+                    .await;
                 return Ok(());
             }
-            let _ = tokio::task::block_in_place(|| {
-                self.store.set_route(
-                    task_id,
-                    event_type,
-                    &origin.pipeline,
-                    None,
-                    if succeeded { "succeeded" } else { "failed" },
-                )
-            });
+            let (task, event, pipeline) =
+                (task_id.clone(), event_type.clone(), origin.pipeline.clone());
+            let _ = self
+                .store
+                .call(move |s| {
+                    s.set_route(
+                        &task,
+                        &event,
+                        &pipeline,
+                        None,
+                        if succeeded { "succeeded" } else { "failed" },
+                    )
+                })
+                .await;
         }
         callback(&self.http.clone(), state).await
     }
@@ -253,9 +279,11 @@ impl Reporter {
     ) -> Result<(), String> {
         let origin = &state.origin;
         let event = match origin.event_id {
-            Some(id) => {
-                tokio::task::block_in_place(|| self.store.event(id)).map_err(|e| e.to_string())?
-            }
+            Some(id) => self
+                .store
+                .call(move |s| s.event(id))
+                .await
+                .map_err(|e| e.to_string())?,
             None => None,
         };
         let mut client_payload = event

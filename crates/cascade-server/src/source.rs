@@ -3,7 +3,27 @@
 
 use crate::orchestrator::{Fetched, PipelineSource};
 use cascade_git::clone::Repos;
+use cascade_git::error::CloneError;
 use cascade_spec::config::Repository;
+use std::sync::Arc;
+
+/// Why a pipeline file or the changed paths could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The clone cache's own message (what git said, or which value it refused).
+    #[error(transparent)]
+    Clone(#[from] CloneError),
+    #[error("{path} at {rev} is not UTF-8")]
+    NotUtf8 {
+        path: String,
+        rev: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    /// The thread reading from git panicked.
+    #[error("reading from the repository stopped before it ended")]
+    Interrupted,
+}
 
 /// Reads from the clone cache.
 #[derive(Debug, Clone)]
@@ -17,12 +37,13 @@ fn is_sha(rev: &str) -> bool {
 
 impl GitSource {
     /// The cache repository and the commit of `rev` (a sha, or a branch name).
-    fn fetch(&self, repo: &Repository, rev: &str) -> Result<(std::path::PathBuf, String), String> {
+    fn fetch(
+        &self,
+        repo: &Repository,
+        rev: &str,
+    ) -> Result<(std::path::PathBuf, String), CloneError> {
         if is_sha(rev) {
-            let dir = self
-                .repos
-                .fetch(&repo.url, rev)
-                .map_err(|e| e.to_string())?;
+            let dir = self.repos.fetch(&repo.url, rev)?;
             Ok((dir, rev.to_owned()))
         } else {
             let full = if rev.starts_with("refs/") {
@@ -30,20 +51,20 @@ impl GitSource {
             } else {
                 format!("refs/heads/{rev}")
             };
-            self.repos
-                .fetch_ref(&repo.url, &full)
-                .map_err(|e| e.to_string())
+            self.repos.fetch_ref(&repo.url, &full)
         }
     }
 }
 
 impl PipelineSource for GitSource {
-    fn read(&self, repo: &Repository, rev: &str, path: &str) -> Result<Option<Fetched>, String> {
+    fn read(
+        &self,
+        repo: &Repository,
+        rev: &str,
+        path: &str,
+    ) -> Result<Option<Fetched>, SourceError> {
         let (dir, sha) = self.fetch(repo, rev)?;
-        let bytes = self
-            .repos
-            .read_file(&dir, &sha, path)
-            .map_err(|e| e.to_string())?;
+        let bytes = self.repos.read_file(&dir, &sha, path)?;
         bytes
             .map(|b| {
                 String::from_utf8(b)
@@ -51,16 +72,51 @@ impl PipelineSource for GitSource {
                         text,
                         sha: sha.clone(),
                     })
-                    .map_err(|_| format!("{path} at {rev} is not UTF-8"))
+                    .map_err(|source| SourceError::NotUtf8 {
+                        path: path.to_owned(),
+                        rev: rev.to_owned(),
+                        source,
+                    })
             })
             .transpose()
     }
 
-    fn changed(&self, repo: &Repository, base: &str, head: &str) -> Result<Vec<String>, String> {
+    fn changed(
+        &self,
+        repo: &Repository,
+        base: &str,
+        head: &str,
+    ) -> Result<Vec<String>, SourceError> {
         let (dir, head) = self.fetch(repo, head)?;
         let (_, base) = self.fetch(repo, base)?;
-        self.repos
-            .changed_paths(&dir, &base, &head)
-            .map_err(|e| e.to_string())
+        Ok(self.repos.changed_paths(&dir, &base, &head)?)
     }
+}
+
+/// [`PipelineSource::read`] on a blocking thread (it may fetch from the forge).
+pub async fn read_pipeline(
+    source: &Arc<dyn PipelineSource>,
+    repo: &Repository,
+    rev: &str,
+    path: &str,
+) -> Result<Option<Fetched>, SourceError> {
+    let source = Arc::clone(source);
+    let (repo, rev, path) = (repo.clone(), rev.to_owned(), path.to_owned());
+    crate::store_thread::blocking(move || source.read(&repo, &rev, &path))
+        .await
+        .unwrap_or(Err(SourceError::Interrupted))
+}
+
+/// [`PipelineSource::changed`] on a blocking thread (it may fetch from the forge).
+pub async fn changed_paths(
+    source: &Arc<dyn PipelineSource>,
+    repo: &Repository,
+    base: String,
+    head: String,
+) -> Result<Vec<String>, SourceError> {
+    let source = Arc::clone(source);
+    let repo = repo.clone();
+    crate::store_thread::blocking(move || source.changed(&repo, &base, &head))
+        .await
+        .unwrap_or(Err(SourceError::Interrupted))
 }
