@@ -329,6 +329,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a test making a FIFO with mkfifo, not a spawn of the product"
+    )]
     fn an_output_file_replaced_by_a_link_a_fifo_or_a_huge_file_is_not_followed_or_read_whole() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");

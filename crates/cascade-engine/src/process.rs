@@ -273,10 +273,25 @@ async fn clean_up(pgid: Option<Pid>, tracking: Option<&std::ffi::OsStr>) {
     }
 }
 
+/// The one way a process is started (`clippy.toml` forbids `Command::new` elsewhere, so
+/// a reviewer finds every spawn from here): `program` with stdin from `/dev/null`; the
+/// caller adds arguments, cwd, environment and output, as [`command`] does for an
+/// attempt. `cascade-git` may not depend on this crate and starts `git` through its own
+/// `clone::git`.
+pub fn new_command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the workspace's process builder: every other spawn goes through here"
+    )]
+    let mut command = tokio::process::Command::new(program);
+    command.stdin(Stdio::null());
+    command
+}
+
 /// The command of one attempt: its own process group, only the given environment, no
 /// stdin, output piped.
 fn command(launch: &Launch, program: &OsString, args: &[OsString]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(program);
+    let mut command = new_command(program);
     command
         .args(args)
         .env_clear()
@@ -317,7 +332,7 @@ async fn stop_hook(argv: &[OsString], grace: Duration) {
     let Some((program, rest)) = argv.split_first() else {
         return;
     };
-    let mut command = tokio::process::Command::new(program);
+    let mut command = new_command(program);
     command
         .args(rest)
         .stdin(Stdio::null())

@@ -4,7 +4,6 @@
 pub use crate::error::ChangedError;
 use globset::{GlobBuilder, GlobMatcher};
 use std::path::Path;
-use std::process::Command;
 
 /// Files changed between `base` and `head` (`git diff --name-only -z base...head`, the
 /// changes on head since it forked from base). `head = None` means the working tree.
@@ -18,9 +17,7 @@ pub fn changed_files(
         None => base.to_owned(),
     };
     // `--end-of-options` keeps a ref that starts with `-` from being read as a flag.
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
+    let out = crate::clone::git(Some(repo))
         .args([
             "diff",
             "--name-only",

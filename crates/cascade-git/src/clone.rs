@@ -327,8 +327,14 @@ fn blob_id(listing: &[u8], path: &str) -> Option<String> {
     })
 }
 
-/// `git` with the safe environment; `-C dir` when given.
-fn git(dir: Option<&Path>) -> Command {
+/// `git` with the safe environment; `-C dir` when given. The crate's only way to start
+/// a process (`clippy.toml`): the engine's builder is out of reach, as this crate may not
+/// depend on its sibling `cascade-engine`.
+pub(crate) fn git(dir: Option<&Path>) -> Command {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "cascade-git's one process builder: every git call gets the safe environment here"
+    )]
     let mut cmd = Command::new("git");
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);

@@ -1,10 +1,17 @@
 //! The errors of this crate, one enum per concern: change detection, webhook signatures,
-//! delivery parsing, `on:` matching, the clone cache, and commit statuses.
+//! delivery parsing, `on:` matching, the clone cache, commit statuses, and HTTP clients.
 //!
 //! Messages never carry a secret, a token or a signature value: they name the header or
 //! field and say what was expected and what was found (a length, a type, a status code).
 
 use crate::forge::Forge;
+
+/// Building an HTTP client ([`crate::http::HttpClient`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot build the HTTP client")]
+    Build(#[source] reqwest::Error),
+}
 
 /// A route or config name that is not `github`, `gitea` or `gitlab`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,12 +153,8 @@ pub enum CloneError {
 /// Posting a commit status.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error(
-        "no rustls crypto provider is installed; call rustls::crypto::ring::default_provider().install_default() first"
-    )]
-    NoCryptoProvider,
-    #[error("cannot build the HTTP client")]
-    Client(#[source] reqwest::Error),
+    #[error(transparent)]
+    Client(#[from] HttpError),
     #[error("invalid API base URL `{url}`: {reason}")]
     BadBaseUrl { url: String, reason: String },
     #[error("invalid {what} `{value}`: {reason}")]

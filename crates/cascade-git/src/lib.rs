@@ -9,6 +9,7 @@
 //!   worktrees. Shells out to `git`.
 //! - [`status`]: commit statuses posted back to the forge, with retries.
 //! - [`changed`]: change detection for `cascade changed` (monorepo packages).
+//! - [`http`]: the one HTTP client builder (user agent, no redirects, timeouts, ring).
 
 pub mod changed;
 pub mod clone;
@@ -16,6 +17,7 @@ pub mod delivery;
 pub mod error;
 pub mod filter;
 pub mod forge;
+pub mod http;
 pub mod signature;
 pub mod status;
 
@@ -23,8 +25,10 @@ pub use changed::{changed_files, changed_packages};
 pub use clone::Repos;
 pub use delivery::{Delivery, EventKind, ForgeEvent, GitRev, PrAction, PullRequest, Repository};
 pub use error::{
-    ChangedError, CloneError, DeliveryError, FilterError, IntakeError, SignatureError, StatusError,
+    ChangedError, CloneError, DeliveryError, FilterError, HttpError, IntakeError, SignatureError,
+    StatusError,
 };
 pub use filter::{Verdict, evaluate};
 pub use forge::{Forge, Headers};
+pub use http::HttpClient;
 pub use status::{CommitState, Reporter, RetryPolicy, Sent, StatusTarget, http_client};

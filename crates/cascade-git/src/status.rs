@@ -28,13 +28,13 @@
 //! - 5xx, 429 and transport errors are retried with exponential backoff, at most
 //!   [`RetryPolicy::attempts`] tries; a `Retry-After` in seconds replaces the backoff. Both
 //!   are capped by [`RetryPolicy::max_delay`]. Other 4xx are final at once.
-//! - The HTTP client ([`http_client`]) does not follow redirects (the token would travel
-//!   with them) and needs the process's rustls provider (ring) installed first; it
-//!   reports a missing provider as an error instead of panicking inside reqwest.
+//! - The HTTP client ([`http_client`], made by [`crate::http::HttpClient`]) does not
+//!   follow redirects (the token would travel with them).
 //! - The token never appears in `Debug` output or errors.
 
 use crate::error::StatusError;
 use crate::forge::Forge;
+use crate::http::USER_AGENT;
 use reqwest::Url;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -44,7 +44,6 @@ use std::time::Duration;
 
 /// The longest description sent, in characters (GitHub's limit).
 pub const MAX_DESCRIPTION: usize = 140;
-const USER_AGENT: &str = concat!("cascade/", env!("CARGO_PKG_VERSION"));
 /// The longest excerpt of an error body kept in [`StatusError::Rejected`].
 const MAX_ERROR_BODY: usize = 200;
 
@@ -148,19 +147,9 @@ pub enum Sent {
     },
 }
 
-/// The HTTP client for status posts. Needs a rustls crypto provider installed
-/// (`rustls::crypto::ring::default_provider().install_default()`).
+/// The HTTP client for status posts: [`crate::http::HttpClient`] with a 30 s timeout.
 pub fn http_client() -> Result<reqwest::Client, StatusError> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        return Err(StatusError::NoCryptoProvider);
-    }
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(StatusError::Client)
+    Ok(crate::http::HttpClient::new(Duration::from_secs(30)).build()?)
 }
 
 /// Posts statuses for one commit, sending only changes.

@@ -52,8 +52,8 @@ pub enum GitOpsError {
     Store(#[source] cascade_store::StoreError),
     #[error(transparent)]
     Nats(#[from] crate::jetstream::JetStreamError),
-    #[error("cannot build the HTTP client for callbacks: {0}")]
-    Http(String),
+    #[error("cannot build the HTTP client for commit statuses and callbacks")]
+    Http(#[source] cascade_git::HttpError),
     #[error(
         "the webhook secret is empty; give a non-empty --webhook-secret (or CASCADE_WEBHOOK_SECRET), or none to turn the webhook routes off"
     )]
@@ -122,8 +122,9 @@ impl GitOpsOptions {
     /// Posts commit statuses with `cascade-git`'s reporter: the target from the run's
     /// origin, the token from the secret it names, descriptions masked.
     fn status_sender(&self) -> Result<StatusSender, GitOpsError> {
-        let client =
-            cascade_git::status::http_client().map_err(|e| GitOpsError::Http(e.to_string()))?;
+        let client = cascade_git::HttpClient::new(Duration::from_secs(30))
+            .build()
+            .map_err(GitOpsError::Http)?;
         let options = self.clone();
         let masker = self.secrets.masker();
         let mask: cascade_git::status::Mask = Arc::new(move |text: &str| masker.mask_str(text));
@@ -289,10 +290,9 @@ pub async fn start(
         argo,
     };
     tasks.spawn(orchestrator.run(wake, shutdown.clone()));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+    let http = cascade_git::HttpClient::new(Duration::from_secs(10))
         .build()
-        .map_err(|e| GitOpsError::Http(e.to_string()))?;
+        .map_err(GitOpsError::Http)?;
     let reporter = Reporter {
         store: relaxed("cascade-reporter")?,
         inbox: inbox.clone(),

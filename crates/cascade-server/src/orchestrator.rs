@@ -676,19 +676,22 @@ impl Orchestrator {
                 if let Some(pool) = &self.pool {
                     pool.notify(&enqueued.worker_id, &scope.to_string());
                 }
-                if let Some((task, event_type, _)) = &s.route {
-                    let (task, event_type) = (task.clone(), event_type.clone());
-                    let (name, run_id) = (name.clone(), run_id.clone());
-                    let _ = self
-                        .store
-                        .call(move |s| {
-                            s.set_route(&task, &event_type, &name, Some(&run_id), "running")
-                        })
-                        .await;
-                }
+                self.route_running(&s, &name, &run_id).await;
                 Handled::Done(format!("started run {run_id} of {name}"))
             }
             Err(e) => Handled::Failed(format!("cannot queue {name}: {e}")),
+        }
+    }
+
+    /// A dispatch's route is running `run_id` (nothing for other events).
+    async fn route_running(&self, s: &Start<'_>, name: &str, run_id: &str) {
+        if let Some((task, event_type, _)) = &s.route {
+            let (task, event_type) = (task.clone(), event_type.clone());
+            let (name, run_id) = (name.to_owned(), run_id.to_owned());
+            let _ = self
+                .store
+                .call(move |s| s.set_route(&task, &event_type, &name, Some(&run_id), "running"))
+                .await;
         }
     }
 
@@ -819,14 +822,7 @@ impl Orchestrator {
         if let Err(e) = recorded {
             return Handled::Failed(format!("cannot record run {run_id} of {name}: {e}"));
         }
-        if let Some((task, event_type, _)) = &s.route {
-            let (task, event_type) = (task.clone(), event_type.clone());
-            let (name, run_id) = (name.to_owned(), run_id.to_owned());
-            let _ = self
-                .store
-                .call(move |s| s.set_route(&task, &event_type, &name, Some(&run_id), "running"))
-                .await;
-        }
+        self.route_running(s, name, run_id).await;
         let namespace = settings.namespace.clone();
         let manifest = cascade_argo::Manifest::Workflow(workflow);
         match self.argo.submit(&namespace, &manifest).await {

@@ -245,7 +245,7 @@ impl Pool {
     }
 
     fn spawn(&self, worker_id: &str, scope: &str) -> std::io::Result<Slot> {
-        let mut command = tokio::process::Command::new(&self.options.exe);
+        let mut command = cascade_engine::process::new_command(&self.options.exe);
         command
             .arg("worker")
             .arg("run")

@@ -7,6 +7,11 @@
 //! to install, and how): in a test, the panic is the failure report. Depend on this crate
 //! from `[dev-dependencies]` only.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "dev-only: starts git and brokers for tests directly; only the product's own spawns must go through its builders"
+)]
+
 mod broker;
 mod git;
 mod port;

@@ -321,9 +321,9 @@ impl Source {
 /// An HTTP client for the server's API; plain HTTP needs no trust roots, and loading the
 /// system's costs more than the request itself.
 fn http_client(url: &str) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    let mut builder = cascade_git::HttpClient::new(std::time::Duration::from_secs(30));
     if url.starts_with("http://") {
-        builder = builder.tls_certs_only(std::iter::empty());
+        builder = builder.trust_only(Vec::new());
     } else if let Some(path) = std::env::var_os("CASCADE_CA_CERT") {
         // A server with a certificate of its own CA (self-signed, internal).
         let pem = std::fs::read(&path).map_err(|e| {
@@ -334,11 +334,14 @@ fn http_client(url: &str) -> Result<reqwest::Client, String> {
         })?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| format!("CASCADE_CA_CERT is not a PEM certificate: {e}"))?;
-        builder = builder.tls_certs_only([cert]);
+        builder = builder.trust_only(vec![cert]);
     }
     builder
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })
 }
 
 /// The API's error body in one line: the message, then each problem with its position.

@@ -6,6 +6,10 @@
     clippy::format_push_string,
     reason = "test helpers: a panic is the failure report"
 )]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests start the tools they check against (the cascade binary, git, openssl, curl, pgrep, cargo) directly; only the product's own spawns must go through its builders"
+)]
 
 mod auth;
 mod cli;

@@ -8,6 +8,10 @@
     clippy::needless_pass_by_value,
     reason = "test helpers: a panic is the failure report"
 )]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests start the tools they check against (podman, tar) directly; only the product's own spawns must go through its builders"
+)]
 
 mod container;
 mod control;
