@@ -640,10 +640,10 @@ fn apply_runner(
 ) -> Result<(), RenderError> {
     let r = config
         .runner(runner)
-        .map_err(|known| RenderError::UnknownRunner {
+        .map_err(|unknown| RenderError::UnknownRunner {
             job: job.id.to_string(),
             runner: runner.to_owned(),
-            known,
+            known: unknown.known(),
         })?;
     let amounts = BTreeMap::from([
         ("cpu".to_owned(), Quantity(format_cpu(r.cpu))),

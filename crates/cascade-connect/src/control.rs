@@ -237,8 +237,11 @@ pub async fn send_control(
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Control, String> {
-        Control::parse(text.as_bytes()).map_err(|e| e.to_string())
+    /// The message of parsing `text`, which must fail.
+    fn refusal(text: &str) -> String {
+        Control::parse(text.as_bytes())
+            .expect_err("the payload is refused")
+            .to_string()
     }
 
     #[test]
@@ -316,12 +319,9 @@ mod tests {
                 "control `limit`: field `jobs`: expected a whole number from 1 to 4294967295, found `4294967296`",
             ),
         ] {
-            assert_eq!(parse(text).unwrap_err(), message, "{text}");
+            assert_eq!(refusal(text), message, "{text}");
         }
-        assert_eq!(
-            parse("{not json").unwrap_err(),
-            "control payload is not JSON"
-        );
+        assert_eq!(refusal("{not json"), "control payload is not JSON");
         let huge = vec![b' '; MAX_CONTROL_BYTES + 1];
         assert!(matches!(
             Control::parse(&huge),

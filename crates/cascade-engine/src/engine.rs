@@ -9,7 +9,7 @@
 
 use crate::bus::Bus;
 use crate::control::{Command, Commands};
-use crate::error::EngineError;
+use crate::error::{EngineError, NotAList, OutputsError};
 use crate::mask::Masker;
 use crate::process::{self, Exit, Launch, LineSink};
 use crate::resources::{Capacity, Resources, Weight};
@@ -249,10 +249,10 @@ fn check_runners(plan: &Plan, config: &AdminConfig) -> Result<Vec<Weight>, Engin
                     memory_mib: u32::try_from(memory_bytes(&r.memory).unwrap_or(0) / (1024 * 1024))
                         .unwrap_or(u32::MAX),
                 })
-                .map_err(|known| EngineError::UnknownRunner {
+                .map_err(|unknown| EngineError::UnknownRunner {
                     job: job.id.to_string(),
                     runner: name.clone(),
-                    known,
+                    known: unknown.known(),
                 }),
         })
         .collect()
@@ -999,18 +999,15 @@ fn skip_reason(condition: Option<&cascade_spec::expr::Expr>) -> String {
 }
 
 /// A `for_each` value as a list: an array, or a string holding a JSON array.
-fn as_list(value: Value) -> Result<Vec<Value>, String> {
+fn as_list(value: Value) -> Result<Vec<Value>, NotAList> {
     match value {
         Value::Array(items) => Ok(items),
         Value::String(s) => match serde_json::from_str::<Value>(&s) {
             Ok(Value::Array(items)) => Ok(items),
-            _ => Err(format!(
-                "the text `{}`",
-                s.chars().take(40).collect::<String>()
-            )),
+            _ => Err(NotAList::Text(s.chars().take(40).collect())),
         },
-        Value::Null => Err("nothing".to_owned()),
-        other => Err(format!("`{other}`")),
+        Value::Null => Err(NotAList::Nothing),
+        other => Err(NotAList::Other(other)),
     }
 }
 
@@ -1088,11 +1085,11 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
         });
         let finished = process::run(p.launch.clone(), Arc::clone(&sink), kill.clone()).await;
         if finished.exit.success() {
-            let (state, error, outputs) =
-                match collect_outputs(&p, &finished.stdout, &shared.masker) {
-                    Ok(outputs) => (TaskState::Completed, None, outputs),
-                    Err(e) => (TaskState::Failed, Some(e), serde_json::Map::new()),
-                };
+            let collected = collect_outputs(&p, &finished.stdout, &shared.masker);
+            let (state, error, outputs) = match collected.map_err(|why| why.to_string()) {
+                Ok(outputs) => (TaskState::Completed, None, outputs),
+                Err(e) => (TaskState::Failed, Some(e), serde_json::Map::new()),
+            };
             return Report {
                 job: p.job,
                 task: p.task,
@@ -1167,7 +1164,7 @@ fn collect_outputs(
     p: &Prepared,
     stdout: &[u8],
     masker: &Masker,
-) -> Result<serde_json::Map<String, Value>, String> {
+) -> Result<serde_json::Map<String, Value>, OutputsError> {
     let mut outputs = serde_json::Map::new();
     let file = match crate::outputs::read_output_file(&p.output_file) {
         Ok(bytes) => crate::outputs::parse_bytes(&bytes)
@@ -1188,8 +1185,11 @@ fn collect_outputs(
                 Value::String(masker.mask_str(String::from_utf8_lossy(stdout).trim()))
             }
             OutputSource::StdoutJson => {
-                let v: Value = serde_json::from_slice(stdout)
-                    .map_err(|e| format!("output `{name}`: stdout is not valid JSON ({e})"))?;
+                let v: Value =
+                    serde_json::from_slice(stdout).map_err(|error| OutputsError::StdoutJson {
+                        name: name.clone(),
+                        error,
+                    })?;
                 mask_json(v, masker)
             }
         };
@@ -1204,7 +1204,7 @@ fn output_file_error(
     bytes: &[u8],
     errors: &[crate::outputs::OutputFileError],
     masker: &Masker,
-) -> String {
+) -> OutputsError {
     let from_masked = crate::outputs::parse_bytes(&masker.mask_bytes(bytes)).err();
     let detail = match from_masked {
         Some(found) => found
@@ -1221,7 +1221,7 @@ fn output_file_error(
                 .join(", ")
         ),
     };
-    format!("invalid $CASCADE_OUTPUT: {detail}")
+    OutputsError::OutputFile { detail }
 }
 
 fn mask_json(v: Value, masker: &Masker) -> Value {

@@ -1,5 +1,6 @@
 //! Why a run could not start or the engine failed (job failures are not errors: they are
-//! task states).
+//! task states), and the reasons the engine itself finds for failing a task (a
+//! `for_each` that is not a list, outputs it cannot read), kept as the task's error text.
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -38,4 +39,30 @@ pub enum EngineError {
     NoSetpriv,
     #[error("sandbox.user: no user `{0}` on this machine (expected a user name or a numeric uid)")]
     UnknownUser(String),
+}
+
+/// A `for_each` value that is not a list, as the task's error names it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum NotAList {
+    /// The start of a string that is not a JSON array.
+    #[error("the text `{0}`")]
+    Text(String),
+    #[error("nothing")]
+    Nothing,
+    #[error("`{0}`")]
+    Other(serde_json::Value),
+}
+
+/// Why a task that exited 0 failed anyway: its declared outputs cannot be read. Texts
+/// come from the masked output only.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OutputsError {
+    #[error("invalid $CASCADE_OUTPUT: {detail}")]
+    OutputFile { detail: String },
+    /// `serde_json`'s message (a position, never the text) is the cause, in the text.
+    #[error("output `{name}`: stdout is not valid JSON ({error})")]
+    StdoutJson {
+        name: String,
+        error: serde_json::Error,
+    },
 }

@@ -44,11 +44,12 @@ impl ArgoBackend {
     }
 
     /// The client; an error says why none could be made (no kubeconfig, bad context).
-    pub async fn client(&self) -> Result<Client, String> {
-        self.client
-            .get_or_try_init(|| async { cluster::client().await.map_err(|e| chain(&e)) })
+    pub async fn client(&self) -> Result<Client, ArgoError> {
+        Ok(self
+            .client
+            .get_or_try_init(cluster::client)
             .await
-            .cloned()
+            .cloned()?)
     }
 
     /// Creates the workflow in `namespace`; returns its name.
@@ -56,7 +57,7 @@ impl ArgoBackend {
         &self,
         namespace: &str,
         manifest: &cascade_argo::Manifest,
-    ) -> Result<String, String> {
+    ) -> Result<String, ArgoError> {
         let client = self.client().await?;
         match cluster::submit(&client, namespace, manifest).await {
             Ok(name) => Ok(name),
@@ -65,11 +66,22 @@ impl ArgoBackend {
                 cascade_argo::Manifest::Workflow(w) => {
                     Ok(w.metadata.name.clone().unwrap_or_default())
                 }
-                cascade_argo::Manifest::CronWorkflow(_) => Err(chain(&e)),
+                cascade_argo::Manifest::CronWorkflow(_) => Err(e.into()),
             },
-            Err(e) => Err(chain(&e)),
+            Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Why a run cannot go to Argo; `error::chain` gives the run's error text.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgoError {
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Render(#[from] cascade_argo::RenderError),
+    #[error("a one-shot render gave a CronWorkflow")]
+    NotAWorkflow,
 }
 
 /// (Argo task name, job id) pairs, in plan order.
@@ -86,7 +98,7 @@ pub fn render(
     checkout: cascade_argo::Checkout,
     run_id: &str,
     name: &str,
-) -> Result<(Box<Workflow>, JobNames), String> {
+) -> Result<(Box<Workflow>, JobNames), ArgoError> {
     let settings = &config.argo;
     let options = cascade_argo::RenderOptions {
         default_image: settings.default_image.clone(),
@@ -100,9 +112,9 @@ pub fn render(
     let mut workflow = match cascade_argo::render(pipeline, plan, config, &options) {
         Ok(cascade_argo::Manifest::Workflow(w)) => w,
         Ok(cascade_argo::Manifest::CronWorkflow(_)) => {
-            return Err("a one-shot render gave a CronWorkflow".to_owned());
+            return Err(ArgoError::NotAWorkflow);
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     label(&mut workflow, run_id, name);
     let tasks = plan
@@ -178,7 +190,7 @@ impl ArgoWatch {
             match self.backend.client().await {
                 Ok(client) => break client,
                 Err(error) => {
-                    tracing::warn!(%error, "no Kubernetes client for the argo backend; trying again in 5 s");
+                    tracing::warn!(error = %chain(&error), "no Kubernetes client for the argo backend; trying again in 5 s");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(5)) => {}

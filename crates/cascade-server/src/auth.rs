@@ -305,7 +305,7 @@ impl JobKey {
             return Ok(key);
         }
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e)))?;
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -4,6 +4,7 @@
 //! the tick), so a restart, or two passes at once, cannot fire it again. Like GitHub,
 //! ticks missed while the server was down are not made up.
 
+use crate::error::chain;
 use crate::inbox::Inbox;
 use crate::orchestrator::{Incoming, PipelineSource};
 use crate::store_thread::StoreThread;
@@ -34,6 +35,15 @@ impl Entry {
             self.timezone.as_deref().unwrap_or("UTC")
         )
     }
+}
+
+/// Why a tick was not fired (the next pass tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Store(#[from] cascade_store::StoreError),
+    #[error(transparent)]
+    Inbox(crate::inbox::InboxError),
 }
 
 /// The cron loop's state.
@@ -106,7 +116,7 @@ impl Cron {
                 if let Err(e) = self.fire(entry, &key, due).await {
                     tracing::warn!(
                         schedule = key,
-                        error = e,
+                        error = %chain(&e),
                         "cannot fire a tick; trying again"
                     );
                     continue;
@@ -131,14 +141,13 @@ impl Cron {
         entry: &Entry,
         key: &str,
         tick: jiff::Timestamp,
-    ) -> Result<(), String> {
+    ) -> Result<(), TickError> {
         let tick_text = tick.to_string();
         let (schedule, at) = (key.to_owned(), tick_text.clone());
         let first = self
             .store
             .call(move |s| s.fire_tick(&schedule, &at))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !first {
             return Ok(());
         }
@@ -169,7 +178,7 @@ impl Cron {
                 .store
                 .call(move |s| s.unfire_tick(&schedule, &at))
                 .await;
-            return Err(e.to_string());
+            return Err(TickError::Inbox(e));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use crate::intake::Intake;
 use crate::jetstream::JetStream;
 use crate::orchestrator::{Orchestrator, PipelineSource};
 use crate::pool::PoolHandle;
-use crate::reporter::{Reporter, StatusSender};
+use crate::reporter::{ReportError, Reporter, StatusSender};
 use crate::store_thread::StoreThread;
 use cascade_engine::Secrets;
 use cascade_spec::config::AdminConfig;
@@ -136,8 +136,7 @@ impl GitOpsOptions {
                 let Some(target) = target? else {
                     return Ok(());
                 };
-                let reporter = cascade_git::status::Reporter::new(client, target, mask)
-                    .map_err(|e| e.to_string())?;
+                let reporter = cascade_git::status::Reporter::new(client, target, mask)?;
                 let state = match post.state.as_str() {
                     "success" => cascade_git::status::CommitState::Success,
                     "failure" => cascade_git::status::CommitState::Failure,
@@ -148,7 +147,7 @@ impl GitOpsOptions {
                     .report(&post.context, state, &post.description)
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(ReportError::Status)
             })
         }))
     }
@@ -159,19 +158,16 @@ impl GitOpsOptions {
 fn status_target(
     options: &GitOpsOptions,
     target: &serde_json::Value,
-) -> Result<Option<cascade_git::status::StatusTarget>, String> {
+) -> Result<Option<cascade_git::status::StatusTarget>, ReportError> {
     let text = |key: &str| target.get(key).and_then(serde_json::Value::as_str);
     let Some(api) = text("api_url") else {
         return Ok(None);
     };
-    let forge: cascade_git::forge::Forge = text("forge")
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e: cascade_git::error::UnknownForge| e.to_string())?;
+    let forge: cascade_git::forge::Forge = text("forge").unwrap_or_default().parse()?;
     let token = match text("token_secret") {
-        Some(name) => options.secret(name).ok_or_else(|| {
-            format!("the token secret `{name}` is not in the secrets file or the environment")
-        })?,
+        Some(name) => options
+            .secret(name)
+            .ok_or_else(|| ReportError::NoToken(name.to_owned()))?,
         None => String::new(),
     };
     let repo = match forge {

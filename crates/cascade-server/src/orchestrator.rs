@@ -722,12 +722,9 @@ impl Orchestrator {
         };
         for job in &plan.jobs {
             if let Some(runner) = &job.runner
-                && let Err(known) = self.config.runner(runner)
+                && let Err(unknown) = self.config.runner(runner)
             {
-                return Check::ConfigError(format!(
-                    "job `{}`: unknown runner `{runner}` (cascade.toml has {known})",
-                    job.id
-                ));
+                return Check::ConfigError(format!("job `{}`: {unknown}", job.id));
             }
             // Secrets are granted per repository in cascade.toml, on either backend.
             if s.secrets
@@ -790,7 +787,8 @@ impl Orchestrator {
         let (workflow, tasks) =
             match crate::argo::render(&pipeline, &plan, &self.config, checkout, run_id, name) {
                 Ok(rendered) => rendered,
-                Err(why) => {
+                Err(e) => {
+                    let why = crate::error::chain(&e);
                     self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why)
                         .await;
                     return Handled::Failed(format!("{name}: {why}"));
@@ -837,7 +835,10 @@ impl Orchestrator {
                 ))
             }
             Err(e) => {
-                let why = format!("cannot create the Argo workflow in `{namespace}`: {e}");
+                let why = format!(
+                    "cannot create the Argo workflow in `{namespace}`: {}",
+                    crate::error::chain(&e)
+                );
                 // Every job says why, so none stays pending on the forge.
                 let (id, error) = (run_id.to_owned(), why.clone());
                 let _ = self

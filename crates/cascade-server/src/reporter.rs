@@ -8,6 +8,7 @@
 //!   the completion callback — whatever the outcome;
 //! - marks the origin reported once everything about the end was done.
 
+use crate::error::chain;
 use crate::inbox::Inbox;
 use crate::orchestrator::Incoming;
 use crate::store_thread::StoreThread;
@@ -19,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Sends one commit status; `Err` to try again on the next tick.
 pub type StatusSender = Arc<
-    dyn Fn(StatusPost) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
+    dyn Fn(StatusPost) -> futures::future::BoxFuture<'static, Result<(), ReportError>>
+        + Send
+        + Sync,
 >;
 
 /// One commit status to post.
@@ -110,7 +113,7 @@ impl Reporter {
     pub async fn run(mut self, tick: Duration, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.reconcile().await {
-                tracing::warn!(error = e, "reporter pass failed");
+                tracing::warn!(error = %chain(&e), "reporter pass failed");
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -120,12 +123,8 @@ impl Reporter {
     }
 
     /// One pass over every run not yet reported.
-    pub async fn reconcile(&mut self) -> Result<(), String> {
-        let pending = self
-            .store
-            .call(|s| s.pending_origins())
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn reconcile(&mut self) -> Result<(), ReportError> {
+        let pending = self.store.call(|s| s.pending_origins()).await?;
         for state in pending {
             let statuses_sent = self.post_statuses(&state).await;
             if !cascade_store::external::ended(&state.status) || !statuses_sent {
@@ -134,16 +133,13 @@ impl Reporter {
             if let Err(e) = self.settle(&state).await {
                 tracing::warn!(
                     run = state.origin.run_id,
-                    error = e,
+                    error = %chain(&e),
                     "cannot settle a run's end; trying again"
                 );
                 continue;
             }
             let run_id = state.origin.run_id.clone();
-            self.store
-                .call(move |s| s.origin_done(&run_id))
-                .await
-                .map_err(|e| e.to_string())?;
+            self.store.call(move |s| s.origin_done(&run_id)).await?;
         }
         Ok(())
     }
@@ -185,7 +181,7 @@ impl Reporter {
                     description: "queued".to_owned(),
                 };
                 if let Err(e) = send(post).await {
-                    tracing::warn!(run = run_id, context, error = e, "commit status not sent");
+                    tracing::warn!(run = run_id, context, error = %chain(&e), "commit status not sent");
                     all = false;
                     continue;
                 }
@@ -207,7 +203,7 @@ impl Reporter {
                         .await;
                 }
                 Err(e) => {
-                    tracing::warn!(run = run_id, context, error = e, "commit status not sent");
+                    tracing::warn!(run = run_id, context, error = %chain(&e), "commit status not sent");
                     all = false;
                 }
             }
@@ -216,17 +212,13 @@ impl Reporter {
     }
 
     /// The end of a run: breaker, retry or callback.
-    async fn settle(&mut self, state: &OriginState) -> Result<(), String> {
+    async fn settle(&mut self, state: &OriginState) -> Result<(), ReportError> {
         let origin = &state.origin;
         let succeeded = matches!(state.status.as_str(), "completed" | "skipped");
         if let (Some(task_id), Some(event_type)) = (&origin.task_id, &origin.event_type) {
             let route = format!("{event_type} → {}", origin.pipeline);
             let key = route.clone();
-            let (failures, _) = self
-                .store
-                .call(move |s| s.breaker(&key))
-                .await
-                .map_err(|e| e.to_string())?;
+            let (failures, _) = self.store.call(move |s| s.breaker(&key)).await?;
             let (failures, opened) = if succeeded {
                 (0, None)
             } else {
@@ -239,8 +231,7 @@ impl Reporter {
             };
             self.store
                 .call(move |s| s.set_breaker(&route, failures, opened))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let limit = i64::from(self.config.orchestrator.retry_limit);
             if !succeeded && origin.retry_count < limit {
                 self.retry(state, task_id, event_type).await?;
@@ -276,14 +267,10 @@ impl Reporter {
         state: &OriginState,
         task_id: &str,
         event_type: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReportError> {
         let origin = &state.origin;
         let event = match origin.event_id {
-            Some(id) => self
-                .store
-                .call(move |s| s.event(id))
-                .await
-                .map_err(|e| e.to_string())?,
+            Some(id) => self.store.call(move |s| s.event(id)).await?,
             None => None,
         };
         let mut client_payload = event
@@ -313,12 +300,12 @@ impl Reporter {
             })
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(ReportError::Inbox)
     }
 }
 
 /// Sends the completion callback, if the run has one (a few tries with backoff).
-async fn callback(http: &reqwest::Client, state: &OriginState) -> Result<(), String> {
+async fn callback(http: &reqwest::Client, state: &OriginState) -> Result<(), ReportError> {
     let Some(url) = &state.origin.callback_url else {
         return Ok(());
     };
@@ -335,17 +322,54 @@ async fn callback(http: &reqwest::Client, state: &OriginState) -> Result<(), Str
         "error": error,
     });
     let mut delay = Duration::from_millis(200);
-    let mut last = String::new();
+    let mut last = None;
     for _ in 0..4 {
         match http.post(url).json(&body).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => last = format!("callback to {url} answered {}", r.status()),
-            Err(e) => last = format!("callback to {url} failed: {e}"),
+            Ok(r) => {
+                last = Some(ReportError::CallbackAnswered {
+                    url: url.clone(),
+                    status: r.status().as_u16(),
+                });
+            }
+            Err(source) => {
+                last = Some(ReportError::Callback {
+                    url: url.clone(),
+                    source,
+                });
+            }
         }
         tokio::time::sleep(delay).await;
         delay *= 2;
     }
-    Err(last)
+    Err(last.unwrap_or(ReportError::CallbackAnswered {
+        url: url.clone(),
+        status: 0,
+    }))
+}
+
+/// Why a status, a callback or a reporter pass did not get through (tried again on the
+/// next tick).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] cascade_store::StoreError),
+    #[error(transparent)]
+    Status(#[from] cascade_git::StatusError),
+    #[error(transparent)]
+    Forge(#[from] cascade_git::error::UnknownForge),
+    #[error("the token secret `{0}` is not in the secrets file or the environment")]
+    NoToken(String),
+    #[error("callback to {url} answered {status}")]
+    CallbackAnswered { url: String, status: u16 },
+    #[error("callback to {url} failed")]
+    Callback {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot dispatch the retry")]
+    Inbox(#[source] crate::inbox::InboxError),
 }
 
 #[cfg(test)]

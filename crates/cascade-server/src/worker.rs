@@ -18,6 +18,7 @@
 //!   file. As root, jobs run as `[sandbox] user` (default `nobody`), and their workspace
 //!   is given to that user. Without `bwrap` the worker refuses to start.
 
+use crate::error::chain;
 use cascade_engine::{Bus, Secrets, Subscriber};
 use cascade_plan::{Event, RunId, Trigger};
 use cascade_spec::Scope;
@@ -327,7 +328,7 @@ async fn run_claimed(
     let prepared =
         prepare(&claimed, &options).and_then(|p| retry_after_death(&claimed, &p.0).map(|()| p));
     match prepared {
-        Err(reason) => ledger.fail(&run, &reason),
+        Err(reason) => ledger.fail(&run, &chain(&reason)),
         Ok((plan, mut secrets, run_id)) => {
             // Read once here for the checkout and the job token (prepare has its own
             // strict read, which says why a stored submission is not JSON).
@@ -343,7 +344,7 @@ async fn run_claimed(
             let checkout = match checkout(&definition, &options, &workspace) {
                 Ok(c) => c,
                 Err(reason) => {
-                    ledger.fail(&run, &reason);
+                    ledger.fail(&run, &chain(&reason));
                     finish(&ledger, &run, &running, &run_dir).await;
                     return;
                 }
@@ -351,7 +352,7 @@ async fn run_claimed(
             let sandbox = match isolate(&sandbox, &workspace, checkout.as_ref()) {
                 Ok(s) => s,
                 Err(reason) => {
-                    ledger.fail(&run, &reason);
+                    ledger.fail(&run, &chain(&reason));
                     if let Some((repos, repo)) = &checkout {
                         let _ = repos.remove_worktree(repo, &workspace);
                     }
@@ -407,7 +408,7 @@ async fn run_claimed(
                         );
                     }
                 }
-                Err(e) => ledger.fail(&run, &e.to_string()),
+                Err(e) => ledger.fail(&run, &chain(&e)),
             }
             if let Some((repos, repo)) = checkout {
                 let _ = repos.remove_worktree(&repo, &workspace);
@@ -455,7 +456,7 @@ fn isolate(
     sandbox: &cascade_engine::Sandbox,
     workspace: &Path,
     checkout: Option<&(cascade_git::clone::Repos, PathBuf)>,
-) -> Result<Arc<cascade_engine::Sandbox>, String> {
+) -> Result<Arc<cascade_engine::Sandbox>, Unrunnable> {
     let mut sandbox = sandbox.clone();
     let mut owned = vec![workspace.to_owned()];
     if let Some((_, repo)) = checkout {
@@ -473,8 +474,11 @@ fn isolate(
     }
     if let Some(ids) = sandbox.user() {
         for path in &owned {
-            chown_tree(path, ids)
-                .map_err(|e| format!("cannot give {} to uid {}: {e}", path.display(), ids.uid))?;
+            chown_tree(path, ids).map_err(|source| Unrunnable::Chown {
+                path: path.clone(),
+                uid: ids.uid,
+                source,
+            })?;
         }
     }
     Ok(Arc::new(sandbox))
@@ -504,41 +508,94 @@ fn checkout(
     value: &serde_json::Value,
     options: &WorkerOptions,
     workspace: &Path,
-) -> Result<Option<(cascade_git::clone::Repos, PathBuf)>, String> {
+) -> Result<Option<(cascade_git::clone::Repos, PathBuf)>, Unrunnable> {
     let (Some(url), Some(sha)) = (
         value["checkout"]["url"].as_str(),
         value["checkout"]["sha"].as_str(),
     ) else {
-        std::fs::create_dir_all(workspace)
-            .map_err(|e| format!("cannot make the workspace: {e}"))?;
+        std::fs::create_dir_all(workspace).map_err(Unrunnable::Workspace)?;
         return Ok(None);
     };
     if let Some(parent) = workspace.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot make the run directory: {e}"))?;
+        std::fs::create_dir_all(parent).map_err(Unrunnable::RunDir)?;
     }
     let repos = cascade_git::clone::Repos::new(options.data_dir.join("repos"));
-    let repo = repos
-        .fetch(url, sha)
-        .map_err(|e| format!("cannot fetch {sha}: {e}"))?;
+    let repo = repos.fetch(url, sha).map_err(|source| Unrunnable::Fetch {
+        sha: sha.to_owned(),
+        source,
+    })?;
     repos
         .worktree(&repo, sha, workspace)
-        .map_err(|e| format!("cannot check out {sha}: {e}"))?;
+        .map_err(|source| Unrunnable::Checkout {
+            sha: sha.to_owned(),
+            source,
+        })?;
     Ok(Some((repos, repo)))
+}
+
+/// Why a claimed run cannot run: its error, with its causes (`error::chain`).
+#[derive(Debug, thiserror::Error)]
+pub enum Unrunnable {
+    #[error("invalid run id `{0}`")]
+    RunId(String),
+    #[error("the stored submission is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("invalid pipeline: {}", first_problem(.0))]
+    Pipeline(cascade_spec::SpecErrors),
+    #[error("invalid DAG: {}", first_problem(.0))]
+    Dag(cascade_spec::SpecErrors),
+    #[error(transparent)]
+    Plan(#[from] cascade_plan::PlanError),
+    #[error(
+        "secrets are not given to pull requests from forks (the pipeline declares {})",
+        .0.join(", ")
+    )]
+    Withheld(Vec<String>),
+    #[error(transparent)]
+    Ungranted(#[from] cascade_spec::config::UngrantedSecrets),
+    #[error(transparent)]
+    Secrets(cascade_engine::EngineError),
+    #[error(
+        "task `{task}` was running when its worker died (attempt {attempt}), and its retry policy allows no other attempt"
+    )]
+    NoRetry { task: String, attempt: u32 },
+    #[error("cannot make the workspace")]
+    Workspace(#[source] std::io::Error),
+    #[error("cannot make the run directory")]
+    RunDir(#[source] std::io::Error),
+    #[error("cannot fetch {sha}")]
+    Fetch {
+        sha: String,
+        #[source]
+        source: cascade_git::CloneError,
+    },
+    #[error("cannot check out {sha}")]
+    Checkout {
+        sha: String,
+        #[source]
+        source: cascade_git::CloneError,
+    },
+    #[error("cannot give {} to uid {uid}", path.display())]
+    Chown {
+        path: PathBuf,
+        uid: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The plan, secrets and run id of a claimed submission, or why it cannot run.
 fn prepare(
     claimed: &Claimed,
     options: &WorkerOptions,
-) -> Result<(cascade_plan::Plan, Secrets, RunId), String> {
+) -> Result<(cascade_plan::Plan, Secrets, RunId), Unrunnable> {
     let run_id = RunId::parse(&claimed.lease.run_id)
-        .ok_or_else(|| format!("invalid run id `{}`", claimed.lease.run_id))?;
-    let value: serde_json::Value = serde_json::from_str(&claimed.definition)
-        .map_err(|e| format!("the stored submission is not JSON: {e}"))?;
+        .ok_or_else(|| Unrunnable::RunId(claimed.lease.run_id.clone()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&claimed.definition).map_err(Unrunnable::NotJson)?;
     let (pipeline, trigger) = if let Some(text) = value.get("pipeline").and_then(|p| p.as_str()) {
-        let pipeline = cascade_spec::parse_pipeline("pipeline", text)
-            .map_err(|e| format!("invalid pipeline: {}", first_problem(&e)))?;
+        let pipeline =
+            cascade_spec::parse_pipeline("pipeline", text).map_err(Unrunnable::Pipeline)?;
         let mut trigger = Trigger {
             event_name: "workflow_dispatch".to_owned(),
             ..Trigger::manual()
@@ -572,7 +629,7 @@ fn prepare(
         (pipeline, trigger)
     } else {
         let dag = cascade_spec::parse_dag(&claimed.dag_id, &claimed.definition)
-            .map_err(|e| format!("invalid DAG: {}", first_problem(&e)))?;
+            .map_err(Unrunnable::Dag)?;
         (
             dag.pipeline,
             Trigger {
@@ -581,7 +638,7 @@ fn prepare(
             },
         )
     };
-    let plan = cascade_plan::plan(&pipeline, &trigger, &[]).map_err(|e| e.to_string())?;
+    let plan = cascade_plan::plan(&pipeline, &trigger, &[])?;
     let declared: Vec<&str> = plan
         .jobs
         .iter()
@@ -590,9 +647,8 @@ fn prepare(
     // A pull request from a fork runs without secrets.
     let withheld = value.get("secrets") == Some(&serde_json::Value::Bool(false));
     if withheld && !declared.is_empty() {
-        return Err(format!(
-            "secrets are not given to pull requests from forks (the pipeline declares {})",
-            declared.join(", ")
+        return Err(Unrunnable::Withheld(
+            declared.iter().map(|&name| name.to_owned()).collect(),
         ));
     }
     // Set by the orchestrator only: an API submission with other fields is refused.
@@ -607,14 +663,14 @@ fn prepare(
     let mut secrets = options.secrets.clone();
     secrets
         .resolve(declared, &|name| std::env::var(name).ok())
-        .map_err(|e| e.to_string())?;
+        .map_err(Unrunnable::Secrets)?;
     Ok((plan, secrets, run_id))
 }
 
 /// A run whose worker died under some tasks goes on only if each of those may have
 /// another attempt (its `retry`, as for a failed exit; a policy limited to some exit
 /// codes does not cover a death); otherwise the run fails here, without running again.
-fn retry_after_death(claimed: &Claimed, plan: &cascade_plan::Plan) -> Result<(), String> {
+fn retry_after_death(claimed: &Claimed, plan: &cascade_plan::Plan) -> Result<(), Unrunnable> {
     for (task, used) in &claimed.died_in {
         let job = cascade_plan::TaskId::parse(task).map(|t| t.job);
         let retry = plan
@@ -624,9 +680,10 @@ fn retry_after_death(claimed: &Claimed, plan: &cascade_plan::Plan) -> Result<(),
             .and_then(|j| j.retry.as_ref());
         let allowed = retry.is_some_and(|r| *used <= r.limit && r.on_exit_codes.is_empty());
         if !allowed {
-            return Err(format!(
-                "task `{task}` was running when its worker died (attempt {used}), and its retry policy allows no other attempt"
-            ));
+            return Err(Unrunnable::NoRetry {
+                task: task.clone(),
+                attempt: *used,
+            });
         }
     }
     Ok(())

@@ -290,9 +290,9 @@ pub enum ConfigError {
     #[error("runner `{runner}`: cpu must be more than 0, found {cpu}")]
     BadCpu { runner: String, cpu: String },
     #[error("orchestrator.breaker_cooldown: {0} (expected a duration like `60s`)")]
-    BadCooldown(String),
+    BadCooldown(crate::duration::DurationError),
     #[error("orchestrator.clone_cache_max_age: {0} (expected a duration like `14d`)")]
-    BadCacheAge(String),
+    BadCacheAge(crate::duration::DurationError),
     #[error(
         "repositories.\"{repo}\".callback: no callback `{name}` in [callbacks] (add `{name} = \"https://…\"` there)"
     )]
@@ -376,9 +376,9 @@ impl AdminConfig {
             }
         }
         crate::duration::parse(&config.orchestrator.breaker_cooldown)
-            .map_err(|e| ConfigError::BadCooldown(e.to_string()))?;
+            .map_err(ConfigError::BadCooldown)?;
         crate::duration::parse(&config.orchestrator.clone_cache_max_age)
-            .map_err(|e| ConfigError::BadCacheAge(e.to_string()))?;
+            .map_err(ConfigError::BadCacheAge)?;
         for (field, paths) in [
             ("bind", &config.sandbox.bind),
             ("read_only", &config.sandbox.read_only),
@@ -403,7 +403,7 @@ impl AdminConfig {
         &self,
         declared: impl IntoIterator<Item = &'a str>,
         to: Grantee<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UngrantedSecrets> {
         let mut missing: Vec<&str> = declared
             .into_iter()
             .filter(|name| {
@@ -420,41 +420,77 @@ impl AdminConfig {
         }
         missing.sort_unstable();
         missing.dedup();
-        let (field, who) = match to.repository {
-            Some(repo) => ("repositories", repo),
-            None => ("scopes", to.scope),
-        };
-        let what = match to.repository {
-            Some(repo) => format!("repository `{repo}`"),
-            None => format!("scope `{}`", to.scope),
-        };
-        let hints: Vec<String> = missing
-            .iter()
-            .map(|name| format!("[grants.{name}] {field} = [\"{who}\"]"))
-            .collect();
-        Err(format!(
-            "secret{} {} not granted to {what}; an admin grants {} in cascade.toml: {}",
-            if missing.len() == 1 { "" } else { "s" },
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if missing.len() == 1 { "it" } else { "them" },
-            hints.join("; ")
-        ))
+        Err(UngrantedSecrets {
+            names: missing.into_iter().map(str::to_owned).collect(),
+            repository: to.repository.map(str::to_owned),
+            scope: to.scope.to_owned(),
+        })
     }
 
-    /// A runner alias, or the list of known ones for the error message.
-    pub fn runner(&self, name: &str) -> Result<&Runner, String> {
-        self.runners
-            .get(name)
-            .ok_or_else(|| self.runners.keys().cloned().collect::<Vec<_>>().join(", "))
+    /// A runner alias; the error lists the known ones.
+    pub fn runner(&self, name: &str) -> Result<&Runner, UnknownRunner> {
+        self.runners.get(name).ok_or_else(|| UnknownRunner {
+            name: name.to_owned(),
+            known: self.runners.keys().cloned().collect(),
+        })
     }
 
     /// The JSON Schema of cascade.toml.
     pub fn schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(AdminConfig)).unwrap_or_default()
+    }
+}
+
+/// Secrets a run declares that `[grants]` does not give its repository (or scope). The
+/// message names each with the grant that would allow it, as `cascade.toml` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UngrantedSecrets {
+    /// Sorted, each once.
+    pub names: Vec<String>,
+    /// The run's repository, when it has one (grants then go by repository).
+    pub repository: Option<String>,
+    pub scope: String,
+}
+
+impl std::fmt::Display for UngrantedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (field, who, what) = match &self.repository {
+            Some(repo) => ("repositories", repo, format!("repository `{repo}`")),
+            None => ("scopes", &self.scope, format!("scope `{}`", self.scope)),
+        };
+        let one = self.names.len() == 1;
+        let names: Vec<String> = self.names.iter().map(|m| format!("`{m}`")).collect();
+        let hints: Vec<String> = self
+            .names
+            .iter()
+            .map(|name| format!("[grants.{name}] {field} = [\"{who}\"]"))
+            .collect();
+        write!(
+            f,
+            "secret{} {} not granted to {what}; an admin grants {} in cascade.toml: {}",
+            if one { "" } else { "s" },
+            names.join(", "),
+            if one { "it" } else { "them" },
+            hints.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for UngrantedSecrets {}
+
+/// A runner alias `[runners]` does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown runner `{name}` (cascade.toml has {})", self.known())]
+pub struct UnknownRunner {
+    pub name: String,
+    /// The aliases that are defined, in file order.
+    pub known: Vec<String>,
+}
+
+impl UnknownRunner {
+    /// The defined aliases, comma-separated (empty when there are none).
+    pub fn known(&self) -> String {
+        self.known.join(", ")
     }
 }
 
@@ -509,7 +545,12 @@ mod tests {
         .unwrap();
         assert!((c.runners["gpu"].cpu - 8.0).abs() < f64::EPSILON);
         assert_eq!(c.secrets["PYPI_TOKEN"].secret, "pypi");
-        assert_eq!(c.runner("nope").unwrap_err(), "gpu");
+        let unknown = c.runner("nope").unwrap_err();
+        assert_eq!(unknown.known(), "gpu");
+        assert_eq!(
+            unknown.to_string(),
+            "unknown runner `nope` (cascade.toml has gpu)"
+        );
     }
 
     #[test]
@@ -584,7 +625,7 @@ mod tests {
             .check_grants(["PYPI_TOKEN", "DEPLOY_KEY", "AWS_KEY"], repo)
             .unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "secrets `AWS_KEY`, `DEPLOY_KEY` not granted to repository `acme/app`; an admin grants them in cascade.toml: [grants.AWS_KEY] repositories = [\"acme/app\"]; [grants.DEPLOY_KEY] repositories = [\"acme/app\"]"
         );
         let web = Grantee {
@@ -592,7 +633,10 @@ mod tests {
             scope: "project:web",
         };
         assert!(config.check_grants(["DEPLOY_KEY"], web).is_ok());
-        let err = config.check_grants(["PYPI_TOKEN"], web).unwrap_err();
+        let err = config
+            .check_grants(["PYPI_TOKEN"], web)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("[grants.PYPI_TOKEN] scopes = [\"project:web\"]"),
             "{err}"

@@ -2,19 +2,28 @@
 
 use croner::parser::{CronParser, Seconds};
 
+/// A cron line `on.schedule` cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    /// A seconds (or year) field: croner would read six fields differently.
+    #[error("expected 5 fields, found {found}")]
+    Fields { found: usize },
+    /// croner's message (lowercased, as every message here is); the cause is that text.
+    #[error("{}", lowercase_first(&.0.to_string()))]
+    Invalid(croner::errors::CronError),
+}
+
 /// Checks a 5-field cron line or a nickname (`@daily`); croner's message on failure.
-pub fn check_cron(line: &str) -> Result<croner::Cron, String> {
-    if line.split_whitespace().count() > 5 {
-        return Err(format!(
-            "expected 5 fields, found {}",
-            line.split_whitespace().count()
-        ));
+pub fn check_cron(line: &str) -> Result<croner::Cron, CronError> {
+    let found = line.split_whitespace().count();
+    if found > 5 {
+        return Err(CronError::Fields { found });
     }
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .build()
         .parse(line)
-        .map_err(|e| lowercase_first(&e.to_string()))
+        .map_err(CronError::Invalid)
 }
 
 /// The first tick of a schedule strictly after `after`, in its time zone (UTC when

@@ -28,8 +28,8 @@ pub enum StoreError {
     NoToken(String),
     #[error("a token named `{0}` is in force already; revoke it first or choose another --name")]
     TokenNameTaken(String),
-    #[error("the system's random source failed: {0}")]
-    Random(String),
+    #[error("the system's random source failed")]
+    Random(#[source] getrandom::Error),
     #[error("cannot start a store thread")]
     Thread(#[source] std::io::Error),
     #[error("the store's writer thread stopped")]

@@ -134,7 +134,7 @@ pub struct Tokens {
 
 fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| StoreError::Random(e.to_string()))?;
+    getrandom::fill(&mut buf).map_err(StoreError::Random)?;
     Ok(hex(&buf))
 }
 

@@ -14,6 +14,28 @@ const READY_WITHIN: Duration = Duration::from_secs(10);
 /// How many fresh ports to try when another process took the one picked.
 const PORT_ATTEMPTS: usize = 5;
 
+/// A broker that exited before its port accepted connections (the port was taken, or
+/// its configuration is wrong), with its log.
+#[derive(Debug)]
+struct ExitedEarly {
+    program: &'static str,
+    status: std::process::ExitStatus,
+    addr: SocketAddr,
+    log: String,
+}
+
+impl std::fmt::Display for ExitedEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} exited ({}) before listening on {}; its log:\n{}",
+            self.program, self.status, self.addr, self.log
+        )
+    }
+}
+
+impl std::error::Error for ExitedEarly {}
+
 /// A broker program and how to get it.
 #[derive(Debug)]
 struct Program {
@@ -95,7 +117,7 @@ impl Server {
             };
             match server.spawn() {
                 Ok(()) => return server,
-                Err(log) => last = log,
+                Err(early) => last = early.to_string(),
             }
         }
         panic!(
@@ -114,7 +136,7 @@ impl Server {
 
     /// Spawns the program and waits until its port accepts connections. `Err` (with the
     /// log) when the process exited first, as it does when the port was taken.
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self) -> Result<(), ExitedEarly> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -141,11 +163,12 @@ impl Server {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "{} exited ({status}) before listening on {addr}; its log:\n{}",
-                    self.program.name,
-                    self.log()
-                ));
+                return Err(ExitedEarly {
+                    program: self.program.name,
+                    status,
+                    addr,
+                    log: self.log(),
+                });
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 self.child = Some(child);
@@ -180,7 +203,7 @@ impl Server {
         for _ in 0..PORT_ATTEMPTS * 4 {
             match self.spawn() {
                 Ok(()) => return,
-                Err(log) => last = log,
+                Err(early) => last = early.to_string(),
             }
             std::thread::sleep(Duration::from_millis(100));
         }
