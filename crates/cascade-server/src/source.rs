@@ -120,3 +120,40 @@ pub async fn changed_paths(
         .await
         .unwrap_or(Err(SourceError::Interrupted))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository(url: &str) -> Repository {
+        let config = cascade_spec::config::AdminConfig::parse(&format!(
+            "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"{url}\"\n"
+        ))
+        .unwrap();
+        config.repositories["acme/app"].clone()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_fetch_reads_as_the_clone_cache_said_it_and_keeps_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let source: Arc<dyn PipelineSource> = Arc::new(GitSource {
+            repos: Repos::new(dir.path().join("repos")),
+        });
+        let missing = format!("file://{}", dir.path().join("nowhere").display());
+        let repo = repository(&missing);
+        let err = read_pipeline(&source, &repo, "main", "ci.yaml")
+            .await
+            .unwrap_err();
+        let SourceError::Clone(cause) = &err else {
+            panic!("not the clone cache's error: {err:?}");
+        };
+        // The event note is `cannot read ci.yaml at main: {err}`: the cache's own words.
+        assert_eq!(err.to_string(), cause.to_string());
+        assert!(err.to_string().starts_with("git "), "{err}");
+        let sha = "0".repeat(40);
+        let refused = changed_paths(&source, &repo, "-x".to_owned(), sha)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, SourceError::Clone(_)), "{refused:?}");
+    }
+}

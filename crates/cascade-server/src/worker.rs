@@ -19,6 +19,7 @@
 //!   is given to that user. Without `bwrap` the worker refuses to start.
 
 use crate::error::chain;
+use crate::store_thread::blocking;
 use cascade_engine::{Bus, Secrets, Subscriber};
 use cascade_plan::{Event, RunId, Trigger};
 use cascade_spec::Scope;
@@ -341,7 +342,10 @@ async fn run_claimed(
                 base_env.push(("CASCADE_TOKEN".into(), token.into()));
             }
             let workspace = run_dir.join("workspace");
-            let checkout = match checkout(&definition, &options, &workspace) {
+            // A fetch and a chown of the tree: off the async threads.
+            let fetching = (definition.clone(), Arc::clone(&options), workspace.clone());
+            let checked_out = blocking(move || checkout(&fetching.0, &fetching.1, &fetching.2));
+            let checkout = match checked_out.await.unwrap_or(Err(Unrunnable::Interrupted)) {
                 Ok(c) => c,
                 Err(reason) => {
                     ledger.fail(&run, &chain(&reason));
@@ -349,7 +353,9 @@ async fn run_claimed(
                     return;
                 }
             };
-            let sandbox = match isolate(&sandbox, &workspace, checkout.as_ref()) {
+            let owning = (Arc::clone(&sandbox), workspace.clone(), checkout.clone());
+            let isolated = blocking(move || isolate(&owning.0, &owning.1, owning.2.as_ref()));
+            let sandbox = match isolated.await.unwrap_or(Err(Unrunnable::Interrupted)) {
                 Ok(s) => s,
                 Err(reason) => {
                     ledger.fail(&run, &chain(&reason));
@@ -575,6 +581,9 @@ pub enum Unrunnable {
         #[source]
         source: cascade_git::CloneError,
     },
+    /// The thread preparing the run's directory panicked.
+    #[error("preparing the run's workspace stopped before it ended")]
+    Interrupted,
     #[error("cannot give {} to uid {uid}", path.display())]
     Chown {
         path: PathBuf,

@@ -108,6 +108,22 @@ mod tests {
     }
 
     #[test]
+    fn refusals_say_what_was_expected_in_lowercase_without_a_final_period() {
+        let six = check_cron("0 0 3 * * *").unwrap_err();
+        assert!(matches!(six, CronError::Fields { found: 6 }), "{six:?}");
+        assert_eq!(six.to_string(), "expected 5 fields, found 6");
+        let bad = check_cron("61 * * * *").unwrap_err();
+        assert!(matches!(bad, CronError::Invalid(_)), "{bad:?}");
+        let text = bad.to_string();
+        assert!(text.starts_with(char::is_lowercase), "{text}");
+        assert!(!text.ends_with('.'), "{text}");
+        assert!(
+            std::error::Error::source(&bad).is_none(),
+            "the cause is in the text only"
+        );
+    }
+
+    #[test]
     fn time_zones() {
         assert!(check_timezone("UTC"));
         assert!(check_timezone("Europe/Berlin"));
