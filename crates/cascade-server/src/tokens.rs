@@ -31,10 +31,16 @@ pub struct TokenRequest {
 pub enum TokenError {
     #[error("`name`: expected 1 to 64 letters, digits, `-`, `_` or `.`, found `{0}`")]
     Name(String),
+    #[error(
+        "`scopes`: an admin token acts on every scope; limit a `read` or `submit` token instead"
+    )]
+    AdminScopes,
     #[error("`scopes`: {0}")]
-    Scope(String),
+    Scope(cascade_spec::scope::ScopeError),
     #[error("`expires`: {0}")]
-    Expires(String),
+    Expires(cascade_spec::duration::DurationError),
+    #[error("`expires`: `{0}` is too long")]
+    TooLong(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -52,28 +58,23 @@ pub fn create(tokens: &Tokens, request: &TokenRequest) -> Result<Issued, TokenEr
     }
     // An admin can make any token, so an admin limited to scopes would not be limited.
     if request.role == Role::Admin && !request.scopes.is_empty() {
-        return Err(TokenError::Scope(
-            "an admin token acts on every scope; limit a `read` or `submit` token instead"
-                .to_owned(),
-        ));
+        return Err(TokenError::AdminScopes);
     }
     let mut scopes = Vec::new();
     for scope in &request.scopes {
-        let parsed =
-            cascade_spec::Scope::parse(scope).map_err(|e| TokenError::Scope(e.to_string()))?;
+        let parsed = cascade_spec::Scope::parse(scope).map_err(TokenError::Scope)?;
         scopes.push(parsed.to_string());
     }
     let expires_at = match &request.expires {
         None => None,
         Some(text) => {
-            let d = cascade_spec::duration::parse(text)
-                .map_err(|e| TokenError::Expires(e.to_string()))?;
-            let d = jiff::SignedDuration::try_from(d)
-                .map_err(|_| TokenError::Expires(format!("`{text}` is too long")))?;
+            let d = cascade_spec::duration::parse(text).map_err(TokenError::Expires)?;
+            let d =
+                jiff::SignedDuration::try_from(d).map_err(|_| TokenError::TooLong(text.clone()))?;
             Some(
                 jiff::Timestamp::now()
                     .checked_add(d)
-                    .map_err(|_| TokenError::Expires(format!("`{text}` is too long")))?,
+                    .map_err(|_| TokenError::TooLong(text.clone()))?,
             )
         }
     };
@@ -108,11 +109,11 @@ pub async fn create_token(
                 field: "name",
                 message: e.to_string(),
             },
-            TokenError::Scope(_) => ApiError::Field {
+            TokenError::AdminScopes | TokenError::Scope(_) => ApiError::Field {
                 field: "scopes",
                 message: e.to_string(),
             },
-            TokenError::Expires(_) => ApiError::Field {
+            TokenError::Expires(_) | TokenError::TooLong(_) => ApiError::Field {
                 field: "expires",
                 message: e.to_string(),
             },
