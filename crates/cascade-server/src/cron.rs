@@ -71,7 +71,7 @@ impl Cron {
                 Ok(Some(f)) => f.text,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(repo = name, error = %e, "cannot read schedules");
+                    tracing::warn!(repo = name, error = %chain(&e), "cannot read schedules");
                     continue;
                 }
             };

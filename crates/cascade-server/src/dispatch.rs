@@ -116,7 +116,7 @@ pub async fn dispatch(
             ),
         )),
         Err(e) => {
-            tracing::warn!(error = %e, "dispatch not queued");
+            tracing::warn!(error = %crate::error::chain(&e), "dispatch not queued");
             Err(ApiError::Unavailable)
         }
     }

@@ -303,7 +303,7 @@ pub async fn hook(
         }
         Err(e) => {
             count(forge, "unavailable");
-            tracing::warn!(error = %e, "webhook not queued");
+            tracing::warn!(error = %crate::error::chain(&e), "webhook not queued");
             Err(ApiError::Unavailable)
         }
     }
