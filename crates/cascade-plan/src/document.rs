@@ -524,7 +524,10 @@ mod tests {
             d["jobs"][2]["fan_out"]["combinations"],
             serde_json::json!([{"os": "l", "py": "1"}, {"os": "m", "py": "1"}])
         );
-        assert_eq!(d["jobs"][3]["fan_out"]["items"], serde_json::json!(["p", "q"]));
+        assert_eq!(
+            d["jobs"][3]["fan_out"]["items"],
+            serde_json::json!(["p", "q"])
+        );
     }
 
     /// `plan.schema.json` is what [`schema`] says; regenerate it with

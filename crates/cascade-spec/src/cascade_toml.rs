@@ -114,11 +114,7 @@ fn fields(
             if let Some(item) = field.get("items").and_then(|i| reference(i, defs)) {
                 // An array of tables (`tolerations`): the fields of each item.
                 for (item_field, doc) in item["properties"].as_object().into_iter().flatten() {
-                    comment(
-                        out,
-                        &format!("  {item_field}: "),
-                        text(doc, "description"),
-                    );
+                    comment(out, &format!("  {item_field}: "), text(doc, "description"));
                 }
             }
         }
@@ -211,7 +207,10 @@ mod tests {
         assert_eq!(AdminConfig::parse(&text).unwrap(), AdminConfig::default());
         assert!(text.contains("\n# [repositories.\"acme/app\"]\n"), "{text}");
         assert!(text.contains("\n# forge = \"github\"\n"), "{text}");
-        assert!(text.contains("\n[runners.medium]\ncpu = 2.0\nmemory = \"4Gi\"\n"), "{text}");
+        assert!(
+            text.contains("\n[runners.medium]\ncpu = 2.0\nmemory = \"4Gi\"\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -222,7 +221,10 @@ mod tests {
             ["small", "medium", "large", "gpu"]
         );
         assert_eq!(config.runners["gpu"].tolerations.len(), 1);
-        assert_eq!(config.repositories["acme/app"].callback.as_deref(), Some("done"));
+        assert_eq!(
+            config.repositories["acme/app"].callback.as_deref(),
+            Some("done")
+        );
         assert_eq!(config.grants["PYPI_TOKEN"].scopes, ["project:web"]);
         assert_eq!(config.secrets["PYPI_TOKEN"].key, "token");
         assert!(config.callbacks.contains_key("done"));
