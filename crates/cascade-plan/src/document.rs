@@ -20,11 +20,11 @@
 //! [`schema`] is the JSON Schema of the document (`crates/cascade-plan/plan.schema.json`,
 //! kept in step by a test).
 
-use crate::plan::{FanOut, Plan};
+use crate::plan::{FanOut, Plan, PlannedJob};
 use cascade_spec::Pipeline;
 use cascade_spec::dag::Dag;
 use cascade_spec::expr::{Segment, Template};
-use cascade_spec::model::{InputKind, Shell, Triggers};
+use cascade_spec::model::{InputKind, Job, Shell, Triggers};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -274,92 +274,7 @@ pub fn document(pipeline: &Pipeline, plan: &Plan, dag: Option<&Dag>) -> PlanDocu
     let mut jobs: Vec<JobDoc> = plan
         .jobs
         .iter()
-        .map(|job| {
-            let spec = pipeline.jobs.get(job.id.as_str());
-            let fan_out = match &job.fan_out {
-                FanOut::Single => FanOutDoc::Single,
-                FanOut::Matrix(combinations) => FanOutDoc::Matrix {
-                    axes: spec
-                        .map(|s| {
-                            s.matrix
-                                .iter()
-                                .map(|(name, values)| AxisDoc {
-                                    name: name.clone(),
-                                    values: values.clone(),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    combinations: combinations
-                        .iter()
-                        .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .collect(),
-                },
-                FanOut::Items(items) => FanOutDoc::Items {
-                    items: items.clone(),
-                },
-                FanOut::Dynamic(expr) => FanOutDoc::Dynamic {
-                    expr: expr.to_string(),
-                },
-            };
-            JobDoc {
-                id: job.id.to_string(),
-                name: job.name.clone(),
-                needs: sorted(
-                    job.needs
-                        .iter()
-                        .filter_map(|&i| plan.jobs.get(i).map(|n| n.id.to_string())),
-                ),
-                condition: job
-                    .condition
-                    .as_ref()
-                    .map_or_else(|| "success()".to_owned(), ToString::to_string),
-                shell: match job.shell {
-                    Shell::Sh => "sh",
-                    Shell::Bash => "bash",
-                }
-                .to_owned(),
-                run: RunDoc {
-                    script: job.script.text.clone(),
-                    bindings: job
-                        .script
-                        .bindings
-                        .iter()
-                        .map(|b| BindingDoc {
-                            var: b.var.clone(),
-                            expr: b.expr.to_string(),
-                        })
-                        .collect(),
-                },
-                env: job
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), template_text(v)))
-                    .collect(),
-                secrets: sorted(job.secrets.iter().cloned()),
-                fan_out,
-                outputs: job
-                    .outputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.name().to_owned()))
-                    .collect(),
-                retry: job.retry.as_ref().map(|r| RetryDoc {
-                    limit: r.limit,
-                    backoff_ms: millis(r.backoff),
-                    max_backoff_ms: r.max_backoff.map(millis),
-                    on_exit_codes: {
-                        let mut codes = r.on_exit_codes.clone();
-                        codes.sort_unstable();
-                        codes
-                    },
-                }),
-                timeout_ms: job.timeout.map(millis),
-                continue_on_error: job.continue_on_error,
-                runner: job.runner.clone(),
-                image: job.image.clone(),
-                paths: sorted(spec.map(|s| s.paths.clone()).unwrap_or_default()),
-            }
-        })
+        .map(|job| job_doc(pipeline, plan, job))
         .collect();
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     PlanDocument {
@@ -381,6 +296,96 @@ pub fn document(pipeline: &Pipeline, plan: &Plan, dag: Option<&Dag>) -> PlanDocu
         }),
         on: on(&pipeline.on),
         jobs,
+    }
+}
+
+fn job_doc(pipeline: &Pipeline, plan: &Plan, job: &PlannedJob) -> JobDoc {
+    let spec = pipeline.jobs.get(job.id.as_str());
+    JobDoc {
+        id: job.id.to_string(),
+        name: job.name.clone(),
+        needs: sorted(
+            job.needs
+                .iter()
+                .filter_map(|&i| plan.jobs.get(i).map(|n| n.id.to_string())),
+        ),
+        condition: job
+            .condition
+            .as_ref()
+            .map_or_else(|| "success()".to_owned(), ToString::to_string),
+        shell: match job.shell {
+            Shell::Sh => "sh",
+            Shell::Bash => "bash",
+        }
+        .to_owned(),
+        run: RunDoc {
+            script: job.script.text.clone(),
+            bindings: job
+                .script
+                .bindings
+                .iter()
+                .map(|b| BindingDoc {
+                    var: b.var.clone(),
+                    expr: b.expr.to_string(),
+                })
+                .collect(),
+        },
+        env: job
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), template_text(v)))
+            .collect(),
+        secrets: sorted(job.secrets.iter().cloned()),
+        fan_out: fan_out_doc(&job.fan_out, spec),
+        outputs: job
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.name().to_owned()))
+            .collect(),
+        retry: job.retry.as_ref().map(|r| RetryDoc {
+            limit: r.limit,
+            backoff_ms: millis(r.backoff),
+            max_backoff_ms: r.max_backoff.map(millis),
+            on_exit_codes: {
+                let mut codes = r.on_exit_codes.clone();
+                codes.sort_unstable();
+                codes
+            },
+        }),
+        timeout_ms: job.timeout.map(millis),
+        continue_on_error: job.continue_on_error,
+        runner: job.runner.clone(),
+        image: job.image.clone(),
+        paths: sorted(spec.map(|s| s.paths.clone()).unwrap_or_default()),
+    }
+}
+
+fn fan_out_doc(fan_out: &FanOut, spec: Option<&Job>) -> FanOutDoc {
+    match fan_out {
+        FanOut::Single => FanOutDoc::Single,
+        FanOut::Matrix(combinations) => FanOutDoc::Matrix {
+            axes: spec
+                .map(|s| {
+                    s.matrix
+                        .iter()
+                        .map(|(name, values)| AxisDoc {
+                            name: name.clone(),
+                            values: values.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            combinations: combinations
+                .iter()
+                .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .collect(),
+        },
+        FanOut::Items(items) => FanOutDoc::Items {
+            items: items.clone(),
+        },
+        FanOut::Dynamic(expr) => FanOutDoc::Dynamic {
+            expr: expr.to_string(),
+        },
     }
 }
 

@@ -67,29 +67,26 @@ fn map(
         .iter()
         .map(|e| (e, Examples::Active, "default"))
         .chain(example.iter().map(|e| (e, examples, "example")));
-    match reference(entry, defs) {
-        // One table per entry (`[runners.small]`); the fields' docs with the first.
-        Some(def) => {
-            for (i, ((entry_name, value), mode, what)) in entries.enumerate() {
-                let hash = prefix(mode);
-                let _ = writeln!(out, "# ({what})\n{hash}[{}.{}]", key(name), key(entry_name));
-                let sample = example.values().next().and_then(Value::as_object);
-                fields(out, def, defs, value.as_object(), sample, mode, i == 0);
-            }
+    // One table per entry (`[runners.small]`); the fields' docs with the first.
+    if let Some(def) = reference(entry, defs) {
+        for (i, ((entry_name, value), mode, what)) in entries.enumerate() {
+            let hash = prefix(mode);
+            let _ = writeln!(out, "# ({what})\n{hash}[{}.{}]", key(name), key(entry_name));
+            let sample = example.values().next().and_then(Value::as_object);
+            fields(out, def, defs, value.as_object(), sample, mode, i == 0);
         }
-        // One table of scalar entries (`[callbacks]`).
-        None => {
-            let _ = writeln!(out, "[{}]", key(name));
-            for ((entry_name, value), mode, what) in entries {
-                let _ = writeln!(
-                    out,
-                    "{}{} = {}  # ({what})",
-                    prefix(mode),
-                    key(entry_name),
-                    toml(value)
-                );
-            }
-        }
+        return;
+    }
+    // One table of scalar entries (`[callbacks]`).
+    let _ = writeln!(out, "[{}]", key(name));
+    for ((entry_name, value), mode, what) in entries {
+        let _ = writeln!(
+            out,
+            "{}{} = {}  # ({what})",
+            prefix(mode),
+            key(entry_name),
+            toml(value)
+        );
     }
 }
 

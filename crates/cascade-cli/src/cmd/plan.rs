@@ -5,7 +5,7 @@
 
 use crate::Outcome;
 use crate::output::{self, Format};
-use cascade_plan::document::{self, FanOutDoc, JobDoc, PlanDocument};
+use cascade_plan::document::{self, FanOutDoc, JobDoc, PlanDocument, RetryDoc};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -185,31 +185,8 @@ fn job_lines(out: &mut String, job: &JobDoc) {
     if job.condition != "success()" {
         line("if", job.condition.clone());
     }
-    match &job.fan_out {
-        FanOutDoc::Single => {}
-        FanOutDoc::Matrix { axes, combinations } => {
-            let axes: Vec<String> = axes
-                .iter()
-                .map(|a| format!("{} [{}]", a.name, a.values.join(", ")))
-                .collect();
-            line(
-                "matrix",
-                format!("{} ({} copies)", axes.join(" × "), combinations.len()),
-            );
-        }
-        FanOutDoc::Items { items } => line(
-            "for_each",
-            format!(
-                "{} ({} copies)",
-                items
-                    .iter()
-                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                items.len()
-            ),
-        ),
-        FanOutDoc::Dynamic { expr } => line("for_each", format!("${{{{ {expr} }}}} (at run time)")),
+    if let Some((key, value)) = fan_out(&job.fan_out) {
+        line(key, value);
     }
     let mut script = job.run.script.lines();
     let first = script.next().unwrap_or_default().to_owned();
@@ -243,27 +220,7 @@ fn job_lines(out: &mut String, job: &JobDoc) {
         line("outputs", outputs.join(", "));
     }
     if let Some(r) = &job.retry {
-        line(
-            "retry",
-            format!(
-                "{} more attempt{}, backoff {}{}",
-                r.limit,
-                if r.limit == 1 { "" } else { "s" },
-                output::duration_ms(r.backoff_ms),
-                if r.on_exit_codes.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", on exit codes {}",
-                        r.on_exit_codes
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            ),
-        );
+        line("retry", retry(r));
     }
     if let Some(ms) = job.timeout_ms {
         line("timeout", output::duration_ms(ms));
@@ -280,4 +237,57 @@ fn job_lines(out: &mut String, job: &JobDoc) {
     if !job.paths.is_empty() {
         line("paths", job.paths.join(", "));
     }
+}
+
+fn fan_out(fan_out: &FanOutDoc) -> Option<(&'static str, String)> {
+    Some(match fan_out {
+        FanOutDoc::Single => return None,
+        FanOutDoc::Matrix { axes, combinations } => {
+            let axes: Vec<String> = axes
+                .iter()
+                .map(|a| format!("{} [{}]", a.name, a.values.join(", ")))
+                .collect();
+            (
+                "matrix",
+                format!("{} ({} copies)", axes.join(" × "), combinations.len()),
+            )
+        }
+        FanOutDoc::Items { items } => (
+            "for_each",
+            format!(
+                "{} ({} copies)",
+                items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                items.len()
+            ),
+        ),
+        FanOutDoc::Dynamic { expr } => ("for_each", format!("${{{{ {expr} }}}} (at run time)")),
+    })
+}
+
+fn retry(r: &RetryDoc) -> String {
+    format!(
+        "{} more attempt{}, backoff {}{}{}",
+        r.limit,
+        if r.limit == 1 { "" } else { "s" },
+        output::duration_ms(r.backoff_ms),
+        r.max_backoff_ms
+            .map(|ms| format!(" (at most {})", output::duration_ms(ms)))
+            .unwrap_or_default(),
+        if r.on_exit_codes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", on exit codes {}",
+                r.on_exit_codes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    )
 }

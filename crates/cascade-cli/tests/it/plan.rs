@@ -125,7 +125,7 @@ fn plan_takes_inputs_and_a_job_selection() {
     ])));
 }
 
-/// An invalid file: every problem at file:line:col on stderr, nothing on stdout, and the
+/// An invalid file: every problem with its line and column on stderr, nothing on stdout, and the
 /// exit code `validate` gives the same file.
 #[test]
 fn plan_of_an_invalid_file_reports_where_and_exits_like_validate() {
