@@ -481,9 +481,34 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The JSON Schema of [`PlanDocument`].
+/// The JSON Schema of [`PlanDocument`], strict as the contract is: every field of every
+/// object is required (an unset one is `null`) and no other field may appear.
 pub fn schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(PlanDocument)).unwrap_or_default()
+    let mut schema = serde_json::to_value(schemars::schema_for!(PlanDocument)).unwrap_or_default();
+    strict(&mut schema);
+    schema
+}
+
+/// Marks every object with `properties` (at any depth) closed and fully required.
+fn strict(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Object(properties)) = map.get("properties") {
+                let names: Vec<serde_json::Value> = properties
+                    .keys()
+                    .map(|k| serde_json::Value::String(k.clone()))
+                    .collect();
+                map.insert("required".to_owned(), serde_json::Value::Array(names));
+                map.insert(
+                    "additionalProperties".to_owned(),
+                    serde_json::Value::Bool(false),
+                );
+            }
+            map.values_mut().for_each(strict);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strict),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,16 @@ fn plan_json_of_every_example() {
         assert_eq!(doc["version"], 1);
         let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+        // The schema is strict: a missing or an unknown field is refused.
+        let mut missing = doc.clone();
+        missing["jobs"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("timeout_ms");
+        assert!(!validator.is_valid(&missing), "{}", file.display());
+        let mut extra = doc.clone();
+        extra["jobs"][0]["colour"] = serde_json::json!("blue");
+        assert!(!validator.is_valid(&extra), "{}", file.display());
         let ids: Vec<&str> = doc["jobs"]
             .as_array()
             .unwrap()
