@@ -29,9 +29,18 @@ pub fn annotated(examples: Examples) -> String {
     out.push_str(
         "# cascade.toml: the admin config of `cascade run` (./cascade.toml or --config) and\n\
          # `cascade serve --config`. Every table is optional; a value shown is the default\n\
-         # unless marked as an example. Generated from the config's documentation\n\
-         # (crates/cascade-spec/src/config.rs); do not edit by hand.\n",
+         # unless marked as an example.\n",
     );
+    out.push_str(match examples {
+        Examples::Active => {
+            "# Generated from the config's documentation (crates/cascade-spec/src/config.rs)\n\
+             # by `CASCADE_BLESS=1 cargo test -p cascade-spec cascade_toml`; do not edit by hand.\n"
+        }
+        Examples::Commented => {
+            "# Uncomment and change what this machine or server needs; the whole reference is\n\
+             # examples/cascade.toml in the cascade repository.\n"
+        }
+    });
     let Some(properties) = schema["properties"].as_object() else {
         return out;
     };
