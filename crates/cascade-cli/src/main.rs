@@ -28,6 +28,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the job DAG of a pipeline (dot, mermaid or json)
     Graph(cmd::graph::Args),
+    /// Print the planned model of a pipeline (jobs, edges, fan-outs, env, secrets) without running it
+    Plan(cmd::plan::Args),
     /// Print the JSON Schema of ci.yaml for editor completion
     Schema,
     /// Run a pipeline on this machine
@@ -61,6 +63,10 @@ enum Command {
     /// API tokens of a server: create (shown once), list, revoke
     #[command(subcommand)]
     Token(cmd::token::Command),
+    /// Write a starter ci.yaml and a commented cascade.toml
+    Init(cmd::init::Args),
+    /// Print a shell completion script (bash, zsh or fish)
+    Completions(cmd::completions::Args),
 }
 
 /// How a command ended, mapped to the documented exit codes.
@@ -104,6 +110,12 @@ fn main() -> ExitCode {
         Command::Observe(args) => cmd::observe::run(&args),
         Command::Control(command) => cmd::control::run(&command),
         Command::Token(command) => Ok(cmd::token::run(&command)),
+        Command::Plan(args) => Ok(cmd::plan::run(&args)),
+        Command::Init(args) => Ok(cmd::init::run(&args)),
+        Command::Completions(args) => Ok(cmd::completions::run(
+            &args,
+            &mut <Cli as clap::CommandFactory>::command(),
+        )),
     };
     match result {
         Ok(outcome) => outcome.into(),

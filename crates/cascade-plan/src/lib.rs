@@ -4,6 +4,7 @@
 //! No IO: values in, values out.
 
 pub mod context;
+pub mod document;
 pub mod error;
 pub mod event;
 pub mod plan;

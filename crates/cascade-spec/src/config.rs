@@ -9,11 +9,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Runner aliases by name (`runner: small` in ci.yaml).
+    /// Runner aliases by name (`runner: small` in ci.yaml). Giving this table replaces
+    /// the built-in `small`, `medium` and `large`.
     #[serde(default = "default_runners")]
+    #[schemars(example = serde_json::json!({"gpu": {"cpu": 8, "memory": "32Gi", "node_selector": {"accelerator": "a100"}, "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]}}))]
     pub runners: IndexMap<String, Runner>,
     /// Secret names (as in a job's `secrets:`) → where the secret lives on Kubernetes.
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"PYPI_TOKEN": {"secret": "pypi", "key": "token"}}))]
     pub secrets: IndexMap<String, SecretRef>,
     /// Limits of the local engine.
     #[serde(default)]
@@ -21,6 +24,7 @@ pub struct AdminConfig {
     /// Repositories whose webhooks, dispatches and schedules `serve` acts on, by full
     /// name (`owner/name`, or a GitLab path).
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"acme/app": {"forge": "github", "url": "https://github.com/acme/app.git", "api_url": "https://api.github.com", "token_secret": "GITHUB_TOKEN", "webhook_secret": "ACME_WEBHOOK_SECRET", "pipeline": "ci.yaml", "default_branch": "main", "backend": "local", "callback": "done"}}))]
     pub repositories: IndexMap<String, Repository>,
     /// How `serve` routes events: dispatch retries, circuit breakers, callbacks.
     #[serde(default)]
@@ -33,10 +37,12 @@ pub struct AdminConfig {
     /// A server run whose job declares a secret not granted to its repository or scope
     /// fails before anything runs; `cascade run` on your own machine needs no grant.
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"PYPI_TOKEN": {"repositories": ["acme/app"], "scopes": ["project:web"]}}))]
     pub grants: IndexMap<String, Grant>,
     /// Completion callback URLs by name. Only these are ever called: a dispatch's
     /// `client_payload.callback` may pick one by name, never give a URL.
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"done": "https://hooks.example/cascade-done"}))]
     pub callbacks: IndexMap<String, String>,
     /// How jobs run by `serve` (and by `cascade run --sandbox`) are isolated.
     #[serde(default)]
@@ -128,7 +134,9 @@ pub enum Forge {
 }
 
 /// Where a repository's runs go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The worker processes of this server.
@@ -151,6 +159,7 @@ pub struct Repository {
     /// `https://gitea.example/api/v1`, `https://gitlab.com/api/v4`); unset: no statuses.
     pub api_url: Option<String>,
     /// GitLab's numeric project id, for its status API.
+    #[schemars(example = "1234")]
     pub project_id: Option<String>,
     /// The secret (by name, from the secret store) holding the API token for statuses.
     pub token_secret: Option<String>,
@@ -191,6 +200,7 @@ pub struct Orchestrator {
     pub breaker_cooldown: String,
     /// Where completion callbacks go when neither the dispatch (`client_payload.callback`,
     /// a name from `[callbacks]`) nor the repository (`callback`) names one.
+    #[schemars(example = "https://hooks.example/cascade")]
     pub callback_url: Option<String>,
     /// Deliveries of one event from NATS before it is dead-lettered.
     pub max_deliver: u32,
@@ -227,7 +237,7 @@ impl Orchestrator {
 }
 
 /// What a runner alias gives a job.
-#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Runner {
     /// CPU cores the job may use (Kubernetes requests/limits; local weight).
@@ -235,22 +245,28 @@ pub struct Runner {
     /// Memory, in Kubernetes quantity syntax (`512Mi`, `2Gi`).
     pub memory: String,
     /// Kubernetes node selector of the job's pod.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub node_selector: IndexMap<String, String>,
     /// Kubernetes tolerations of the job's pod.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
 }
 
 /// A Kubernetes toleration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Toleration {
+    /// The taint key it tolerates; unset with `Exists`: every taint.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// `Equal` or `Exists`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// The taint value that must match (with `Equal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<String>,
 }
 
@@ -269,8 +285,10 @@ pub struct SecretRef {
 #[serde(deny_unknown_fields)]
 pub struct EngineLimits {
     /// CPU cores the engine may hand out to jobs at once.
+    #[schemars(example = 8)]
     pub cpu: Option<f64>,
     /// Memory the engine may hand out at once (`8Gi`).
+    #[schemars(example = "8Gi")]
     pub memory: Option<String>,
 }
 

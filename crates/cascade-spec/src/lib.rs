@@ -3,6 +3,7 @@
 //! Values in, values out: nothing here does IO. [`parse_pipeline`] turns text into a
 //! validated [`Pipeline`] or a [`SpecErrors`] listing every problem of the file.
 
+pub mod cascade_toml;
 pub mod config;
 pub mod dag;
 pub mod diagnostic;

@@ -2,11 +2,14 @@
 
 pub mod argo;
 pub mod changed;
+pub mod completions;
 pub mod control;
 pub mod dag;
 pub mod events;
 pub mod graph;
+pub mod init;
 pub mod observe;
+pub mod plan;
 pub mod run;
 pub mod runs;
 pub mod schema;

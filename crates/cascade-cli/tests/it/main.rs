@@ -21,6 +21,7 @@ mod injection;
 mod isolation;
 mod layering;
 mod limits;
+mod plan;
 mod run;
 mod serve;
 mod telemetry;
