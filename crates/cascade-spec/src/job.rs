@@ -144,26 +144,23 @@ impl Walker<'_> {
         let f = fields.unwrap_or(&none);
         let noun = form.noun;
         let context = format!("{noun} `{id}`");
-        let run = match f.get("run") {
-            Some(n) => self.text(n, &format!("`run` of {context}")),
-            None => {
-                if fields.is_some() {
-                    self.push(
-                        Diagnostic::new(
-                            Code::MissingField,
-                            span,
-                            format!("missing field `run` in {context}"),
-                            format!("this {noun} has no `run`"),
-                        )
-                        .help(format!(
-                            "add the command to run, e.g. `{}`",
-                            form.example("run", "make test")
-                        )),
-                    );
-                }
-                None
-            }
-        };
+        let run = f
+            .get("run")
+            .and_then(|n| self.text(n, &format!("`run` of {context}")));
+        if f.get("run").is_none() && fields.is_some() {
+            self.push(
+                Diagnostic::new(
+                    Code::MissingField,
+                    span,
+                    format!("missing field `run` in {context}"),
+                    format!("this {noun} has no `run`"),
+                )
+                .help(format!(
+                    "add the command to run, e.g. `{}`",
+                    form.example("run", "make test")
+                )),
+            );
+        }
         let shell = match f.get("shell") {
             None => Shell::Sh,
             Some(n) => match n.as_str() {
