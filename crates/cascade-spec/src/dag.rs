@@ -6,14 +6,15 @@
 //! [`Pipeline`] (one job per task), so every backend runs DAGs and pipelines alike.
 
 use crate::diagnostic::{Code, Diagnostic, SpecErrors};
-use crate::model::{Job, JobId, Located, Pipeline, Retry, Shell, Triggers};
+use crate::job::Form;
+use crate::model::{Job, JobId, Pipeline, Triggers};
 use crate::parse::{self, Walker};
 use crate::scope::Scope;
 use crate::source::{Node, Span, Value};
 use indexmap::IndexMap;
-use std::sync::Arc;
 
 pub const DAG_FIELDS: &[&str] = &["dag_id", "scope", "target_node", "priority", "tasks"];
+/// The fields of a task: `id` (read here), the others by the job walker of `job.rs`.
 pub const TASK_FIELDS: &[&str] = &[
     "id",
     "run",
@@ -28,6 +29,17 @@ pub const TASK_FIELDS: &[&str] = &[
     "continue_on_error",
 ];
 pub const DAG_RETRY_FIELDS: &[&str] = &["limit", "delay", "max_delay"];
+
+/// A DAG task: the API's words for the retry delays, help examples in JSON.
+const DAG_TASK: Form = Form {
+    noun: "task",
+    fields: TASK_FIELDS,
+    habits: &[],
+    retry_fields: DAG_RETRY_FIELDS,
+    backoff: "delay",
+    max_backoff: "max_delay",
+    json: true,
+};
 
 /// Queue priority of a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
@@ -63,59 +75,19 @@ pub struct Dag {
 pub fn parse_dag(name: &str, text: &str) -> Result<Dag, SpecErrors> {
     if text.len() > parse::MAX_FILE_BYTES {
         // The same refusal as for pipeline files, before any parsing.
-        return Err(parse::parse_pipeline_bytes(name, text.as_bytes())
-            .err()
-            .unwrap_or_else(|| {
-                parse::single(
-                    name,
-                    "",
-                    Diagnostic::new(
-                        Code::TooLarge,
-                        Span::default(),
-                        "the DAG is too large",
-                        "refused",
-                    )
-                    .help("split it"),
-                )
-            }));
+        return Err(parse::too_large(name, text.len()));
     }
-    let root = match parse::read_tree(text) {
-        Ok(Some(root)) => root,
-        Ok(None) => {
-            return Err(parse::single(
-                name,
-                text,
-                Diagnostic::new(
-                    Code::Empty,
-                    Span::default(),
-                    "the DAG is empty",
-                    "expected an object with `tasks`",
-                )
-                .help("send e.g. {\"tasks\": [{\"id\": \"build\", \"run\": \"make\"}]}"),
-            ));
-        }
-        Err(d) => return Err(parse::single(name, text, *d)),
-    };
-    let mut w = Walker {
-        src: text,
-        diags: Vec::new(),
-    };
+    let empty = Diagnostic::new(
+        Code::Empty,
+        Span::default(),
+        "the DAG is empty",
+        "expected an object with `tasks`",
+    )
+    .help("send e.g. {\"tasks\": [{\"id\": \"build\", \"run\": \"make\"}]}");
+    let root = parse::read_document(name, text, empty)?;
+    let mut w = Walker::new(text);
     let dag = walk(&mut w, &root);
-    if let Some(dag) = &dag {
-        crate::validate::check(&dag.pipeline, text, &mut w.diags);
-    }
-    match dag {
-        Some(d) if w.diags.is_empty() => Ok(d),
-        _ => {
-            let mut diagnostics = w.diags;
-            diagnostics.sort_by_key(|d| d.span.offset);
-            Err(SpecErrors {
-                name: name.to_owned(),
-                source: Arc::new(text.to_owned()),
-                diagnostics,
-            })
-        }
-    }
+    w.finish(name, dag, |d| &d.pipeline)
 }
 
 #[expect(
@@ -242,10 +214,8 @@ fn walk(w: &mut Walker<'_>, root: &Node) -> Option<Dag> {
     })
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "one block per task field reads best in one place"
-)]
+/// One task: its `id`, then every other field through the job walker shared with
+/// ci.yaml.
 fn task(w: &mut Walker<'_>, node: &Node) -> Option<Job> {
     let f = w.fields(node, TASK_FIELDS, "a task")?;
     let Some(id_node) = f.get("id") else {
@@ -269,122 +239,14 @@ fn task(w: &mut Walker<'_>, node: &Node) -> Option<Job> {
                 format!("invalid task id `{id_text}`"),
                 "invalid id",
             )
-            .help(
-                "a task id starts with a letter or `_` and has only letters, digits, `-` and `_`",
-            ),
+            .help(format!(
+                "a task id starts with a letter or `_` and has only letters, digits, `-` and `_` (at most {} characters)",
+                JobId::MAX_LEN
+            )),
         );
         return None;
     };
-    let context = format!("task `{id}`");
-    let Some(run_node) = f.get("run") else {
-        w.push(
-            Diagnostic::new(
-                Code::MissingField,
-                id_node.span,
-                format!("missing field `run` in {context}"),
-                "no `run`",
-            )
-            .help("add the command, e.g. \"run\": \"make\""),
-        );
-        return None;
-    };
-    let run = w.text(run_node, &format!("`run` of {context}"))?;
-    let needs = f
-        .get("needs")
-        .map(|n| w.strings(n, &format!("`needs` of {context}"), true))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| {
-            if let Some(j) = JobId::new(&n.value) {
-                return Some(Located {
-                    value: j,
-                    span: n.span,
-                });
-            }
-            w.push(
-                Diagnostic::new(
-                    Code::UnknownNeed,
-                    n.span,
-                    format!(
-                        "`needs` of {context} names `{}`, which is not a valid task id",
-                        n.value
-                    ),
-                    "not a task id",
-                )
-                .help("list the ids of the tasks this one waits for"),
-            );
-            None
-        })
-        .collect();
-    let env = f
-        .get("env")
-        .map(|n| w.env(n, &format!("`env` of {context}")))
-        .unwrap_or_default();
-    let retry = f.get("retry").and_then(|n| dag_retry(w, n, &context));
-    let timeout = f
-        .get("timeout")
-        .and_then(|n| w.duration(n, &format!("`timeout` of {context}")));
-    let secrets = f
-        .get("secrets")
-        .map(|n| w.strings(n, &format!("`secrets` of {context}"), false))
-        .unwrap_or_default();
-    Some(Job {
-        span: id_node.span,
-        name: None,
-        image: f.get("image").and_then(|n| w.string(n, "`image`")),
-        runner: f.get("runner").and_then(|n| {
-            w.string(n, "`runner`").map(|value| Located {
-                value,
-                span: n.span,
-            })
-        }),
-        run,
-        shell: Shell::Sh,
-        needs,
-        env,
-        secrets,
-        condition: f.get("if").and_then(|n| w.condition(n, &context)),
-        matrix: IndexMap::new(),
-        for_each: None,
-        outputs: IndexMap::new(),
-        retry,
-        timeout,
-        continue_on_error: f
-            .get("continue_on_error")
-            .and_then(|n| w.bool(n, "`continue_on_error`"))
-            .unwrap_or(false),
-        paths: Vec::new(),
-        id,
-    })
-}
-
-/// `retry: {limit, delay, max_delay}` (the API's words for limit and backoff).
-fn dag_retry(w: &mut Walker<'_>, node: &Node, context: &str) -> Option<Retry> {
-    let context = format!("`retry` of {context}");
-    let f = w.fields(node, DAG_RETRY_FIELDS, &context)?;
-    let Some(limit) = f.get("limit") else {
-        w.push(
-            Diagnostic::new(
-                Code::MissingField,
-                node.span,
-                format!("missing field `limit` in {context}"),
-                "no limit",
-            )
-            .help("add \"limit\": 2 (retries after the first attempt)"),
-        );
-        return None;
-    };
-    Some(Retry {
-        limit: w.retry_limit(limit, &context)?,
-        backoff: f
-            .get("delay")
-            .and_then(|n| w.duration(n, "`delay`"))
-            .unwrap_or(Retry::DEFAULT_BACKOFF),
-        max_backoff: f
-            .get("max_delay")
-            .and_then(|n| w.duration(n, "`max_delay`")),
-        on_exit_codes: Vec::new(),
-    })
+    Some(w.job(&DAG_TASK, id, id_node.span, Some(&f)))
 }
 
 impl Dag {
@@ -443,6 +305,8 @@ mod tests {
             [
                 "2:37 job `a` needs `b`, which is not a job",
                 "3:10 missing field `run` in task `a`",
+                // A task with a problem is still a task, so its repeated id is seen too.
+                "3:10 task id `a` is used twice",
                 "3:15 unknown field `rn` in a task"
             ]
         );

@@ -907,8 +907,14 @@ impl Parser {
             "matrix" => Root::Matrix,
             "item" => Root::Item,
             _ => {
-                return Err(ExprError::new(format!("unknown name `{name}`"), span)
-                    .help(suggestion(name, &Root::NAMES, "the names")));
+                // `secrets.TOKEN`: the field after the name, for a hint that names it.
+                let field = match (self.tokens.get(self.pos), self.tokens.get(self.pos + 1)) {
+                    (Some((Tok::Dot, _)), Some((Tok::Ident(f), _))) => Some(f.as_str()),
+                    _ => None,
+                };
+                let help = github_context(name, field)
+                    .unwrap_or_else(|| suggestion(name, &Root::NAMES, "the names"));
+                return Err(ExprError::new(format!("unknown name `{name}`"), span).help(help));
             }
         };
         let mut path = Vec::new();
@@ -990,11 +996,25 @@ fn check_shape(r: &Reference) -> Result<(), ExprError> {
                     _ => false,
                 };
             if !ok {
+                const SHAPE: &str = "use needs.<job>.result or needs.<job>.outputs.<name>";
+                // `needs.build.outptus.x`: the misspelt word, corrected in place.
+                let corrected = field(1)
+                    .and_then(|word| crate::diagnostic::did_you_mean(word, ["result", "outputs"]))
+                    .map(|word| {
+                        let mut fixed = r.clone();
+                        fixed.path[1] = Accessor::Field(word.to_owned());
+                        fixed
+                    })
+                    .filter(check_shape_ok);
+                let help = corrected.map_or_else(
+                    || SHAPE.to_owned(),
+                    |fixed| format!("did you mean `{fixed}`? ({SHAPE})"),
+                );
                 return Err(ExprError::new(
                     format!("`{r}` is not a valid `needs` reference"),
                     r.span,
                 )
-                .help("use needs.<job>.result or needs.<job>.outputs.<name>"));
+                .help(help));
             }
         }
         Root::Inputs if field(0).is_none() => {
@@ -1008,6 +1028,29 @@ fn check_shape(r: &Reference) -> Result<(), ExprError> {
         _ => {}
     }
     Ok(())
+}
+
+fn check_shape_ok(r: &Reference) -> bool {
+    check_shape(r).is_ok()
+}
+
+/// What Cascade does instead of a GitHub Actions context (`secrets.*`, `env.*`,
+/// `github.*`, `steps.*`, `vars.*`), which pipeline version 1 does not have (DESIGN §2;
+/// `env.*` and `secrets.*` are planned for version 1.1, §2.1).
+fn github_context(name: &str, field: Option<&str>) -> Option<String> {
+    let var = field.unwrap_or("NAME");
+    Some(match name {
+        "secrets" => format!(
+            "`secrets.*` is not supported in pipeline version 1; declare the secret on the job (`secrets: [{var}]`) and read it in `run:` as \"${var}\": Cascade passes it to the process as an environment variable, masked in every log"
+        ),
+        "env" => format!(
+            "`env.*` is not supported in pipeline version 1; variables from `env:` reach the process as environment variables: read it in `run:` as \"${var}\""
+        ),
+        "github" => "Cascade has no `github` context; the event that started the run is `event.*` (e.g. `event.ref`, `event.pull_request.title`), and inputs are `inputs.*`".to_owned(),
+        "steps" => "`steps` is not supported in pipeline version 1; a job is one `run:` script, and values between jobs are `needs.<job>.outputs.<name>`".to_owned(),
+        "vars" => "Cascade has no `vars` context; put the value in `env:` (read it in `run:` as an environment variable) or declare an input under `on.workflow_dispatch.inputs`".to_owned(),
+        _ => return None,
+    })
 }
 
 fn suggestion(found: &str, candidates: &[&str], what: &str) -> String {
@@ -1064,6 +1107,17 @@ impl Template {
 
 /// Splits text into literal parts and expressions; reports every bad expression.
 pub fn parse_template(src: &str) -> Result<Template, Vec<ExprError>> {
+    let (template, errors) = parse_template_partial(src);
+    if errors.is_empty() {
+        Ok(template)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Like [`parse_template`], but keeps the expressions that did parse beside the errors
+/// of those that did not, so later checks (scopes, `needs`) still see the good ones.
+pub fn parse_template_partial(src: &str) -> (Template, Vec<ExprError>) {
     let mut segments = Vec::new();
     let mut errors = Vec::new();
     let mut rest_start = 0;
@@ -1108,11 +1162,7 @@ pub fn parse_template(src: &str) -> Result<Template, Vec<ExprError>> {
     if !text.is_empty() {
         segments.push(Segment::Text(text));
     }
-    if errors.is_empty() {
-        Ok(Template { segments })
-    } else {
-        Err(errors)
-    }
+    (Template { segments }, errors)
 }
 
 /// The `}}` that closes an expression starting at `from`, skipping quoted strings.

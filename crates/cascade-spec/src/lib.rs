@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod expr;
 pub mod graph;
+mod job;
 pub mod model;
 pub mod parse;
 pub mod schedule;

@@ -3,18 +3,20 @@
 //! The file is read into a [`Node`] tree first (serde-saphyr, with spans), then walked
 //! here field by field. Each shape error, unknown field or bad value becomes a
 //! [`Diagnostic`] and the walk goes on, so a user sees all problems of a file in one run.
-//! Cross-job checks (needs, cycles, expression scopes) are in `validate.rs`.
+//! The [`Walker`] and its value readers are shared with the DAG JSON form (`dag.rs`); the
+//! fields of one job are read in `job.rs`, for both forms. Cross-job checks (needs,
+//! cycles, expression scopes) are in `validate.rs`.
 
 use crate::diagnostic::{Code, Diagnostic, SpecErrors, offset_of, suggest};
 use crate::duration;
-use crate::expr::{self, Segment};
+use crate::expr;
+use crate::job::PIPELINE_JOB;
 use crate::model::{
-    Condition, ForEach, Input, InputKind, Job, JobId, Located, OutputSource, Pipeline,
-    PullRequestTrigger, RefFilter, RepositoryDispatch, Retry, Schedule, Shell, Text, Triggers,
-    WorkflowDispatch,
+    Input, InputKind, JobId, Located, Pipeline, PullRequestTrigger, RefFilter, RepositoryDispatch,
+    Schedule, Text, Triggers, WorkflowDispatch,
 };
 use crate::source::{Node, Span, Value};
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use std::sync::Arc;
 
 /// Files larger than this are refused before parsing.
@@ -25,6 +27,26 @@ const MAX_REPLAYED_EVENTS: usize = 20_000;
 pub const MAX_MATRIX_JOBS: usize = 256;
 
 pub const TOP_FIELDS: &[&str] = &["name", "on", "env", "jobs"];
+/// What a GitHub Actions user writes at the top of a workflow, and what Cascade does
+/// instead (DESIGN §2; the version 1.1 keys of §2.1 are said to be planned).
+const TOP_HABITS: &[(&str, &str)] = &[
+    (
+        "run-name",
+        "Cascade has no `run-name`; `name:` names the pipeline, and each run gets its own id",
+    ),
+    (
+        "concurrency",
+        "`concurrency` is not supported in pipeline version 1 (planned for version 1.1); runs of one pipeline may overlap",
+    ),
+    (
+        "defaults",
+        "`defaults` is not supported in pipeline version 1 (planned for version 1.1); set `shell:` on each job and `cd` in its `run:`",
+    ),
+    (
+        "permissions",
+        "Cascade gives jobs no forge token to scope: a job gets only the secrets it lists in `secrets:`",
+    ),
+];
 pub const ON_FIELDS: &[&str] = &[
     "push",
     "pull_request",
@@ -85,20 +107,7 @@ const INPUT_TYPES: &[&str] = &["string", "boolean", "number", "choice"];
 /// Parses and validates a pipeline file given as bytes (as read from disk).
 pub fn parse_pipeline_bytes(name: &str, bytes: &[u8]) -> Result<Pipeline, SpecErrors> {
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(single(
-            name,
-            "",
-            Diagnostic::new(
-                Code::TooLarge,
-                Span::default(),
-                format!(
-                    "the file is {} bytes; pipeline files are limited to {MAX_FILE_BYTES} bytes (1 MiB)",
-                    bytes.len()
-                ),
-                "refused before parsing",
-            )
-            .help("split the pipeline into smaller files chained with repository_dispatch"),
-        ));
+        return Err(too_large(name, bytes.len()));
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => parse_pipeline(name, text),
@@ -125,43 +134,44 @@ pub fn parse_pipeline(name: &str, text: &str) -> Result<Pipeline, SpecErrors> {
     if text.len() > MAX_FILE_BYTES {
         return parse_pipeline_bytes(name, text.as_bytes());
     }
-    let root = match read_tree(text) {
-        Ok(Some(root)) => root,
-        Ok(None) => {
-            return Err(single(
-                name,
-                text,
-                Diagnostic::new(
-                    Code::Empty,
-                    Span::default(),
-                    "the file is empty",
-                    "expected a mapping with `jobs:`",
-                )
-                .help("start with `jobs:` and one job, e.g. `jobs: { hello: { run: echo hi } }`"),
-            ));
-        }
-        Err(diagnostic) => return Err(single(name, text, *diagnostic)),
-    };
-    let mut walker = Walker {
-        src: text,
-        diags: Vec::new(),
-    };
+    let empty = Diagnostic::new(
+        Code::Empty,
+        Span::default(),
+        "the file is empty",
+        "expected a mapping with `jobs:`",
+    )
+    .help("start with `jobs:` and one job, e.g. `jobs: { hello: { run: echo hi } }`");
+    let root = read_document(name, text, empty)?;
+    let mut walker = Walker::new(text);
     let pipeline = walker.pipeline(&root);
-    if let Some(pipeline) = &pipeline {
-        crate::validate::check(pipeline, text, &mut walker.diags);
+    walker.finish(name, pipeline, |p| p)
+}
+
+/// The node tree of a document, or its one problem: empty (`empty` says how to start)
+/// or not YAML (JSON is YAML, so DAG files are read here too).
+pub(crate) fn read_document(name: &str, text: &str, empty: Diagnostic) -> Result<Node, SpecErrors> {
+    match read_tree(text) {
+        Ok(Some(root)) => Ok(root),
+        Ok(None) => Err(single(name, text, empty)),
+        Err(diagnostic) => Err(single(name, text, *diagnostic)),
     }
-    match pipeline {
-        Some(p) if walker.diags.is_empty() => Ok(p),
-        _ => {
-            let mut diagnostics = walker.diags;
-            diagnostics.sort_by_key(|d| d.span.offset);
-            Err(SpecErrors {
-                name: name.to_owned(),
-                source: Arc::new(text.to_owned()),
-                diagnostics,
-            })
-        }
-    }
+}
+
+/// The refusal of a file over [`MAX_FILE_BYTES`], before any parsing.
+pub(crate) fn too_large(name: &str, len: usize) -> SpecErrors {
+    single(
+        name,
+        "",
+        Diagnostic::new(
+            Code::TooLarge,
+            Span::default(),
+            format!(
+                "the file is {len} bytes; pipeline and DAG files are limited to {MAX_FILE_BYTES} bytes (1 MiB)"
+            ),
+            "refused before parsing",
+        )
+        .help("split the pipeline into smaller files chained with repository_dispatch, or the DAG into smaller DAGs"),
+    )
 }
 
 pub(crate) fn single(name: &str, text: &str, diagnostic: Diagnostic) -> SpecErrors {
@@ -230,6 +240,7 @@ fn syntax_message(error: &serde_saphyr::Error) -> String {
 }
 
 /// The known fields of one mapping, first occurrence of each.
+#[derive(Default)]
 pub(crate) struct Fields<'n> {
     entries: IndexMap<&'static str, (&'n Node, &'n Node)>,
 }
@@ -243,9 +254,53 @@ impl<'n> Fields<'n> {
     }
 }
 
+/// Walks a node tree, collecting every problem instead of stopping at the first.
 pub(crate) struct Walker<'s> {
     pub(crate) src: &'s str,
     pub(crate) diags: Vec<Diagnostic>,
+    /// Jobs whose `outputs:` had a problem: a reference to one of their outputs may be
+    /// right, so `validate.rs` does not report it a second time.
+    pub(crate) unsure_outputs: IndexSet<JobId>,
+}
+
+impl<'s> Walker<'s> {
+    pub(crate) fn new(src: &'s str) -> Self {
+        Self {
+            src,
+            diags: Vec::new(),
+            unsure_outputs: IndexSet::new(),
+        }
+    }
+
+    /// Runs the checks across jobs on what was read, and gives the value if the whole
+    /// document is valid, else every problem in file order.
+    pub(crate) fn finish<T>(
+        mut self,
+        name: &str,
+        value: Option<T>,
+        pipeline: impl Fn(&T) -> &Pipeline,
+    ) -> Result<T, SpecErrors> {
+        if let Some(value) = &value {
+            crate::validate::check(
+                pipeline(value),
+                &self.unsure_outputs,
+                self.src,
+                &mut self.diags,
+            );
+        }
+        match value {
+            Some(value) if self.diags.is_empty() => Ok(value),
+            _ => {
+                let mut diagnostics = self.diags;
+                diagnostics.sort_by_key(|d| d.span.offset);
+                Err(SpecErrors {
+                    name: name.to_owned(),
+                    source: Arc::new(self.src.to_owned()),
+                    diagnostics,
+                })
+            }
+        }
+    }
 }
 
 impl Walker<'_> {
@@ -289,6 +344,18 @@ impl Walker<'_> {
         allowed: &[&'static str],
         context: &str,
     ) -> Option<Fields<'n>> {
+        self.fields_hinted(node, allowed, &[], context)
+    }
+
+    /// [`Walker::fields`], where an unknown key found in `habits` gets that hint instead
+    /// of a "did you mean" (a GitHub Actions key that only looks like a Cascade one).
+    pub(crate) fn fields_hinted<'n>(
+        &mut self,
+        node: &'n Node,
+        allowed: &[&'static str],
+        habits: &[(&str, &str)],
+        context: &str,
+    ) -> Option<Fields<'n>> {
         if !matches!(node.value, Value::Map(_) | Value::Null) {
             self.wrong_type(node, "a mapping", context);
             return None;
@@ -308,7 +375,12 @@ impl Walker<'_> {
                         format!("unknown field `{name}` in {context}"),
                         "unknown field",
                     )
-                    .help(suggest(name, allowed, "the fields")),
+                    .help(
+                        habits.iter().find(|(habit, _)| *habit == name).map_or_else(
+                            || suggest(name, allowed, "the fields"),
+                            |(_, hint)| (*hint).to_owned(),
+                        ),
+                    ),
                 ),
             }
         }
@@ -357,7 +429,13 @@ impl Walker<'_> {
     }
 
     /// An expression that does not parse, pointed at inside its scalar.
-    fn bad_expression(&mut self, node: Span, raw: &str, e: expr::ExprError, context: &str) {
+    pub(crate) fn bad_expression(
+        &mut self,
+        node: Span,
+        raw: &str,
+        e: expr::ExprError,
+        context: &str,
+    ) {
         let span = locate(self.src, node, raw, e.span);
         self.push(
             Diagnostic::new(
@@ -461,8 +539,20 @@ impl Walker<'_> {
         }
     }
 
-    /// Text that may contain `${{ }}`; bad expressions are reported with file spans.
+    /// Text that may contain `${{ }}`; bad expressions are reported with file spans and
+    /// left out, the good ones kept (so their scopes are checked too).
     pub(crate) fn text(&mut self, node: &Node, context: &str) -> Option<Text> {
+        self.text_and_errors(node, context).map(|(text, _)| text)
+    }
+
+    /// [`Walker::text`], but `None` when any expression is bad: for values that must be
+    /// exactly one expression (`if:`, `for_each:`).
+    pub(crate) fn checked_text(&mut self, node: &Node, context: &str) -> Option<Text> {
+        self.text_and_errors(node, context)
+            .and_then(|(text, bad)| (!bad).then_some(text))
+    }
+
+    fn text_and_errors(&mut self, node: &Node, context: &str) -> Option<(Text, bool)> {
         let raw = match &node.value {
             Value::Str(s) => s.clone(),
             Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
@@ -473,23 +563,23 @@ impl Walker<'_> {
                 return None;
             }
         };
-        match expr::parse_template(&raw) {
-            Ok(template) => Some(Text {
+        let (template, errors) = expr::parse_template_partial(&raw);
+        let bad = !errors.is_empty();
+        for e in errors {
+            self.bad_expression(node.span, &raw, e, context);
+        }
+        Some((
+            Text {
                 raw,
                 template,
                 span: node.span,
-            }),
-            Err(errors) => {
-                for e in errors {
-                    self.bad_expression(node.span, &raw, e, context);
-                }
-                None
-            }
-        }
+            },
+            bad,
+        ))
     }
 
     fn pipeline(&mut self, root: &Node) -> Option<Pipeline> {
-        let fields = self.fields(root, TOP_FIELDS, "the pipeline")?;
+        let fields = self.fields_hinted(root, TOP_FIELDS, TOP_HABITS, "the pipeline")?;
         let name = fields.get("name").and_then(|n| self.string(n, "`name`"));
         let on = fields
             .get("on")
@@ -536,9 +626,11 @@ impl Walker<'_> {
                 );
                 continue;
             };
-            if let Some(job) = self.job(job_id.clone(), key, value) {
-                jobs.insert(job_id, job);
-            }
+            let context = format!("job `{job_id}`");
+            let fields =
+                self.fields_hinted(value, PIPELINE_JOB.fields, PIPELINE_JOB.habits, &context);
+            let job = self.job(&PIPELINE_JOB, job_id.clone(), key.span, fields.as_ref());
+            jobs.insert(job_id, job);
         }
         Some(Pipeline {
             name,
@@ -785,7 +877,7 @@ impl Walker<'_> {
         Some(WorkflowDispatch { inputs })
     }
 
-    fn bad_name(&mut self, key: &Node, name: &str, what: &str) {
+    pub(crate) fn bad_name(&mut self, key: &Node, name: &str, what: &str) {
         self.push(
             Diagnostic::new(
                 Code::BadName,
@@ -828,468 +920,6 @@ impl Walker<'_> {
             }
         }
         env
-    }
-
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one arm per job field reads best in one place"
-    )]
-    fn job(&mut self, id: JobId, key: &Node, node: &Node) -> Option<Job> {
-        let context = format!("job `{id}`");
-        let f = self.fields(node, JOB_FIELDS, &context)?;
-        let Some(run_node) = f.get("run") else {
-            self.push(
-                Diagnostic::new(
-                    Code::MissingField,
-                    key.span,
-                    format!("missing field `run` in {context}"),
-                    "this job has no `run`",
-                )
-                .help("add the command to run, e.g. `run: make test`"),
-            );
-            return None;
-        };
-        let run = self.text(run_node, &format!("`run` of {context}"));
-        let shell = match f.get("shell") {
-            None => Shell::Sh,
-            Some(n) => match n.as_str() {
-                Some("sh") => Shell::Sh,
-                Some("bash") => Shell::Bash,
-                _ => {
-                    self.push(
-                        Diagnostic::new(
-                            Code::BadValue,
-                            n.span,
-                            "`shell` must be `sh` or `bash`",
-                            "unsupported shell",
-                        )
-                        .help("write `shell: bash` or leave it out for `sh`"),
-                    );
-                    Shell::Sh
-                }
-            },
-        };
-        let mut needs = Vec::new();
-        if let Some(n) = f.get("needs") {
-            let mut seen: IndexMap<String, Span> = IndexMap::new();
-            for need in self.strings(n, &format!("`needs` of {context}"), true) {
-                if let Some(first) = seen.get(&need.value) {
-                    self.push(
-                        Diagnostic::new(
-                            Code::DuplicateNeed,
-                            need.span,
-                            format!("`{}` is listed twice in `needs` of {context}", need.value),
-                            "listed again",
-                        )
-                        .related(*first, "first listed here")
-                        .help("remove the repeated entry"),
-                    );
-                    continue;
-                }
-                seen.insert(need.value.clone(), need.span);
-                match JobId::new(&need.value) {
-                    Some(job) => needs.push(Located {
-                        value: job,
-                        span: need.span,
-                    }),
-                    None => self.push(
-                        Diagnostic::new(
-                            Code::UnknownNeed,
-                            need.span,
-                            format!(
-                                "`needs` of {context} names `{}`, which is not a valid job id",
-                                need.value
-                            ),
-                            "not a job id",
-                        )
-                        .help("list the ids of the jobs this one waits for"),
-                    ),
-                }
-            }
-        }
-        let env = f
-            .get("env")
-            .map(|n| self.env(n, &format!("`env` of {context}")))
-            .unwrap_or_default();
-        let mut secrets: Vec<Located<String>> = Vec::new();
-        if let Some(n) = f.get("secrets") {
-            for secret in self.strings(n, &format!("`secrets` of {context}"), false) {
-                if !is_env_name(&secret.value) {
-                    self.push(
-                        Diagnostic::new(Code::BadName, secret.span, format!("invalid secret name `{}`", secret.value), "invalid name")
-                            .help("a secret is passed as an environment variable: letters, digits and `_`, not starting with a digit"),
-                    );
-                } else if let Some(first) = secrets.iter().find(|s| s.value == secret.value) {
-                    let first = first.span;
-                    self.push(
-                        Diagnostic::new(
-                            Code::DuplicateKey,
-                            secret.span,
-                            format!("secret `{}` is listed twice", secret.value),
-                            "listed again",
-                        )
-                        .related(first, "first listed here")
-                        .help("remove the repeated entry"),
-                    );
-                } else {
-                    secrets.push(secret);
-                }
-            }
-        }
-        let condition = f.get("if").and_then(|n| self.condition(n, &context));
-        let matrix = f
-            .get("matrix")
-            .map(|n| self.matrix(n, &context))
-            .unwrap_or_default();
-        let for_each = f.get("for_each").and_then(|n| self.for_each(n, &context));
-        let mut outputs = IndexMap::new();
-        if let Some(n) = f.get("outputs") {
-            for (key, name, value) in self.entries(n, &format!("`outputs` of {context}")) {
-                if !is_identifier(name) {
-                    self.bad_name(key, name, "output");
-                    continue;
-                }
-                let source = match value.as_str() {
-                    Some("file") => OutputSource::File,
-                    Some("stdout") => OutputSource::Stdout,
-                    Some("stdout-json") => OutputSource::StdoutJson,
-                    other => {
-                        let found = other
-                            .map_or_else(|| value.value.kind().to_owned(), |s| format!("`{s}`"));
-                        self.push(
-                            Diagnostic::new(Code::BadValue, value.span, format!("output `{name}` of {context}: unknown source {found}"), "unknown output source")
-                                .help(suggest(other.unwrap_or_default(), OutputSource::NAMES, "the sources").replace("the sources:", "the sources (`file` reads `name=value` lines from $CASCADE_OUTPUT):")),
-                        );
-                        continue;
-                    }
-                };
-                outputs.insert(name.to_owned(), source);
-            }
-        }
-        let retry = f.get("retry").and_then(|n| self.retry(n, &context));
-        let timeout = f.get("timeout").and_then(|n| {
-            let d = self.duration(n, &format!("`timeout` of {context}"))?;
-            if d.is_zero() {
-                self.push(
-                    Diagnostic::new(
-                        Code::BadDuration,
-                        n.span,
-                        format!("`timeout` of {context} must be more than zero"),
-                        "zero timeout",
-                    )
-                    .help("leave `timeout` out for no limit"),
-                );
-                return None;
-            }
-            Some(d)
-        });
-        let continue_on_error = f
-            .get("continue_on_error")
-            .and_then(|n| self.bool(n, "`continue_on_error`"))
-            .unwrap_or(false);
-        let paths = self.plain_strings(f.get("paths"), &format!("`paths` of {context}"));
-        let name = f.get("name").and_then(|n| self.string(n, "`name`"));
-        let image = f.get("image").and_then(|n| self.string(n, "`image`"));
-        let runner = f.get("runner").and_then(|n| {
-            self.string(n, "`runner`").map(|value| Located {
-                value,
-                span: n.span,
-            })
-        });
-        if for_each.is_some() && !matrix.is_empty() {
-            let span = f.key("for_each").map_or(key.span, |k| k.span);
-            self.push(
-                Diagnostic::new(
-                    Code::BadValue,
-                    span,
-                    format!("{context} has both `matrix` and `for_each`"),
-                    "second fan-out",
-                )
-                .help("fan out over one of them; nest with a second job if both are needed"),
-            );
-        }
-        Some(Job {
-            id,
-            span: key.span,
-            name,
-            image,
-            runner,
-            run: run?,
-            shell,
-            needs,
-            env,
-            secrets,
-            condition,
-            matrix,
-            for_each,
-            outputs,
-            retry,
-            timeout,
-            continue_on_error,
-            paths,
-        })
-    }
-
-    pub(crate) fn condition(&mut self, node: &Node, context: &str) -> Option<Condition> {
-        let context = format!("`if` of {context}");
-        match &node.value {
-            Value::Bool(b) => Some(Condition {
-                expr: expr::parse(if *b { "true" } else { "false" }).ok()?,
-                raw: b.to_string(),
-                span: node.span,
-                offset: 0,
-            }),
-            Value::Str(s) if s.contains("${{") => {
-                let text = self.text(node, &context)?;
-                let single = text
-                    .template
-                    .segments
-                    .iter()
-                    .filter(|s| matches!(s, Segment::Expr { .. }))
-                    .count()
-                    == 1
-                    && text.template.single_expr().is_some();
-                let found = text.template.segments.iter().find_map(|s| match s {
-                    Segment::Expr {
-                        expr, inner_offset, ..
-                    } if single => Some((expr.clone(), *inner_offset)),
-                    _ => None,
-                });
-                if let Some((expr, offset)) = found {
-                    Some(Condition {
-                        expr,
-                        raw: text.raw,
-                        span: node.span,
-                        offset,
-                    })
-                } else {
-                    self.push(
-                        Diagnostic::new(
-                            Code::BadExpression,
-                            node.span,
-                            format!("{context} must be one expression"),
-                            "text around the expression",
-                        )
-                        .help(
-                            "write the bare expression, e.g. `if: needs.build.result == 'success'`",
-                        ),
-                    );
-                    None
-                }
-            }
-            Value::Str(s) => match expr::parse(s) {
-                Ok(e) => Some(Condition {
-                    expr: e,
-                    raw: s.clone(),
-                    span: node.span,
-                    offset: 0,
-                }),
-                Err(e) => {
-                    self.bad_expression(node.span, s, e, &context);
-                    None
-                }
-            },
-            _ => {
-                self.wrong_type(node, "an expression", &context);
-                None
-            }
-        }
-    }
-
-    fn matrix(&mut self, node: &Node, context: &str) -> IndexMap<String, Vec<String>> {
-        let mut matrix = IndexMap::new();
-        let mut combinations: usize = 1;
-        for (key, name, value) in self.entries(node, &format!("`matrix` of {context}")) {
-            if !is_identifier(name) {
-                self.bad_name(key, name, "matrix axis");
-                continue;
-            }
-            let Value::Seq(items) = &value.value else {
-                self.wrong_type(value, "a list of values", &format!("matrix axis `{name}`"));
-                continue;
-            };
-            if items.is_empty() {
-                self.push(
-                    Diagnostic::new(
-                        Code::BadValue,
-                        value.span,
-                        format!("matrix axis `{name}` is empty"),
-                        "no values",
-                    )
-                    .help("list at least one value, or remove the axis"),
-                );
-                continue;
-            }
-            let mut values = Vec::new();
-            for item in items {
-                match item.scalar_text() {
-                    Some(v) => values.push(v),
-                    None => self.wrong_type(
-                        item,
-                        "a string, number or boolean",
-                        &format!("matrix axis `{name}`"),
-                    ),
-                }
-            }
-            combinations = combinations.saturating_mul(values.len());
-            matrix.insert(name.to_owned(), values);
-        }
-        if combinations > MAX_MATRIX_JOBS {
-            self.push(
-                Diagnostic::new(Code::BadValue, node.span, format!("`matrix` of {context} expands to {combinations} jobs; the limit is {MAX_MATRIX_JOBS}"), "too many combinations")
-                    .help("split the matrix across jobs or remove values"),
-            );
-        }
-        matrix
-    }
-
-    fn for_each(&mut self, node: &Node, context: &str) -> Option<ForEach> {
-        let context = format!("`for_each` of {context}");
-        match &node.value {
-            Value::Seq(items) => {
-                let mut values = Vec::new();
-                for item in items {
-                    match item.scalar_text() {
-                        Some(v) => values.push(v),
-                        None => self.wrong_type(item, "a string, number or boolean", &context),
-                    }
-                }
-                Some(ForEach::Static(values))
-            }
-            Value::Str(_) => {
-                let text = self.text(node, &context)?;
-                let Some(e) = text.template.single_expr().cloned() else {
-                    self.push(
-                        Diagnostic::new(Code::NotAList, node.span, format!("{context} must be a list or one `${{{{ }}}}` expression that gives a list"), "not a list")
-                            .help("write e.g. `for_each: ${{ needs.detect.outputs.packages }}` or a YAML list"),
-                    );
-                    return None;
-                };
-                if !could_be_list(&e) {
-                    let span = locate(self.src, node.span, &text.raw, e.span());
-                    self.push(
-                        Diagnostic::new(Code::NotAList, span, format!("{context} must give a list, but this expression cannot"), "not a list")
-                            .help("use a job output (`needs.<job>.outputs.<name>`), an input, an event field, or `fromJSON(...)`"),
-                    );
-                    return None;
-                }
-                Some(ForEach::Dynamic { expr: e, text })
-            }
-            _ => {
-                self.push(
-                    Diagnostic::new(Code::NotAList, node.span, format!("{context} must be a list or one `${{{{ }}}}` expression that gives a list, found {}", node.value.kind()), "not a list")
-                        .help("write e.g. `for_each: ${{ needs.detect.outputs.packages }}` or a YAML list"),
-                );
-                None
-            }
-        }
-    }
-
-    pub(crate) fn retry(&mut self, node: &Node, context: &str) -> Option<Retry> {
-        let context = format!("`retry` of {context}");
-        if let Value::Int(_) = node.value {
-            return self.retry_limit(node, &context).map(|limit| Retry {
-                limit,
-                backoff: Retry::DEFAULT_BACKOFF,
-                max_backoff: None,
-                on_exit_codes: Vec::new(),
-            });
-        }
-        let f = self.fields(node, RETRY_FIELDS, &context)?;
-        let Some(limit_node) = f.get("limit") else {
-            self.push(
-                Diagnostic::new(
-                    Code::MissingField,
-                    node.span,
-                    format!("missing field `limit` in {context}"),
-                    "no limit",
-                )
-                .help("add `limit: 2` (retries after the first attempt)"),
-            );
-            return None;
-        };
-        let limit = self.retry_limit(limit_node, &context)?;
-        let backoff = f
-            .get("backoff")
-            .and_then(|n| self.duration(n, "`backoff`"))
-            .unwrap_or(Retry::DEFAULT_BACKOFF);
-        let max_backoff = f
-            .get("max_backoff")
-            .and_then(|n| self.duration(n, "`max_backoff`"));
-        if let (Some(max), Some(n)) = (max_backoff, f.get("max_backoff"))
-            && max < backoff
-        {
-            self.push(
-                Diagnostic::new(
-                    Code::BadDuration,
-                    n.span,
-                    "`max_backoff` is shorter than `backoff`",
-                    "shorter than backoff",
-                )
-                .help("make `max_backoff` at least as long as `backoff`"),
-            );
-        }
-        let mut on_exit_codes = Vec::new();
-        if let Some(n) = f.get("on_exit_codes") {
-            let items = if let Value::Seq(items) = &n.value {
-                items.as_slice()
-            } else {
-                self.wrong_type(n, "a list of exit codes", "`on_exit_codes`");
-                &[]
-            };
-            for item in items {
-                match item.value {
-                    Value::Int(code) if (1..=255).contains(&code) => {
-                        on_exit_codes.push(i32::try_from(code).unwrap_or_default());
-                    }
-                    _ => self.push(
-                        Diagnostic::new(
-                            Code::BadValue,
-                            item.span,
-                            "an exit code to retry on must be a number from 1 to 255",
-                            "not an exit code",
-                        )
-                        .help("list the failing exit codes worth a retry, e.g. `[1, 75]`"),
-                    ),
-                }
-            }
-        }
-        Some(Retry {
-            limit,
-            backoff,
-            max_backoff,
-            on_exit_codes,
-        })
-    }
-
-    pub(crate) fn retry_limit(&mut self, node: &Node, context: &str) -> Option<u32> {
-        match node.value {
-            Value::Int(n) if (0..=100).contains(&n) => u32::try_from(n).ok(),
-            _ => {
-                self.push(
-                    Diagnostic::new(
-                        Code::BadValue,
-                        node.span,
-                        format!("{context}: `limit` must be a number from 0 to 100"),
-                        "not a retry limit",
-                    )
-                    .help("the limit counts retries after the first attempt, e.g. `limit: 2`"),
-                );
-                None
-            }
-        }
-    }
-}
-
-/// An expression that may give a list at run time.
-fn could_be_list(e: &expr::Expr) -> bool {
-    match e {
-        expr::Expr::Ref(r) => !r.is_result(),
-        expr::Expr::Call { func, .. } => *func == expr::Func::FromJson,
-        expr::Expr::And { terms, .. } | expr::Expr::Or { terms, .. } => {
-            terms.iter().any(could_be_list)
-        }
-        expr::Expr::Literal { .. } | expr::Expr::Not { .. } | expr::Expr::Binary { .. } => false,
     }
 }
 

@@ -1,17 +1,27 @@
 //! Checks across jobs: `needs` targets, self-dependencies, cycles, and the scope of every
 //! `${{ }}` reference (a job may only read what it `needs`, its own matrix and item,
 //! declared inputs and event fields; status functions only in `if:`).
+//!
+//! A job with problems of its own is still a job here (`needs` may name it, and its
+//! expressions are checked); only a reference to an output of a job whose `outputs:`
+//! was wrong (`unsure_outputs`) is not reported, since it may be right.
 
 use crate::diagnostic::{Code, Diagnostic, suggest};
 use crate::expr::{Expr, Reference, Root, Segment};
 use crate::model::{ForEach, Job, JobId, Pipeline, Text};
 use crate::parse::locate;
 use crate::source::Span;
+use indexmap::IndexSet;
 // Kosaraju over petgraph's iterative `Dfs`: `tarjan_scc` recurses once per node of a chain.
 use petgraph::algo::kosaraju_scc;
 use petgraph::graphmap::DiGraphMap;
 
-pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check(
+    pipeline: &Pipeline,
+    unsure_outputs: &IndexSet<JobId>,
+    src: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     let ids: Vec<&str> = pipeline.jobs.keys().map(JobId::as_str).collect();
     let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
     for index in 0..pipeline.jobs.len() {
@@ -53,12 +63,12 @@ pub(crate) fn check(pipeline: &Pipeline, src: &str, diags: &mut Vec<Diagnostic>)
     if !cycles(pipeline, &graph, diags) {
         depth(pipeline, &graph, diags);
     }
-    let scope = Scope::top(pipeline);
+    let scope = Scope::top(pipeline, unsure_outputs);
     for text in pipeline.env.values() {
         scope.text(text, "the pipeline's `env`", src, diags);
     }
     for job in pipeline.jobs.values() {
-        let scope = Scope::job(pipeline, job);
+        let scope = Scope::job(pipeline, unsure_outputs, job);
         let context = format!("job `{}`", job.id);
         scope.text(&job.run, &context, src, diags);
         for text in job.env.values() {
@@ -231,24 +241,27 @@ fn cycle_path(graph: &DiGraphMap<usize, ()>, component: &[usize], start: usize) 
 #[derive(Clone, Copy)]
 struct Scope<'p> {
     pipeline: &'p Pipeline,
+    unsure_outputs: &'p IndexSet<JobId>,
     job: Option<&'p Job>,
     item: bool,
     in_if: bool,
 }
 
 impl<'p> Scope<'p> {
-    fn top(pipeline: &'p Pipeline) -> Self {
+    fn top(pipeline: &'p Pipeline, unsure_outputs: &'p IndexSet<JobId>) -> Self {
         Self {
             pipeline,
+            unsure_outputs,
             job: None,
             item: false,
             in_if: false,
         }
     }
 
-    fn job(pipeline: &'p Pipeline, job: &'p Job) -> Self {
+    fn job(pipeline: &'p Pipeline, unsure_outputs: &'p IndexSet<JobId>, job: &'p Job) -> Self {
         Self {
             pipeline,
+            unsure_outputs,
             job: Some(job),
             item: job.for_each.is_some(),
             in_if: false,
@@ -377,7 +390,7 @@ impl<'p> Scope<'p> {
                 }
                 let output = r.output_name()?;
                 let producer = self.pipeline.jobs.get(target)?;
-                if producer.outputs.contains_key(output) {
+                if producer.outputs.contains_key(output) || self.unsure_outputs.contains(target) {
                     return None;
                 }
                 let declared: Vec<&str> = producer.outputs.keys().map(String::as_str).collect();
