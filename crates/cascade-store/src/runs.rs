@@ -521,7 +521,11 @@ mod tests {
                 attempt: Some(1),
             }]
         );
-        assert!(logs[0].ts.parse::<jiff::Timestamp>().is_ok(), "{}", logs[0].ts);
+        assert!(
+            logs[0].ts.parse::<jiff::Timestamp>().is_ok(),
+            "{}",
+            logs[0].ts
+        );
         assert!(reader.logs_after(run.as_str(), None, 1).unwrap().is_empty());
         assert!(reader.logs(run.as_str(), Some("other")).unwrap().is_empty());
         assert!(matches!(reader.run("nope"), Err(StoreError::NoRun(_))));

@@ -1,7 +1,7 @@
 //! `cascade argo render|…`: the Argo Workflows backend.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use cascade_argo::{ArgoVersion, RenderOptions};
 use std::path::PathBuf;
 

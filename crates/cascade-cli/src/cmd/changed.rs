@@ -1,8 +1,8 @@
 //! `cascade changed --base REF [--head REF] [--pattern GLOB]`: changed packages (or files)
 //! as a JSON list, for `outputs: { packages: stdout-json }`.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]

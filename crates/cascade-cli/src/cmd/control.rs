@@ -6,8 +6,8 @@
 //! `serve --telemetry`): `pause` and `resume` and `limit` reach every run of the project,
 //! `cancel` only the run it names. Nothing is kept for engines that start later.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use cascade_connect::topic::{ORG_VAR, PROJECT_VAR};
 use cascade_connect::{BrokerUrl, Control, Identity};

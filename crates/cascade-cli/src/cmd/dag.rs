@@ -2,8 +2,8 @@
 //! or straight on its data dir. Both give the same JSON (the API's), so one set of
 //! tables serves both.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use cascade_store::{DagFilter, Queue, Reader};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -270,7 +270,8 @@ impl Source {
                     .map_err(|e| CliError::failure(e.to_string()))?;
                 let scope = submission.scope.to_string();
                 let dag_id = submission.dag_id.clone();
-                let mut queue = Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
+                let mut queue =
+                    Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
                 let enqueued = queue.submit(&submission).map_err(|e| store_error(&e))?;
                 Ok(
                     json!({"run_id": enqueued.run_id, "dag_id": dag_id, "scope": scope, "worker_id": enqueued.worker_id}),
@@ -287,7 +288,8 @@ impl Source {
                 None,
             ),
             Source::Dir(dir) => {
-                let mut queue = Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
+                let mut queue =
+                    Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
                 match queue.cancel(run_id) {
                     Ok(cascade_store::Cancelled::Dequeued) => {
                         Ok(json!({"run_id": run_id, "status": "cancelled"}))
@@ -394,9 +396,8 @@ fn submit(args: &SubmitArgs) -> CliResult {
                 "--input is for pipelines; a DAG takes its values in `env:`",
             ));
         }
-        serde_json::from_str(&text).map_err(|e| {
-            CliError::failure(format!("{}: not JSON: {e}", args.file.display()))
-        })?
+        serde_json::from_str(&text)
+            .map_err(|e| CliError::failure(format!("{}: not JSON: {e}", args.file.display())))?
     } else {
         let inputs: serde_json::Map<String, Value> = args
             .inputs
@@ -473,7 +474,9 @@ fn wait(source: &Source, run_id: &str) -> CliResult {
                 let attempt = task["attempt"].as_u64().filter(|a| *a > 1);
                 output::note(&format!(
                     "  {id}: {state}{}",
-                    attempt.map(|a| format!(" (attempt {a})")).unwrap_or_default()
+                    attempt
+                        .map(|a| format!(" (attempt {a})"))
+                        .unwrap_or_default()
                 ));
                 shown.insert(id, state);
             }
@@ -670,7 +673,9 @@ fn logs(args: &LogsArgs) -> CliResult {
     loop {
         // The status first: lines read after it ended are all there are.
         let going = args.show.follow
-            && super::runs::still_going(&str_of(&run_and_tasks(&source, &run_id)?["run"]["status"]));
+            && super::runs::still_going(&str_of(
+                &run_and_tasks(&source, &run_id)?["run"]["status"],
+            ));
         let answer = read()?;
         for l in answer["logs"].as_array().into_iter().flatten() {
             let seq = l["seq"].as_i64().unwrap_or(0);

@@ -1,8 +1,8 @@
 //! `cascade dispatch TYPE --payload JSON` starts `repository_dispatch` pipelines;
 //! `cascade events [--task-id ID]` shows the event log (a dispatch chain, by task id).
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
@@ -35,7 +35,9 @@ pub struct DispatchArgs {
     #[arg(long, value_enum, default_value_t)]
     output: ListFormat,
     /// Do not wait for the server to route the event (by default `dispatch` waits up to
-    /// 10s and fails, exit 2, when no pipeline listens to the type)
+    /// 10s and fails, exit 2, when no pipeline listens to the type; inside a job, where
+    /// `CASCADE_RUN_ID` is set, it never waits: the next step of a chain must not hold up
+    /// the job that sends it)
     #[arg(long)]
     no_wait: bool,
 }
@@ -85,7 +87,7 @@ pub fn dispatch(args: &DispatchArgs) -> CliResult {
             ));
         }
     }
-    if args.no_wait {
+    if args.no_wait || std::env::var_os("CASCADE_RUN_ID").is_some() {
         return Ok(Outcome::Success);
     }
     // The server routes the event after answering; a dispatch nobody listens to is the

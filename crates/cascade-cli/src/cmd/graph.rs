@@ -1,7 +1,7 @@
 //! `cascade graph FILE`: the job DAG as dot, mermaid or json.
 
-use crate::{CliResult, Outcome};
 use crate::output;
+use crate::{CliResult, Outcome};
 use cascade_spec::graph;
 use std::path::PathBuf;
 

@@ -103,7 +103,8 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn unreadable(path: &Path, error: &std::io::Error) -> crate::CliError {
     let message = format!("cannot read {}: {error}", path.display());
     if error.kind() == std::io::ErrorKind::NotFound {
-        crate::CliError::not_found(message).hint("check the path (it is relative to the current directory)")
+        crate::CliError::not_found(message)
+            .hint("check the path (it is relative to the current directory)")
     } else {
         crate::CliError::usage(message)
     }

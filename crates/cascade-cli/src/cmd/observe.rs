@@ -7,8 +7,8 @@
 //! as it arrives, one per line. `--exit-after-runs N` ends after N runs stopped (scripts
 //! and tests); otherwise Ctrl-C ends it.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use cascade_connect::payload::{Body, Lifecycle, Payload, ResourceAction, TaskStatus};
 use cascade_connect::{BrokerUrl, Message};

@@ -1,7 +1,7 @@
 //! `cascade runs` and `cascade logs RUN [JOB] [--raw]`: what ran, read back from the store.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use cascade_store::Reader;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,6 +23,10 @@ pub struct RunsArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Each attempt of a task starts with a line `── TASK · attempt N ──`; stdout lines \
+read `TASK │ text`, stderr lines `TASK ! text` (red when colour is on)."
+)]
 pub struct LogsArgs {
     /// A run id from `cascade runs`, or `last`
     run: String,
@@ -61,11 +65,10 @@ pub struct Show {
 fn reader(data_dir: &std::path::Path) -> CliResult<Reader> {
     let db = data_dir.join("cascade.db");
     if !db.exists() {
-        return Err(CliError::not_found(format!(
-            "no runs recorded in {} yet",
-            data_dir.display()
-        ))
-        .hint("`cascade run FILE` records one"));
+        return Err(
+            CliError::not_found(format!("no runs recorded in {} yet", data_dir.display()))
+                .hint("`cascade run FILE` records one"),
+        );
     }
     Reader::open(&db).map_err(|e| CliError::caused(Outcome::Internal, &e))
 }
@@ -130,9 +133,7 @@ pub(crate) const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_m
 pub fn logs(args: &LogsArgs) -> CliResult {
     let reader = reader(&args.data_dir)?;
     let run = reader.run(&args.run).map_err(|e| match e {
-        cascade_store::StoreError::NoRun(_) => {
-            CliError::not_found(e.to_string()).hint("`cascade runs` lists the runs")
-        }
+        cascade_store::StoreError::NoRun(_) => CliError::not_found(e.to_string()),
         other => CliError::caused(Outcome::Internal, &other),
     })?;
     if let Some(job) = &args.job {

@@ -1,7 +1,7 @@
 //! `cascade schema`: the JSON Schema of ci.yaml.
 
-use crate::{CliResult, Outcome};
 use crate::output;
+use crate::{CliResult, Outcome};
 
 pub fn run() -> CliResult {
     output::data(&serde_json::to_string_pretty(

@@ -1,7 +1,7 @@
 //! `cascade serve`: the HTTP API over the durable queue, and the worker pool.
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use std::ffi::OsString;
 use std::net::SocketAddr;

@@ -2,8 +2,8 @@
 //! admin API (`--server`, with an admin token) or straight in its data dir (whoever can
 //! read the data dir is its admin already).
 
-use crate::{CliError, CliResult, Outcome};
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use cascade_store::{Role, Tokens};
 use serde_json::{Value, json};
 
@@ -73,8 +73,9 @@ fn tokens(target: &super::dag::Target) -> Result<Tokens, CliError> {
 /// (bad scope, role, expiry) a usage error.
 fn token_error(e: &cascade_store::StoreError) -> CliError {
     match e {
-        cascade_store::StoreError::NoToken(_) => CliError::not_found(e.to_string())
-            .hint("`cascade token list` lists the tokens"),
+        cascade_store::StoreError::NoToken(_) => {
+            CliError::not_found(e.to_string()).hint("`cascade token list` lists the tokens")
+        }
         other => CliError::caused(Outcome::Failure, other),
     }
 }

@@ -18,6 +18,7 @@ mod isolation;
 mod layering;
 mod limits;
 mod run;
+mod screens;
 mod serve;
 mod telemetry;
 mod workers;
