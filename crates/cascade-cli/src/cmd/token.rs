@@ -69,8 +69,8 @@ fn tokens(target: &super::dag::Target) -> Result<Tokens, CliError> {
     Tokens::open(&db).map_err(|e| CliError::caused(Outcome::Failure, &e))
 }
 
-/// A store error of the token table: an unknown token is not found, a refused request
-/// (bad scope, role, expiry) a usage error.
+/// A store error of the token table: an unknown token is not found (exit 4), anything
+/// else a failure of the store.
 fn token_error(e: &cascade_store::StoreError) -> CliError {
     match e {
         cascade_store::StoreError::NoToken(_) => {
