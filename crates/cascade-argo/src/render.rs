@@ -191,7 +191,13 @@ pub fn render(
             count: templates.len(),
         });
     }
-    let spec = workflow_spec(plan, templates, options);
+    // A scheduled pipeline becomes a CronWorkflow, unless rendered for another event;
+    // each of its runs is then a `schedule` event, whatever it was planned for.
+    let cron = !options.one_shot
+        && !pipeline.on.schedule.is_empty()
+        && matches!(plan.event_name.as_str(), "schedule" | "manual");
+    let event = if cron { "schedule" } else { &plan.event_name };
+    let spec = workflow_spec(plan, event, templates, options);
     let generate_name = format!("{}-", sanitize(&plan.name).to_lowercase());
     let metadata = ObjectMeta {
         generate_name: Some(generate_name.clone()),
@@ -202,10 +208,6 @@ pub fn render(
         )])),
         ..ObjectMeta::default()
     };
-    // A scheduled pipeline becomes a CronWorkflow, unless rendered for another event.
-    let cron = !options.one_shot
-        && !pipeline.on.schedule.is_empty()
-        && matches!(plan.event_name.as_str(), "schedule" | "manual");
     if !cron {
         let mut w = Workflow::new("", spec);
         w.metadata = metadata;
@@ -302,7 +304,12 @@ fn nest(mut tasks: Vec<Vec<DagTask>>, templates: &mut Vec<Template>) -> DagTempl
 }
 
 /// The workflow spec around the templates: trigger context, service account, pod security.
-fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions) -> WorkflowSpec {
+fn workflow_spec(
+    plan: &Plan,
+    event: &str,
+    templates: Vec<Template>,
+    options: &RenderOptions,
+) -> WorkflowSpec {
     let param = |name: &str, value: String| Parameter {
         name: name.to_owned(),
         value: Some(value),
@@ -315,7 +322,7 @@ fn workflow_spec(plan: &Plan, templates: Vec<Template>, options: &RenderOptions)
         entrypoint: "main".to_owned(),
         arguments: Arguments {
             parameters: vec![
-                param("event", plan.event_name.clone()),
+                param("event", event.to_owned()),
                 param("sha", escape(&sha)),
                 param(
                     "ref",

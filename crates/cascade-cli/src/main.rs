@@ -1,21 +1,38 @@
 //! The `cascade` binary: argument parsing, output formats, exit codes.
 //!
-//! Exit codes: 0 success; 1 the pipeline is invalid or a job failed; 2 usage error (bad
-//! flags, unreadable file); 3 internal error; 130 cancelled by Ctrl-C.
+//! Every command ends with one of these exit codes ([`error::Outcome`]; README.md has the
+//! same table, and a test holds both to the code):
+//!
+//! | 0 | success | done: the run succeeded, the files are valid, the data was printed |
+//! | 1 | failure | a job or run failed; an input file is invalid; the server refused |
+//! | 2 | usage | bad flags or values, an unreadable file, a missing configuration |
+//! | 3 | internal | a bug or a broken environment |
+//! | 4 | not found | a named file, run, DAG, job, worker or token does not exist |
+//! | 130 | cancelled | Ctrl-C, or the run followed was cancelled |
+//!
+//! A command returns [`error::CliResult`]; an error is printed once by `main` (its message,
+//! each cause once, and a `hint:` saying what to do next).
 
 mod cmd;
+mod error;
 mod logging;
 mod output;
 mod progress;
 
 use clap::{Parser, Subcommand};
+pub use error::{CliError, CliResult, Outcome};
 use std::process::ExitCode;
+
+/// The exit code table, shown at the end of `cascade --help`.
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (a job failed, an input is invalid, the server \
+refused), 2 usage, 3 internal, 4 not found, 130 cancelled";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cascade",
     version,
-    about = "CI/CD and DAG workflows: one pipeline file, run anywhere"
+    about = "CI/CD and DAG workflows: one pipeline file, run anywhere",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -69,33 +86,13 @@ enum Command {
     Completions(cmd::completions::Args),
 }
 
-/// How a command ended, mapped to the documented exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    Failure,
-    Usage,
-    Cancelled,
-}
-
-impl From<Outcome> for ExitCode {
-    fn from(outcome: Outcome) -> Self {
-        match outcome {
-            Outcome::Success => ExitCode::SUCCESS,
-            Outcome::Failure => ExitCode::from(1),
-            Outcome::Usage => ExitCode::from(2),
-            Outcome::Cancelled => ExitCode::from(130),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     // ring is the only rustls provider (no aws-lc-rs); clients fail to build without one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: CliResult = match cli.command {
         Command::Validate(args) => Ok(cmd::validate::run(&args)),
-        Command::Graph(args) => Ok(cmd::graph::run(&args)),
+        Command::Graph(args) => cmd::graph::run(&args),
         Command::Schema => cmd::schema::run(),
         Command::Run(args) => cmd::run::run(&args),
         Command::Runs(args) => cmd::runs::runs(&args),
@@ -104,24 +101,26 @@ fn main() -> ExitCode {
         Command::Argo(command) => cmd::argo::run(&command),
         Command::Serve(args) => cmd::serve::run(&args),
         Command::Worker(command) => cmd::worker::run(&command),
-        Command::Dag(command) => Ok(cmd::dag::run(&command)),
-        Command::Dispatch(args) => Ok(cmd::events::dispatch(&args)),
-        Command::Events(args) => Ok(cmd::events::events(&args)),
+        Command::Dag(command) => cmd::dag::run(&command),
+        Command::Dispatch(args) => cmd::events::dispatch(&args),
+        Command::Events(args) => cmd::events::events(&args),
         Command::Observe(args) => cmd::observe::run(&args),
         Command::Control(command) => cmd::control::run(&command),
-        Command::Token(command) => Ok(cmd::token::run(&command)),
-        Command::Plan(args) => Ok(cmd::plan::run(&args)),
-        Command::Init(args) => Ok(cmd::init::run(&args)),
-        Command::Completions(args) => Ok(cmd::completions::run(
-            &args,
-            &mut <Cli as clap::CommandFactory>::command(),
-        )),
+        Command::Token(command) => cmd::token::run(&command),
+        Command::Plan(args) => cmd::plan::run(&args),
+        Command::Init(args) => cmd::init::run(&args),
+        Command::Completions(args) => {
+            cmd::completions::run(&args, &mut <Cli as clap::CommandFactory>::command())
+        }
     };
     match result {
         Ok(outcome) => outcome.into(),
         Err(error) => {
-            output::error(&format!("{error:#}"));
-            ExitCode::from(3)
+            let text = error.text();
+            if !text.is_empty() {
+                output::note(&text);
+            }
+            error.outcome.into()
         }
     }
 }

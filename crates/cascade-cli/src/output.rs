@@ -93,6 +93,11 @@ pub fn error(text: &str) {
     note(&format!("error: {text}"));
 }
 
+/// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
+pub fn stdout_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
 fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

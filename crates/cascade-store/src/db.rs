@@ -19,6 +19,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/004_events.sql")),
         M::up(include_str!("../migrations/005_external.sql")),
         M::up(include_str!("../migrations/006_tokens.sql")),
+        M::up(include_str!("../migrations/007_log_attempts.sql")),
     ])
 }
 

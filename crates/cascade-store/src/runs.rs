@@ -73,9 +73,16 @@ pub struct TaskRow {
 /// One stored log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogRow {
+    /// Its place in the run's log (increasing): `logs_after` takes it to follow a run.
+    pub seq: i64,
     pub task_id: String,
     pub stream: String,
     pub line: String,
+    /// When it was written (RFC 3339).
+    pub ts: String,
+    /// The attempt of the task it was written in, from 1 (`None` in runs stored before
+    /// attempts were kept with the lines).
+    pub attempt: Option<u32>,
 }
 
 /// One submitted DAG.
@@ -287,15 +294,29 @@ impl Reader {
 
     /// Logs of a run, of one job (all its copies) or one task when given.
     pub fn logs(&self, run_id: &str, job: Option<&str>) -> Result<Vec<LogRow>, StoreError> {
+        self.logs_after(run_id, job, 0)
+    }
+
+    /// The log lines after `seq` (a [`LogRow::seq`] already seen; 0 for all): what
+    /// `cascade logs --follow` reads each time it looks again.
+    pub fn logs_after(
+        &self,
+        run_id: &str,
+        job: Option<&str>,
+        seq: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT task_id, stream, line FROM task_logs WHERE run_id = ?1
-             AND (?2 IS NULL OR task_id = ?2 OR task_id LIKE ?2 || '[%') ORDER BY seq",
+            "SELECT seq, task_id, stream, line, ts, attempt FROM task_logs WHERE run_id = ?1
+             AND (?2 IS NULL OR task_id = ?2 OR task_id LIKE ?2 || '[%') AND seq > ?3 ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![run_id, job], |r| {
+        let rows = stmt.query_map(params![run_id, job, seq], |r| {
             Ok(LogRow {
-                task_id: r.get(0)?,
-                stream: r.get(1)?,
-                line: r.get(2)?,
+                seq: r.get(0)?,
+                task_id: r.get(1)?,
+                stream: r.get(2)?,
+                line: r.get(3)?,
+                ts: r.get(4)?,
+                attempt: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -492,11 +513,20 @@ mod tests {
         assert_eq!(
             logs,
             vec![LogRow {
+                seq: 1,
                 task_id: "lint[0]".into(),
                 stream: "stdout".into(),
-                line: "hello".into()
+                line: "hello".into(),
+                ts: logs[0].ts.clone(),
+                attempt: Some(1),
             }]
         );
+        assert!(
+            logs[0].ts.parse::<jiff::Timestamp>().is_ok(),
+            "{}",
+            logs[0].ts
+        );
+        assert!(reader.logs_after(run.as_str(), None, 1).unwrap().is_empty());
         assert!(reader.logs(run.as_str(), Some("other")).unwrap().is_empty());
         assert!(matches!(reader.run("nope"), Err(StoreError::NoRun(_))));
     }

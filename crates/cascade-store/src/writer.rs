@@ -183,7 +183,8 @@ pub(crate) fn apply(
                 cascade_plan::Stream::Stdout => "stdout",
                 cascade_plan::Stream::Stderr => "stderr",
             };
-            tx.prepare_cached("INSERT INTO task_logs (run_id, seq, task_id, stream, line, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            // The line belongs to the attempt its task is in now (the start came first).
+            tx.prepare_cached("INSERT INTO task_logs (run_id, seq, task_id, stream, line, ts, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT attempt FROM task_executions WHERE run_id = ?1 AND task_id = ?3))")?
                 .execute(params![run, *seq, task.to_string(), stream, line, ts])?;
         }
         EventKind::TaskRetrying { task, attempt, .. } => {

@@ -1,7 +1,7 @@
 //! `cascade argo render|…`: the Argo Workflows backend.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use cascade_argo::{ArgoVersion, RenderOptions};
 use std::path::PathBuf;
 
@@ -77,13 +77,10 @@ pub struct RenderArgs {
     output: ManifestFormat,
 }
 
-pub fn run(command: &Command) -> anyhow::Result<Outcome> {
+pub fn run(command: &Command) -> CliResult {
     match command {
         Command::Render(args) => {
-            let manifest = match manifest(args) {
-                Ok(m) => m,
-                Err(outcome) => return Ok(outcome),
-            };
+            let manifest = manifest(args)?;
             let json = manifest.to_json();
             match args.output {
                 ManifestFormat::Json => output::data(&serde_json::to_string_pretty(&json)?),
@@ -92,10 +89,7 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Submit(args) => {
-            let manifest = match manifest(&args.render) {
-                Ok(m) => m,
-                Err(outcome) => return Ok(outcome),
-            };
+            let manifest = manifest(&args.render)?;
             let namespace = args
                 .render
                 .namespace
@@ -105,8 +99,10 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let client = cascade_argo::cluster::client().await?;
-                let name = cascade_argo::cluster::submit(&client, &namespace, &manifest).await?;
+                let client = client().await?;
+                let name = cascade_argo::cluster::submit(&client, &namespace, &manifest)
+                    .await
+                    .map_err(|e| cluster_error(&e))?;
                 output::data(&name);
                 output::note(&format!("created {name} in {namespace}; follow it with `cascade argo watch {name} -n {namespace}`"));
                 if args.wait && matches!(manifest, cascade_argo::Manifest::Workflow(_)) {
@@ -120,15 +116,34 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let client = cascade_argo::cluster::client().await?;
+                let client = client().await?;
                 follow(&client, &args.namespace, &args.name).await
             })
         }
     }
 }
 
+/// A client of the cluster; without a kubeconfig (or a service account) that is a
+/// configuration for the user to give, not an internal error.
+async fn client() -> CliResult<kube::Client> {
+    cascade_argo::cluster::client()
+        .await
+        .map_err(|e| cluster_error(&e))
+}
+
+/// A cluster error for the user: no client configuration is a usage error with what to
+/// do; anything else a failure, each cause said once.
+fn cluster_error(e: &cascade_argo::cluster::ClusterError) -> CliError {
+    match e {
+        cascade_argo::cluster::ClusterError::Config(_) => CliError::caused(Outcome::Usage, e).hint(
+            "point KUBECONFIG at a kubeconfig (or create ~/.kube/config), or run inside the cluster with a service account; `cascade argo render` needs neither",
+        ),
+        _ => CliError::caused(Outcome::Failure, e),
+    }
+}
+
 /// Prints each change of a workflow; the outcome follows its final phase.
-async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<Outcome> {
+async fn follow(client: &kube::Client, namespace: &str, name: &str) -> CliResult {
     use cascade_argo::cluster::Progress;
     let phase = cascade_argo::cluster::watch(client, namespace, name, |p| match p {
         Progress::Phase { phase, message } => {
@@ -154,7 +169,8 @@ async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::R
             ));
         }
     })
-    .await?;
+    .await
+    .map_err(|e| cluster_error(&e))?;
     output::data(&format!("{name} {phase}"));
     Ok(if phase == "Succeeded" {
         Outcome::Success
@@ -167,52 +183,33 @@ async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::R
 fn config_from_cluster(
     name: &str,
     namespace: &str,
-) -> Result<cascade_spec::config::AdminConfig, String> {
+) -> CliResult<cascade_spec::config::AdminConfig> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(async {
-            let client = cascade_argo::cluster::client().await?;
-            cascade_argo::cluster::load_config(&client, namespace, name).await
-        })
-        .map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            format!("{e}{cause}")
-        })
+        .build()?;
+    runtime.block_on(async {
+        let client = client().await?;
+        cascade_argo::cluster::load_config(&client, namespace, name)
+            .await
+            .map_err(|e| cluster_error(&e))
+    })
 }
 
-/// Loads, plans and renders; problems are reported and become the outcome.
-fn manifest(args: &RenderArgs) -> Result<cascade_argo::Manifest, Outcome> {
+/// Loads, plans and renders.
+fn manifest(args: &RenderArgs) -> CliResult<cascade_argo::Manifest> {
     let pipeline = super::load_or_report(&args.file)?;
-    let loaded = match &args.config_map {
-        Some(name) => config_from_cluster(name, args.namespace.as_deref().unwrap_or("default")),
-        None => super::trigger::load_config(args.config.as_deref()),
+    let config = match &args.config_map {
+        Some(name) => config_from_cluster(name, args.namespace.as_deref().unwrap_or("default"))?,
+        None => super::trigger::load_config(args.config.as_deref()).map_err(CliError::failure)?,
     };
-    let config = match loaded {
-        Ok(c) => c,
-        Err(message) => {
-            output::error(&message);
-            return Err(Outcome::Failure);
-        }
-    };
-    let trigger = match args.trigger.trigger(None, None) {
-        Ok(t) => t,
-        Err(message) => {
-            output::error(&message);
-            return Err(Outcome::Usage);
-        }
-    };
-    let plan = match cascade_plan::plan(&pipeline, &trigger, &[]) {
-        Ok(p) => p,
-        Err(e) => {
-            output::error(&e.to_string());
-            return Err(Outcome::Failure);
-        }
-    };
+    let mut trigger = args.trigger.trigger(None, None).map_err(CliError::usage)?;
+    // Rendered for no event in particular, a scheduled pipeline becomes a CronWorkflow:
+    // every run of it is a `schedule` event, so it is planned as one.
+    if trigger.event_name == "manual" && !pipeline.on.schedule.is_empty() {
+        "schedule".clone_into(&mut trigger.event_name);
+    }
+    let plan = cascade_plan::plan(&pipeline, &trigger, &[])
+        .map_err(|e| CliError::failure(e.to_string()))?;
     let options = RenderOptions {
         argo_version: match args.argo_version {
             Version::Current => ArgoVersion::Current,
@@ -223,8 +220,6 @@ fn manifest(args: &RenderArgs) -> Result<cascade_argo::Manifest, Outcome> {
         callback_url: args.callback_url.clone(),
         ..RenderOptions::default()
     };
-    cascade_argo::render(&pipeline, &plan, &config, &options).map_err(|e| {
-        output::error(&format!("{e}; nothing was submitted"));
-        Outcome::Failure
-    })
+    cascade_argo::render(&pipeline, &plan, &config, &options)
+        .map_err(|e| CliError::caused(Outcome::Failure, &e))
 }

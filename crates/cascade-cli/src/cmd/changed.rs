@@ -1,8 +1,8 @@
 //! `cascade changed --base REF [--head REF] [--pattern GLOB]`: changed packages (or files)
 //! as a JSON list, for `outputs: { packages: stdout-json }`.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -21,23 +21,13 @@ pub struct Args {
     repo: PathBuf,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let files = match cascade_git::changed_files(&args.repo, &args.base, args.head.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            output::error(&e.to_string());
-            return Ok(Outcome::Failure);
-        }
-    };
+pub fn run(args: &Args) -> CliResult {
+    let files = cascade_git::changed_files(&args.repo, &args.base, args.head.as_deref())
+        .map_err(|e| CliError::caused(Outcome::Failure, &e))?;
     let list = match &args.pattern {
         None => files,
-        Some(p) => match cascade_git::changed_packages(&files, p) {
-            Ok(l) => l,
-            Err(e) => {
-                output::error(&e.to_string());
-                return Ok(Outcome::Usage);
-            }
-        },
+        Some(p) => cascade_git::changed_packages(&files, p)
+            .map_err(|e| CliError::caused(Outcome::Usage, &e))?,
     };
     output::json(&serde_json::to_value(list)?);
     Ok(Outcome::Success)

@@ -6,8 +6,8 @@
 //! `serve --telemetry`): `pause` and `resume` and `limit` reach every run of the project,
 //! `cancel` only the run it names. Nothing is kept for engines that start later.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use cascade_connect::topic::{ORG_VAR, PROJECT_VAR};
 use cascade_connect::{BrokerUrl, Control, Identity};
@@ -85,7 +85,7 @@ pub fn identity(org: Option<&str>, project: Option<&str>) -> Result<Identity, St
     .map_err(|e| e.to_string())
 }
 
-pub fn run(command: &Command) -> anyhow::Result<Outcome> {
+pub fn run(command: &Command) -> CliResult {
     let (control, target) = match command {
         Command::Pause(target) => (Control::Pause, target),
         Command::Resume(target) => (Control::Resume, target),
@@ -97,13 +97,8 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
         ),
         Command::Limit { jobs, target } => (Control::Limit { jobs: *jobs }, target),
     };
-    let identity = match identity(target.org.as_deref(), target.project.as_deref()) {
-        Ok(identity) => identity,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Usage);
-        }
-    };
+    let identity =
+        identity(target.org.as_deref(), target.project.as_deref()).map_err(CliError::usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,25 +123,11 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
         let closed = connector.disconnect().await;
         sent.and(closed)
     });
-    match sent {
-        Ok(()) => {
-            output::note(&format!(
-                "sent `{}` to {}",
-                control.command(),
-                cascade_connect::control_topic(
-                    identity.org(),
-                    identity.project(),
-                    control.command()
-                )
-            ));
-            Ok(Outcome::Success)
-        }
-        Err(error) => {
-            let cause = std::error::Error::source(&error)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            output::error(&format!("{error}{cause}"));
-            Ok(Outcome::Failure)
-        }
-    }
+    sent.map_err(|e| CliError::caused(Outcome::Failure, &e))?;
+    output::note(&format!(
+        "sent `{}` to {}",
+        control.command(),
+        cascade_connect::control_topic(identity.org(), identity.project(), control.command())
+    ));
+    Ok(Outcome::Success)
 }

@@ -2,8 +2,8 @@
 //! or straight on its data dir. Both give the same JSON (the API's), so one set of
 //! tables serves both.
 
-use crate::Outcome;
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use cascade_store::{DagFilter, Queue, Reader};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -78,6 +78,10 @@ pub struct SubmitArgs {
     /// An input of the pipeline, `name=value` (repeatable)
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     inputs: Vec<(String, String)>,
+    /// Wait until the run ends, showing its tasks as they change; the exit code is its
+    /// outcome (0 succeeded, 1 failed, 130 cancelled)
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -117,6 +121,8 @@ pub struct LogsArgs {
     #[arg(long)]
     task: Option<String>,
     #[command(flatten)]
+    show: super::runs::Show,
+    #[command(flatten)]
     target: Target,
 }
 
@@ -126,15 +132,9 @@ fn parse_input(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, found `{text}`"))
 }
 
-/// Why a request failed, already worded for the user.
-pub(crate) enum Failure {
-    /// A usage problem: unknown id, unreadable file (exit 2).
-    Usage(String),
-    /// The server or store refused or failed (exit 1).
-    Refused(String),
-}
-
-pub(crate) type Answer = Result<Value, Failure>;
+/// The API's answer, or why there is none (an unknown id is not found, exit 4; a refusal
+/// or a failure of the server or store is exit 1).
+pub(crate) type Answer = Result<Value, CliError>;
 
 /// The API, spoken over HTTP or answered from the data dir.
 pub(crate) enum Source {
@@ -148,7 +148,7 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    pub(crate) fn new(target: &Target) -> Result<Self, Failure> {
+    pub(crate) fn new(target: &Target) -> Result<Self, CliError> {
         match &target.server {
             Some(url) => Self::server(url, token_for(target.token.as_deref(), &target.data_dir)),
             None => Ok(Source::Dir(target.data_dir.clone())),
@@ -156,17 +156,17 @@ impl Source {
     }
 
     /// The API of the server at `url`, as `token`.
-    pub(crate) fn server(url: &str, token: Option<String>) -> Result<Self, Failure> {
+    pub(crate) fn server(url: &str, token: Option<String>) -> Result<Self, CliError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Failure::Usage(format!(
+            return Err(CliError::usage(format!(
                 "--server: expected a URL like http://127.0.0.1:8080, found `{url}`"
             )));
         }
-        let client = http_client(url).map_err(Failure::Refused)?;
+        let client = http_client(url).map_err(CliError::usage)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Failure::Refused(format!("cannot start the runtime: {e}")))?;
+            .map_err(|e| CliError::internal(format!("cannot start the runtime: {e}")))?;
         Ok(Source::Http {
             base: url.trim_end_matches('/').to_owned(),
             client,
@@ -184,7 +184,7 @@ impl Source {
             token,
         } = self
         else {
-            return Err(Failure::Refused("not a server target".to_owned()));
+            return Err(CliError::internal("not a server target"));
         };
         let url = format!("{base}{path}");
         runtime.block_on(async {
@@ -198,27 +198,26 @@ impl Source {
                     .body(body);
             }
             let response = request.send().await.map_err(|e| {
-                Failure::Refused(format!(
-                    "cannot reach {base}: {e}; is `cascade serve` running there?"
-                ))
+                CliError::failure(format!("cannot reach {base}: {}", crate::error::chain(&e)))
+                    .hint("is `cascade serve` running there?")
             })?;
             let status = response.status();
             let value: Value = response.json().await.unwrap_or(Value::Null);
             if status.is_success() {
                 return Ok(value);
             }
-            let mut message =
-                describe_error(&value).unwrap_or_else(|| format!("HTTP {status}"));
-            if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
-                message.push_str(
-                    "\nhint: give a token with --token or CASCADE_TOKEN (the admin token is in the server's DATA_DIR/admin.token)",
-                );
-            }
-            if status == reqwest::StatusCode::NOT_FOUND {
-                Err(Failure::Usage(message))
+            let message = describe_error(&value).unwrap_or_else(|| format!("HTTP {status}"));
+            let error = if status == reqwest::StatusCode::NOT_FOUND {
+                CliError::not_found(message)
             } else {
-                Err(Failure::Refused(message))
+                CliError::failure(message)
+            };
+            if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+                return Err(error.hint(
+                    "give a token with --token or CASCADE_TOKEN (the admin token is in the server's DATA_DIR/admin.token)",
+                ));
             }
+            Err(error)
         })
     }
 
@@ -252,15 +251,10 @@ impl Source {
             Source::Dir(dir) => {
                 let db = dir.join("cascade.db");
                 if !db.exists() {
-                    return Err(Failure::Usage(missing(dir)));
+                    return Err(CliError::not_found(missing(dir)));
                 }
-                let reader = Reader::open(&db).map_err(|e| Failure::Refused(e.to_string()))?;
-                f(&reader).map_err(|e| match e {
-                    cascade_store::StoreError::NoRun(_)
-                    | cascade_store::StoreError::NoDag(_)
-                    | cascade_store::StoreError::NoWorker(_) => Failure::Usage(e.to_string()),
-                    other => Failure::Refused(other.to_string()),
-                })
+                let reader = Reader::open(&db).map_err(|e| store_error(&e))?;
+                f(&reader).map_err(|e| store_error(&e))
             }
         }
     }
@@ -273,14 +267,12 @@ impl Source {
             }
             Source::Dir(dir) => {
                 let submission = cascade_server::api::submission(&text, body)
-                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                    .map_err(|e| CliError::failure(e.to_string()))?;
                 let scope = submission.scope.to_string();
                 let dag_id = submission.dag_id.clone();
-                let mut queue = Queue::open(&dir.join("cascade.db"))
-                    .map_err(|e| Failure::Refused(e.to_string()))?;
-                let enqueued = queue
-                    .submit(&submission)
-                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                let mut queue =
+                    Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
+                let enqueued = queue.submit(&submission).map_err(|e| store_error(&e))?;
                 Ok(
                     json!({"run_id": enqueued.run_id, "dag_id": dag_id, "scope": scope, "worker_id": enqueued.worker_id}),
                 )
@@ -296,8 +288,8 @@ impl Source {
                 None,
             ),
             Source::Dir(dir) => {
-                let mut queue = Queue::open(&dir.join("cascade.db"))
-                    .map_err(|e| Failure::Refused(e.to_string()))?;
+                let mut queue =
+                    Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
                 match queue.cancel(run_id) {
                     Ok(cascade_store::Cancelled::Dequeued) => {
                         Ok(json!({"run_id": run_id, "status": "cancelled"}))
@@ -305,16 +297,25 @@ impl Source {
                     Ok(cascade_store::Cancelled::Requested) => {
                         Ok(json!({"run_id": run_id, "status": "cancelling"}))
                     }
-                    Ok(cascade_store::Cancelled::AlreadyEnded(status)) => Err(Failure::Refused(
+                    Ok(cascade_store::Cancelled::AlreadyEnded(status)) => Err(CliError::failure(
                         format!("run `{run_id}` already ended ({status}); nothing to cancel"),
                     )),
-                    Err(e @ cascade_store::StoreError::NoRun(_)) => {
-                        Err(Failure::Usage(e.to_string()))
-                    }
-                    Err(e) => Err(Failure::Refused(e.to_string())),
+                    Err(e) => Err(store_error(&e)),
                 }
             }
         }
+    }
+}
+
+/// A store error as the user sees it: an unknown id is not found (exit 4), anything else
+/// a failure of the store (exit 1).
+fn store_error(e: &cascade_store::StoreError) -> CliError {
+    match e {
+        cascade_store::StoreError::NoRun(_)
+        | cascade_store::StoreError::NoDag(_)
+        | cascade_store::StoreError::NoWorker(_)
+        | cascade_store::StoreError::NoToken(_) => CliError::not_found(e.to_string()),
+        other => CliError::caused(Outcome::Failure, other),
     }
 }
 
@@ -374,8 +375,8 @@ pub(crate) fn escape(id: &str) -> String {
         .collect()
 }
 
-pub fn run(command: &Command) -> Outcome {
-    let result = match command {
+pub fn run(command: &Command) -> CliResult {
+    match command {
         Command::Submit(args) => submit(args),
         Command::List(args) => list(args),
         Command::Status(args) => status(args),
@@ -383,35 +384,23 @@ pub fn run(command: &Command) -> Outcome {
         Command::Cancel(args) => cancel(args),
         Command::Worker(WorkerCommand::List(target)) => workers(target),
         Command::Worker(WorkerCommand::Status(args)) => worker(args),
-    };
-    match result {
-        Ok(outcome) => outcome,
-        Err(Failure::Usage(message)) => {
-            output::error(&message);
-            Outcome::Usage
-        }
-        Err(Failure::Refused(message)) => {
-            output::error(&message);
-            Outcome::Failure
-        }
     }
 }
 
-fn submit(args: &SubmitArgs) -> Result<Outcome, Failure> {
+fn submit(args: &SubmitArgs) -> CliResult {
     // Checked here first, so problems are shown with the file's own lines and carets.
-    if let Err(outcome) = super::load_or_report(&args.file) {
-        return Ok(outcome);
-    }
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", args.file.display())))?;
+    super::load_or_report(&args.file)?;
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| super::unreadable(&args.file, &e))?;
     let is_dag = args.file.extension().is_some_and(|e| e == "json");
     let body = if is_dag {
         if !args.inputs.is_empty() {
-            return Err(Failure::Usage(
-                "--input is for pipelines; a DAG takes its values in `env:`".to_owned(),
+            return Err(CliError::usage(
+                "--input is for pipelines; a DAG takes its values in `env:`",
             ));
         }
-        serde_json::from_str(&text).map_err(|e| Failure::Usage(e.to_string()))?
+        serde_json::from_str(&text)
+            .map_err(|e| CliError::failure(format!("{}: not JSON: {e}", args.file.display())))?
     } else {
         let inputs: serde_json::Map<String, Value> = args
             .inputs
@@ -451,7 +440,67 @@ fn submit(args: &SubmitArgs) -> Result<Outcome, Failure> {
             }
         }
     }
-    Ok(Outcome::Success)
+    if !args.wait {
+        return Ok(Outcome::Success);
+    }
+    wait(&source, &str_of(&answer["run_id"]))
+}
+
+/// A run and its tasks, from the server or the data dir.
+fn run_and_tasks(source: &Source, run_id: &str) -> Answer {
+    source.read(&format!("/api/v1/runs/{}", escape(run_id)), |r| {
+        Ok(json!({"run": r.run(run_id)?, "tasks": r.tasks(run_id)?}))
+    })
+}
+
+/// The exit code of a run that ended with `status`.
+fn ended(status: &str) -> Outcome {
+    match status {
+        "succeeded" | "completed" | "skipped" => Outcome::Success,
+        "cancelled" => Outcome::Cancelled,
+        _ => Outcome::Failure,
+    }
+}
+
+/// Follows a run until it ends: each change of its status or of a task's on stderr, then
+/// the outcome on stdout (`RUN STATUS`); the exit code is the outcome.
+fn wait(source: &Source, run_id: &str) -> CliResult {
+    let mut shown: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let started = std::time::Instant::now();
+    loop {
+        let answer = run_and_tasks(source, run_id)?;
+        let status = str_of(&answer["run"]["status"]);
+        for task in answer["tasks"].as_array().into_iter().flatten() {
+            let id = str_of(&task["task_id"]);
+            let state = str_of(&task["status"]);
+            if shown.get(&id) != Some(&state) {
+                let attempt = task["attempt"].as_u64().filter(|a| *a > 1);
+                output::note(&format!(
+                    "  {id}: {state}{}",
+                    attempt
+                        .map(|a| format!(" (attempt {a})"))
+                        .unwrap_or_default()
+                ));
+                shown.insert(id, state);
+            }
+        }
+        if shown.get("") != Some(&status) {
+            output::note(&format!("run {run_id}: {status}"));
+            shown.insert(String::new(), status.clone());
+        }
+        if !super::runs::still_going(&status) {
+            let error = answer["run"]["error"].as_str().map(|e| format!(" ({e})"));
+            output::data(&format!("{run_id} {status}"));
+            output::note(&format!(
+                "run {run_id} {status} after {}{}; its logs: `cascade dag logs {} --run {run_id}`",
+                output::duration(started.elapsed()),
+                error.unwrap_or_default(),
+                str_of(&answer["run"]["dag_id"]),
+            ));
+            return Ok(ended(&status));
+        }
+        std::thread::sleep(super::runs::FOLLOW_EVERY);
+    }
 }
 
 /// A listing of a data dir with no store yet is empty (DESIGN §6): `[]` in JSON, a hint
@@ -484,7 +533,7 @@ pub(crate) fn cells(item: &Value, keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| str_of(&item[*k])).collect()
 }
 
-fn list(args: &ListArgs) -> Result<Outcome, Failure> {
+fn list(args: &ListArgs) -> CliResult {
     let source = Source::new(&args.target)?;
     if nothing_here(
         &source,
@@ -534,7 +583,7 @@ fn list(args: &ListArgs) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
-fn status(args: &IdArgs) -> Result<Outcome, Failure> {
+fn status(args: &IdArgs) -> CliResult {
     let source = Source::new(&args.target)?;
     let dag = source.read(&format!("/api/v1/dags/{}", escape(&args.id)), |r| {
         cascade_server::api::dag_status(r, &args.id)
@@ -594,7 +643,7 @@ fn status(args: &IdArgs) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
-fn logs(args: &LogsArgs) -> Result<Outcome, Failure> {
+fn logs(args: &LogsArgs) -> CliResult {
     let source = Source::new(&args.target)?;
     let run_id = if let Some(run) = &args.run {
         run.clone()
@@ -606,50 +655,70 @@ fn logs(args: &LogsArgs) -> Result<Outcome, Failure> {
         dag["runs"][0]["run_id"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| Failure::Usage(format!("DAG `{}` has no runs yet", args.dag_id)))?
+            .ok_or_else(|| CliError::not_found(format!("DAG `{}` has no runs yet", args.dag_id)))?
     };
     let mut path = format!("/api/v1/runs/{}/logs", escape(&run_id));
     if let Some(task) = &args.task {
         let _ = write!(path, "?task={}", escape(task));
     }
-    let answer = source.read(&path, |r| {
-        r.run(&run_id)?;
-        Ok(json!({"run_id": run_id, "logs": r.logs(&run_id, args.task.as_deref())?}))
-    })?;
-    let lines = answer["logs"].as_array().cloned().unwrap_or_default();
-    match args.target.output {
-        ListFormat::Json => output::json(&answer),
-        ListFormat::Table => {
-            let text: Vec<String> = lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} | {}",
-                        output::escape_controls(&str_of(&l["task_id"])),
-                        output::escape_controls(&str_of(&l["line"]))
-                    )
-                })
-                .collect();
-            output::data(&text.join("\n"));
+    let read = || {
+        source.read(&path, |r| {
+            r.run(&run_id)?;
+            Ok(json!({"run_id": run_id, "logs": r.logs(&run_id, args.task.as_deref())?}))
+        })
+    };
+    if args.target.output == ListFormat::Json {
+        output::json(&read()?);
+        return Ok(Outcome::Success);
+    }
+    let mut printer = super::runs::Printer::new(args.show, false);
+    let mut seen = 0;
+    loop {
+        // The status first: lines read after it ended are all there are.
+        let going = args.show.follow
+            && super::runs::still_going(&str_of(
+                &run_and_tasks(&source, &run_id)?["run"]["status"],
+            ));
+        let answer = read()?;
+        for l in answer["logs"].as_array().into_iter().flatten() {
+            let seq = l["seq"].as_i64().unwrap_or(0);
+            if seq <= seen {
+                continue;
+            }
+            seen = seq;
+            printer.print(&super::runs::Line {
+                task: l["task_id"].as_str().unwrap_or_default(),
+                stderr: l["stream"] == "stderr",
+                text: l["line"].as_str().unwrap_or_default(),
+                ts: l["ts"].as_str().unwrap_or_default(),
+                attempt: l["attempt"].as_u64().and_then(|a| u32::try_from(a).ok()),
+            });
         }
+        if !going {
+            break;
+        }
+        std::thread::sleep(super::runs::FOLLOW_EVERY);
+    }
+    if printer.printed == 0 {
+        output::note(&format!("no log lines for run {run_id}"));
     }
     Ok(Outcome::Success)
 }
 
-fn cancel(args: &IdArgs) -> Result<Outcome, Failure> {
+fn cancel(args: &IdArgs) -> CliResult {
     let source = Source::new(&args.target)?;
     // A run id, or a DAG id (its latest run), as `status` and `logs` take.
     let answer = match source.cancel(&args.id) {
-        Err(Failure::Usage(no_run)) => {
-            let dag = source
-                .read(&format!("/api/v1/dags/{}", escape(&args.id)), |r| {
-                    let (_, _, runs) = r.dag(&args.id)?;
-                    Ok(json!({"runs": runs}))
-                })
-                .map_err(|_| Failure::Usage(no_run.clone()))?;
+        Err(no_run) if no_run.outcome == Outcome::NotFound => {
+            let Ok(dag) = source.read(&format!("/api/v1/dags/{}", escape(&args.id)), |r| {
+                let (_, _, runs) = r.dag(&args.id)?;
+                Ok(json!({"runs": runs}))
+            }) else {
+                return Err(no_run);
+            };
             let latest = dag["runs"][0]["run_id"]
                 .as_str()
-                .ok_or_else(|| Failure::Usage(format!("DAG `{}` has no runs yet", args.id)))?
+                .ok_or_else(|| CliError::not_found(format!("DAG `{}` has no runs yet", args.id)))?
                 .to_owned();
             source.cancel(&latest)?
         }
@@ -698,7 +767,7 @@ const WORKER_HEADER: &[&str] = &[
     "LAST_SEEN",
 ];
 
-fn workers(target: &Target) -> Result<Outcome, Failure> {
+fn workers(target: &Target) -> CliResult {
     let source = Source::new(target)?;
     if nothing_here(
         &source,
@@ -717,7 +786,7 @@ fn workers(target: &Target) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
-fn worker(args: &IdArgs) -> Result<Outcome, Failure> {
+fn worker(args: &IdArgs) -> CliResult {
     let source = Source::new(&args.target)?;
     let answer = source.read(&format!("/api/v1/workers/{}", escape(&args.id)), |r| {
         let (worker, runs) = r.worker(&args.id)?;

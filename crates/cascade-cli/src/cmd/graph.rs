@@ -1,7 +1,7 @@
 //! `cascade graph FILE`: the job DAG as dot, mermaid or json.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliResult, Outcome};
 use cascade_spec::graph;
 use std::path::PathBuf;
 
@@ -21,15 +21,12 @@ pub struct Args {
     format: GraphFormat,
 }
 
-pub fn run(args: &Args) -> Outcome {
-    let pipeline = match super::load_or_report(&args.file) {
-        Ok(p) => p,
-        Err(outcome) => return outcome,
-    };
+pub fn run(args: &Args) -> CliResult {
+    let pipeline = super::load_or_report(&args.file)?;
     match args.format {
         GraphFormat::Dot => output::data(&graph::to_dot(&pipeline)),
         GraphFormat::Mermaid => output::data(&graph::to_mermaid(&pipeline)),
         GraphFormat::Json => output::json(&graph::to_json(&pipeline)),
     }
-    Outcome::Success
+    Ok(Outcome::Success)
 }

@@ -2,8 +2,8 @@
 //! generated reference of every config field, set to the defaults), both valid as
 //! written. Existing files are kept unless `--force`.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use cascade_spec::cascade_toml::{self, Examples};
 use std::path::PathBuf;
 
@@ -47,7 +47,7 @@ jobs:
     run: echo "tests ${{ needs.test.result }}"
 "#;
 
-pub fn run(args: &Args) -> Outcome {
+pub fn run(args: &Args) -> CliResult {
     // `ci.yaml`, not `./ci.yaml`, in messages about the current directory.
     let at = |name: &str| {
         if args.dir == std::path::Path::new(".") {
@@ -68,24 +68,20 @@ pub fn run(args: &Args) -> Outcome {
             .map(|path| path.display().to_string())
             .collect();
         if !existing.is_empty() {
-            output::error(&format!(
-                "{} already exist{}; nothing was written (pass --force to overwrite)",
+            return Err(CliError::failure(format!(
+                "{} already exist{}; nothing was written",
                 existing.join(" and "),
                 if existing.len() == 1 { "s" } else { "" }
-            ));
-            return Outcome::Failure;
+            ))
+            .hint("pass --force to overwrite them"));
         }
     }
-    if let Err(e) = std::fs::create_dir_all(&args.dir) {
-        output::error(&format!("cannot create {}: {e}", args.dir.display()));
-        return Outcome::Failure;
-    }
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", args.dir.display())))?;
     for (name, text) in &files {
         let path = at(name);
-        if let Err(e) = std::fs::write(&path, text) {
-            output::error(&format!("cannot write {}: {e}", path.display()));
-            return Outcome::Failure;
-        }
+        std::fs::write(&path, text)
+            .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
         output::note(&format!("wrote {}", path.display()));
     }
     let pipeline = at("ci.yaml");
@@ -93,5 +89,5 @@ pub fn run(args: &Args) -> Outcome {
         "next: cascade validate {0}, cascade plan {0}, cascade run {0}",
         pipeline.display()
     ));
-    Outcome::Success
+    Ok(Outcome::Success)
 }

@@ -101,17 +101,26 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The error of a file that cannot be read: not found (exit 4) when it is missing, a
+/// usage error otherwise, the same for every command.
+pub fn unreadable(path: &Path, error: &std::io::Error) -> crate::CliError {
+    let message = format!("cannot read {}: {error}", path.display());
+    if error.kind() == std::io::ErrorKind::NotFound {
+        crate::CliError::not_found(message)
+            .hint("check the path (it is relative to the current directory)")
+    } else {
+        crate::CliError::usage(message)
+    }
+}
+
 /// Loads a pipeline for a command that needs a valid one; reports problems on stderr.
-pub fn load_or_report(path: &Path) -> Result<Pipeline, crate::Outcome> {
+pub fn load_or_report(path: &Path) -> Result<Pipeline, crate::CliError> {
     match load(path) {
         Ok(p) => Ok(p),
-        Err(LoadError::Io(e)) => {
-            output::error(&format!("cannot read {}: {e}", path.display()));
-            Err(crate::Outcome::Usage)
-        }
+        Err(LoadError::Io(e)) => Err(unreadable(path, &e)),
         Err(LoadError::Invalid(errors)) => {
             output::note(&output::render(&errors));
-            output::error(&format!(
+            Err(crate::CliError::failure(format!(
                 "{} is not a valid pipeline ({} problem{}); run `cascade validate {}` after fixing",
                 path.display(),
                 errors.diagnostics.len(),
@@ -121,8 +130,7 @@ pub fn load_or_report(path: &Path) -> Result<Pipeline, crate::Outcome> {
                     "s"
                 },
                 path.display()
-            ));
-            Err(crate::Outcome::Failure)
+            )))
         }
     }
 }

@@ -7,8 +7,8 @@
 //! as it arrives, one per line. `--exit-after-runs N` ends after N runs stopped (scripts
 //! and tests); otherwise Ctrl-C ends it.
 
-use crate::Outcome;
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use cascade_connect::payload::{Body, Lifecycle, Payload, ResourceAction, TaskStatus};
 use cascade_connect::{BrokerUrl, Message};
@@ -214,14 +214,9 @@ fn line(payload: &Payload) -> String {
     }
 }
 
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let identity = match super::control::identity(args.org.as_deref(), args.project.as_deref()) {
-        Ok(identity) => identity,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Usage);
-        }
-    };
+pub fn run(args: &Args) -> CliResult {
+    let identity = super::control::identity(args.org.as_deref(), args.project.as_deref())
+        .map_err(CliError::usage)?;
     let project = if args.project.is_some() {
         identity.project()
     } else {
@@ -234,13 +229,9 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let connector = match cascade_connect::connect(&args.broker).await {
-            Ok(c) => c,
-            Err(error) => {
-                output::error(&error.to_string());
-                return Ok(Outcome::Failure);
-            }
-        };
+        let connector = cascade_connect::connect(&args.broker)
+            .await
+            .map_err(|e| CliError::caused(Outcome::Failure, &e))?;
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = Arc::clone(&dropped);
@@ -249,10 +240,10 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        if let Err(error) = connector.subscribe(&filter, handler).await {
-            output::error(&error.to_string());
-            return Ok(Outcome::Failure);
-        }
+        connector
+            .subscribe(&filter, handler)
+            .await
+            .map_err(|e| CliError::caused(Outcome::Failure, &e))?;
         output::note(&format!("observing {filter} on {}", args.broker));
         let mut view = View::default();
         let mut redraw = tokio::time::interval(Duration::from_millis(100));

@@ -3,8 +3,8 @@
 //! the stable document of `cascade_plan::document` (its schema:
 //! `crates/cascade-plan/plan.schema.json`).
 
-use crate::Outcome;
 use crate::output::{self, Format};
+use crate::{CliError, CliResult, Outcome};
 use cascade_plan::document::{self, FanOutDoc, JobDoc, PlanDocument, RetryDoc};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,11 +23,8 @@ pub struct Args {
     output: Format,
 }
 
-pub fn run(args: &Args) -> Outcome {
-    let pipeline = match super::load_or_report(&args.file) {
-        Ok(p) => p,
-        Err(outcome) => return outcome,
-    };
+pub fn run(args: &Args) -> CliResult {
+    let pipeline = super::load_or_report(&args.file)?;
     // The DAG's submission fields (scope, priority) are not part of the pipeline; the
     // file was just read and validated, so this second parse cannot fail differently.
     let dag = if args.file.extension().is_some_and(|e| e == "json") {
@@ -37,13 +34,7 @@ pub fn run(args: &Args) -> Outcome {
     } else {
         None
     };
-    let trigger = match args.trigger.trigger(None, None) {
-        Ok(t) => t,
-        Err(message) => {
-            output::error(&message);
-            return Outcome::Usage;
-        }
-    };
+    let trigger = args.trigger.trigger(None, None).map_err(CliError::usage)?;
     let plan = match cascade_plan::plan(&pipeline, &trigger, &args.jobs_selected) {
         Ok(p) => p,
         Err(e) => {
@@ -55,8 +46,7 @@ pub fn run(args: &Args) -> Outcome {
                 }
                 _ => "",
             };
-            output::error(&format!("{e}{hint}"));
-            return Outcome::Failure;
+            return Err(CliError::failure(format!("{e}{hint}")));
         }
     };
     let doc = document::document(&pipeline, &plan, dag.as_ref());
@@ -64,8 +54,9 @@ pub fn run(args: &Args) -> Outcome {
         Format::Json => match serde_json::to_string_pretty(&doc) {
             Ok(text) => output::data(&text),
             Err(e) => {
-                output::error(&format!("cannot write the plan as JSON: {e}"));
-                return Outcome::Failure;
+                return Err(CliError::internal(format!(
+                    "cannot write the plan as JSON: {e}"
+                )));
             }
         },
         Format::Human => {
@@ -73,7 +64,7 @@ pub fn run(args: &Args) -> Outcome {
             output::data(&human(&doc, &order));
         }
     }
-    Outcome::Success
+    Ok(Outcome::Success)
 }
 
 /// The summary: the triggers, then each job in the order it can run.

@@ -86,11 +86,8 @@ impl Subscriber for StoreSink {
     clippy::too_many_lines,
     reason = "the steps of one run, in order, each a call"
 )]
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let pipeline = match super::load_or_report(&args.file) {
-        Ok(p) => p,
-        Err(outcome) => return Ok(outcome),
-    };
+pub fn run(args: &Args) -> crate::CliResult {
+    let pipeline = super::load_or_report(&args.file)?;
     let config = match super::trigger::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(message) => {

@@ -1,9 +1,9 @@
 //! `cascade schema`: the JSON Schema of ci.yaml.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliResult, Outcome};
 
-pub fn run() -> anyhow::Result<Outcome> {
+pub fn run() -> CliResult {
     output::data(&serde_json::to_string_pretty(
         &cascade_spec::schema::pipeline_schema(),
     )?);

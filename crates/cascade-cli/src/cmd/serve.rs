@@ -1,7 +1,7 @@
 //! `cascade serve`: the HTTP API over the durable queue, and the worker pool.
 
-use crate::Outcome;
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -74,7 +74,7 @@ pub struct Args {
 
 /// What every worker is started with besides its id and scope: logging, config,
 /// secrets and telemetry, as the server has them.
-fn worker_args(args: &Args) -> Result<Vec<OsString>, Outcome> {
+fn worker_args(args: &Args) -> Result<Vec<OsString>, CliError> {
     let mut worker_args: Vec<OsString> = vec![
         "--log-format".into(),
         match args.log.log_format {
@@ -88,38 +88,27 @@ fn worker_args(args: &Args) -> Result<Vec<OsString>, Outcome> {
         ("--secrets-file", &args.secrets_file),
     ] {
         if let Some(path) = path {
-            let Ok(path) = std::path::absolute(path) else {
-                output::error(&format!("cannot resolve {}", path.display()));
-                return Err(Outcome::Usage);
-            };
+            let path = std::path::absolute(path)
+                .map_err(|e| CliError::usage(format!("cannot resolve {}: {e}", path.display())))?;
             worker_args.push(flag.into());
             worker_args.push(path.into());
         }
     }
     if let Some(url) = &args.telemetry {
         // Checked here, so a bad org or project stops `serve`, not each worker.
-        if let Err(message) = super::control::broker(url) {
-            output::error(&message);
-            return Err(Outcome::Usage);
-        }
+        super::control::broker(url).map_err(CliError::usage)?;
         worker_args.push("--telemetry".into());
         worker_args.push(url.to_string().into());
     }
     Ok(worker_args)
 }
 
-pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+pub fn run(args: &Args) -> CliResult {
     args.log.init();
     let (config, secrets) =
-        match super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref()) {
-            Ok(loaded) => loaded,
-            Err(outcome) => return Ok(outcome),
-        };
+        super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref())?;
     // Every job runs sandboxed: a server that could not isolate them does not start.
-    if let Err(e) = cascade_server::worker::sandbox(&config) {
-        output::error(&format!("{:#}", anyhow::Error::new(e)));
-        return Ok(Outcome::Failure);
-    }
+    cascade_server::worker::sandbox(&config).map_err(|e| CliError::caused(Outcome::Failure, &e))?;
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
     let repos = cascade_git::clone::Repos::new(data_dir.join("repos"));
     let gitops = cascade_server::gitops::GitOpsOptions {
@@ -139,10 +128,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             .ok()
             .and_then(|h| h.into_string().ok())
     });
-    let worker_args = match worker_args(args) {
-        Ok(a) => a,
-        Err(outcome) => return Ok(outcome),
-    };
+    let worker_args = worker_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -200,11 +186,6 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         })
         .await
     });
-    match result {
-        Ok(()) => Ok(Outcome::Success),
-        Err(e) => {
-            output::error(&format!("{:#}", anyhow::Error::new(e)));
-            Ok(Outcome::Failure)
-        }
-    }
+    result.map_err(|e| CliError::caused(Outcome::Failure, &e))?;
+    Ok(Outcome::Success)
 }

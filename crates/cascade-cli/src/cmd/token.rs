@@ -2,8 +2,8 @@
 //! admin API (`--server`, with an admin token) or straight in its data dir (whoever can
 //! read the data dir is its admin already).
 
-use crate::Outcome;
 use crate::output::{self, ListFormat};
+use crate::{CliError, CliResult, Outcome};
 use cascade_store::{Role, Tokens};
 use serde_json::{Value, json};
 
@@ -48,7 +48,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
     text.parse()
 }
 
-pub fn run(command: &Command) -> Outcome {
+pub fn run(command: &Command) -> CliResult {
     match command {
         Command::Create(args) => create(args),
         Command::List(target) => list(target),
@@ -57,50 +57,43 @@ pub fn run(command: &Command) -> Outcome {
 }
 
 /// The token table of a data dir, or why not.
-fn tokens(target: &super::dag::Target) -> Result<Tokens, Outcome> {
+fn tokens(target: &super::dag::Target) -> Result<Tokens, CliError> {
     let db = target.data_dir.join("cascade.db");
     if !db.exists() {
-        output::error(&format!(
+        return Err(CliError::usage(format!(
             "no server data in {}; start `cascade serve --data-dir {}` once, or give --server URL",
             target.data_dir.display(),
             target.data_dir.display()
-        ));
-        return Err(Outcome::Usage);
+        )));
     }
-    Tokens::open(&db).map_err(|e| {
-        output::error(&format!("{e}"));
-        Outcome::Failure
-    })
+    Tokens::open(&db).map_err(|e| CliError::caused(Outcome::Failure, &e))
 }
 
-/// One API call against `--server`, or the failure already reported.
+/// A store error of the token table: an unknown token is not found (exit 4), anything
+/// else a failure of the store.
+fn token_error(e: &cascade_store::StoreError) -> CliError {
+    match e {
+        cascade_store::StoreError::NoToken(_) => {
+            CliError::not_found(e.to_string()).hint("`cascade token list` lists the tokens")
+        }
+        other => CliError::caused(Outcome::Failure, other),
+    }
+}
+
+/// One API call against `--server`.
 fn call(
     target: &super::dag::Target,
     method: reqwest::Method,
     path: &str,
     body: Option<String>,
-) -> Result<Value, Outcome> {
+) -> Result<Value, CliError> {
     let url = target.server.as_deref().unwrap_or_default();
     let token = super::dag::token_for(target.token.as_deref(), &target.data_dir);
-    super::dag::Source::server(url, token)
-        .and_then(|source| source.http(method, path, body))
-        .map_err(|failure| match failure {
-            super::dag::Failure::Usage(m) => {
-                output::error(&m);
-                Outcome::Usage
-            }
-            super::dag::Failure::Refused(m) => {
-                output::error(&m);
-                Outcome::Failure
-            }
-        })
+    super::dag::Source::server(url, token)?.http(method, path, body)
 }
 
-fn create(args: &CreateArgs) -> Outcome {
-    let answer = match created(args) {
-        Ok(v) => v,
-        Err(outcome) => return outcome,
-    };
+fn create(args: &CreateArgs) -> CliResult {
+    let answer = created(args)?;
     match args.target.output {
         ListFormat::Json => output::json(&answer),
         ListFormat::Table => {
@@ -113,11 +106,11 @@ fn create(args: &CreateArgs) -> Outcome {
             ));
         }
     }
-    Outcome::Success
+    Ok(Outcome::Success)
 }
 
 /// The new token's row and text, from the server or the data dir.
-fn created(args: &CreateArgs) -> Result<Value, Outcome> {
+fn created(args: &CreateArgs) -> Result<Value, CliError> {
     let request = cascade_server::tokens::TokenRequest {
         name: args.name.clone(),
         role: args.role,
@@ -133,10 +126,8 @@ fn created(args: &CreateArgs) -> Result<Value, Outcome> {
             Some(body.to_string()),
         );
     }
-    let issued = cascade_server::tokens::create(&tokens(&args.target)?, &request).map_err(|e| {
-        output::error(&e.to_string());
-        Outcome::Usage
-    })?;
+    let issued = cascade_server::tokens::create(&tokens(&args.target)?, &request)
+        .map_err(|e| CliError::usage(e.to_string()))?;
     Ok(issued.shown())
 }
 
@@ -152,11 +143,8 @@ fn scopes_text(scopes: &Value) -> String {
     }
 }
 
-fn list(target: &super::dag::Target) -> Outcome {
-    let rows = match listed(target) {
-        Ok(rows) => rows,
-        Err(outcome) => return outcome,
-    };
+fn list(target: &super::dag::Target) -> CliResult {
+    let rows = listed(target)?;
     match target.output {
         ListFormat::Json => output::json(&Value::Array(rows)),
         ListFormat::Table => {
@@ -184,14 +172,11 @@ fn list(target: &super::dag::Target) -> Outcome {
             ));
         }
     }
-    Outcome::Success
+    Ok(Outcome::Success)
 }
 
-fn revoke(args: &RevokeArgs) -> Outcome {
-    let answer = match revoked(args) {
-        Ok(v) => v,
-        Err(outcome) => return outcome,
-    };
+fn revoke(args: &RevokeArgs) -> CliResult {
+    let answer = revoked(args)?;
     match args.target.output {
         ListFormat::Json => output::json(&answer),
         ListFormat::Table => output::note(&format!(
@@ -200,11 +185,11 @@ fn revoke(args: &RevokeArgs) -> Outcome {
             answer["id"].as_str().unwrap_or_default()
         )),
     }
-    Outcome::Success
+    Ok(Outcome::Success)
 }
 
 /// Every token, from the server or the data dir.
-fn listed(target: &super::dag::Target) -> Result<Vec<Value>, Outcome> {
+fn listed(target: &super::dag::Target) -> Result<Vec<Value>, CliError> {
     if target.server.is_some() {
         let answer = call(target, reqwest::Method::GET, "/api/v1/tokens", None)?;
         return Ok(answer["tokens"].as_array().cloned().unwrap_or_default());
@@ -213,10 +198,7 @@ fn listed(target: &super::dag::Target) -> Result<Vec<Value>, Outcome> {
         // No server data yet: no tokens (an empty listing is `[]`, DESIGN §6).
         return Ok(Vec::new());
     }
-    let rows = tokens(target)?.list().map_err(|e| {
-        output::error(&e.to_string());
-        Outcome::Failure
-    })?;
+    let rows = tokens(target)?.list().map_err(|e| token_error(&e))?;
     Ok(rows
         .iter()
         .map(|r| serde_json::to_value(r).unwrap_or_default())
@@ -224,20 +206,13 @@ fn listed(target: &super::dag::Target) -> Result<Vec<Value>, Outcome> {
 }
 
 /// The revoked token's row, from the server or the data dir.
-fn revoked(args: &RevokeArgs) -> Result<Value, Outcome> {
+fn revoked(args: &RevokeArgs) -> Result<Value, CliError> {
     if args.target.server.is_some() {
         let path = format!("/api/v1/tokens/{}", super::dag::escape(&args.id));
         return call(&args.target, reqwest::Method::DELETE, &path, None);
     }
-    match tokens(&args.target)?.revoke(&args.id) {
-        Ok(row) => Ok(serde_json::to_value(row).unwrap_or_default()),
-        Err(e) => {
-            output::error(&e.to_string());
-            Err(if matches!(e, cascade_store::StoreError::NoToken(_)) {
-                Outcome::Usage
-            } else {
-                Outcome::Failure
-            })
-        }
-    }
+    let row = tokens(&args.target)?
+        .revoke(&args.id)
+        .map_err(|e| token_error(&e))?;
+    Ok(serde_json::to_value(row).unwrap_or_default())
 }

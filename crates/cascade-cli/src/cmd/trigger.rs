@@ -69,28 +69,19 @@ impl TriggerArgs {
 }
 
 /// `--config FILE`, else `./cascade.toml` if present, else the built-in defaults.
-/// The admin config and the secrets of a long-running command (`serve`, `worker run`);
-/// `Err` when the config is wrong, already reported.
+/// The admin config and the secrets of a long-running command (`serve`, `worker run`).
+/// A bad or unsafe config or secrets file is the admin's to fix: exit 1, as an invalid
+/// pipeline.
 pub fn load_admin(
     config: Option<&Path>,
     secrets_file: Option<&Path>,
-) -> Result<(AdminConfig, cascade_engine::Secrets), crate::Outcome> {
-    let config = match load_config(config) {
-        Ok(c) => c,
-        Err(message) => {
-            crate::output::error(&message);
-            return Err(crate::Outcome::Failure);
-        }
-    };
-    let secrets = match secrets_file.map(cascade_engine::Secrets::from_file) {
-        Some(Ok(s)) => s,
-        // A bad or unsafe secrets file is the admin's to fix: exit 1, as a bad config.
-        Some(Err(e)) => {
-            crate::output::error(&e.to_string());
-            return Err(crate::Outcome::Failure);
-        }
-        None => cascade_engine::Secrets::default(),
-    };
+) -> Result<(AdminConfig, cascade_engine::Secrets), crate::CliError> {
+    let config = load_config(config).map_err(crate::CliError::failure)?;
+    let secrets = secrets_file
+        .map(cascade_engine::Secrets::from_file)
+        .transpose()
+        .map_err(|e| crate::CliError::failure(e.to_string()))?
+        .unwrap_or_default();
     Ok((config, secrets))
 }
 

@@ -29,7 +29,8 @@ pub fn run(args: &Args) -> Outcome {
                 })),
             },
             Err(LoadError::Io(e)) => {
-                outcome = Outcome::Failure;
+                // Exit 4 for a missing file (2 for an unreadable one), as every command.
+                outcome = super::unreadable(path, &e).outcome;
                 let message = format!("cannot read {name}: {e}");
                 match args.output {
                     Format::Human => output::error(&message),
@@ -40,7 +41,9 @@ pub fn run(args: &Args) -> Outcome {
                 }
             }
             Err(LoadError::Invalid(errors)) => {
-                outcome = Outcome::Failure;
+                if outcome == Outcome::Success {
+                    outcome = Outcome::Failure;
+                }
                 match args.output {
                     Format::Human => {
                         output::note(&output::render(&errors));

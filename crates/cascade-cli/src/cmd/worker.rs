@@ -1,7 +1,6 @@
 //! `cascade worker run`: one worker process for one scope (normally started by `serve`).
 
-use crate::Outcome;
-use crate::output;
+use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
 use cascade_server::worker::{WorkerExit, WorkerOptions};
 use cascade_spec::Scope;
@@ -70,26 +69,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     cascade_spec::duration::parse(text).map_err(|e| e.to_string())
 }
 
-pub fn run(command: &Command) -> anyhow::Result<Outcome> {
+pub fn run(command: &Command) -> CliResult {
     let Command::Run(args) = command;
     args.log.init();
     let (config, secrets) =
-        match super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref()) {
-            Ok(loaded) => loaded,
-            Err(outcome) => return Ok(outcome),
-        };
-    let telemetry = match args
+        super::trigger::load_admin(args.config.as_deref(), args.secrets_file.as_deref())?;
+    let telemetry = args
         .telemetry
         .as_ref()
         .map(super::control::broker)
         .transpose()
-    {
-        Ok(t) => t,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Usage);
-        }
-    };
+        .map_err(CliError::usage)?;
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let options = WorkerOptions {
         id: args.id.clone(),
@@ -142,15 +132,8 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
     match result {
         Ok(WorkerExit::Stopped | WorkerExit::ParentGone) => Ok(Outcome::Success),
         Err(e @ cascade_server::worker::WorkerError::Locked { .. }) => {
-            output::error(&e.to_string());
-            Ok(Outcome::Usage)
+            Err(CliError::usage(e.to_string()))
         }
-        Err(e) => {
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            output::error(&format!("{e}{cause}"));
-            Ok(Outcome::Failure)
-        }
+        Err(e) => Err(CliError::caused(Outcome::Failure, &e)),
     }
 }

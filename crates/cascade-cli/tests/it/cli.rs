@@ -68,7 +68,7 @@ fn validate_a_missing_file_says_so() {
         .args(["validate", "no/such.yaml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such.yaml"));
 }
 
@@ -173,7 +173,7 @@ fn logs_of_a_job_the_run_does_not_have_is_an_error_naming_its_tasks() {
     };
     assert!(run(&["run", "ci.yaml"]).status.success());
     let out = run(&["logs", "last", "nosuchjob"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("has no job `nosuchjob`; its tasks are build, test"),
@@ -255,5 +255,5 @@ fn dag_cancel_takes_a_dag_id_and_submit_names_where_to_follow_it() {
         .arg(&data)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(4));
 }

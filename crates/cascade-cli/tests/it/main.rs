@@ -23,6 +23,7 @@ mod layering;
 mod limits;
 mod plan;
 mod run;
+mod screens;
 mod serve;
 mod telemetry;
 mod workers;

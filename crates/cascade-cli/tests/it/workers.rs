@@ -441,12 +441,12 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
         table.starts_with("DAG_ID          SCOPE           STATUS     OWNER_NODE  CREATED"),
         "{table}"
     );
-    // Unknown ids are usage errors that say what to do.
+    // Unknown ids are not found (exit 4) and say what to do.
     let missing = cascade()
         .args(["dag", "status", "nope", "--data-dir", dir])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(missing.status.code(), Some(4));
     assert!(
         String::from_utf8_lossy(&missing.stderr)
             .contains("no DAG `nope`; `cascade dag list` lists the DAGs")
