@@ -24,6 +24,10 @@ use serde_json::{Value, json};
 /// An event for the orchestrator, whatever sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are handled one at a time and a few at most are held; a box would only add a hop to every forge event"
+)]
 pub enum Incoming {
     /// A webhook delivery (`/hooks/{github,gitea,gitlab}`): a push, tag, pull request,
     /// the forge's own `repository_dispatch` or `workflow_dispatch`, a ping, or an event

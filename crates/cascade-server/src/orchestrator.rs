@@ -460,6 +460,10 @@ impl Orchestrator {
     }
 
     /// Checks, matches and queues one pipeline; config errors become failed runs.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one sequence: look up, check, record the origin, then queue on either backend"
+    )]
     async fn start(&mut self, s: Start<'_>) -> Handled {
         let name = format!("{}/{}", s.repo_name, s.path);
         let run_id = run_id_for(s.event, &name);
