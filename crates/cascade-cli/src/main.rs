@@ -109,9 +109,10 @@ fn main() -> ExitCode {
         Command::Token(command) => cmd::token::run(&command),
         Command::Plan(args) => cmd::plan::run(&args),
         Command::Init(args) => cmd::init::run(&args),
-        Command::Completions(args) => {
-            cmd::completions::run(&args, &mut <Cli as clap::CommandFactory>::command())
-        }
+        Command::Completions(args) => Ok(cmd::completions::run(
+            &args,
+            &mut <Cli as clap::CommandFactory>::command(),
+        )),
     };
     match result {
         Ok(outcome) => outcome.into(),

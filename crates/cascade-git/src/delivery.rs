@@ -54,7 +54,11 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 pub const MAX_DELIVERY_ID: usize = 200;
 
 /// One webhook delivery, authenticated and normalised.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It is also what the server stores in its event log and routes, as it is (serde): the
+/// JSON shape is `{"forge", "delivery_id", "event": {"kind": {"type": "push", …},
+/// "repository", "sha", "before", "changed_files", "sender"}}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub forge: Forge,
     /// The forge's id for this delivery; the same on redeliveries, so it deduplicates.
@@ -63,7 +67,7 @@ pub struct Delivery {
 }
 
 /// What happened, in one vocabulary for every forge.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ForgeEvent {
     pub kind: EventKind,
     pub repository: Repository,
@@ -79,8 +83,11 @@ pub struct ForgeEvent {
     pub sender: Option<String>,
 }
 
-/// The kind of event, with what each kind needs.
-#[derive(Debug, Clone, PartialEq)]
+/// The kind of event, with what each kind needs. Serialised tagged by `type`
+/// (`{"type": "pull_request", "action": "closed", "merged": true, …}`), the names of
+/// [`EventKind::name`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     Push {
         branch: String,
@@ -109,7 +116,7 @@ pub enum EventKind {
 }
 
 /// A pull (GitHub, Gitea) or merge (GitLab) request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PullRequest {
     pub action: PrAction,
     /// True only for a `closed` that merged.
@@ -127,7 +134,8 @@ pub struct PullRequest {
     pub from_fork: bool,
 }
 
-/// Pull request actions, in GitHub's words.
+/// Pull request actions, in GitHub's words; serialised as those words
+/// ([`PrAction::as_str`]), an `Other` as the forge spelled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrAction {
     Opened,
@@ -157,8 +165,10 @@ impl PrAction {
         }
     }
 
-    /// From GitHub's or Gitea's `action` field.
-    fn from_hub(action: &str) -> Self {
+    /// From GitHub's or Gitea's `action` field (GitHub's words, and Gitea's spellings
+    /// of them); any other word is [`PrAction::Other`]. The inverse of
+    /// [`PrAction::as_str`].
+    pub fn from_hub(action: &str) -> Self {
         match action {
             "opened" => PrAction::Opened,
             "synchronize" | "synchronized" => PrAction::Synchronize,
@@ -173,8 +183,21 @@ impl PrAction {
     }
 }
 
+impl serde::Serialize for PrAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PrAction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(PrAction::from_hub(&word))
+    }
+}
+
 /// The repository an event belongs to (the base repository for pull requests).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Repository {
     /// `owner/name` (GitLab: `path_with_namespace`).
     pub full_name: String,
@@ -212,7 +235,7 @@ impl Delivery {
         headers: &(impl Headers + ?Sized),
         body: &[u8],
     ) -> Result<Self, DeliveryError> {
-        if let Some(found) = Forge::detect(headers).filter(|f| *f != forge) {
+        if let Some(found) = crate::forge::detect(headers).filter(|f| *f != forge) {
             return Err(DeliveryError::ForgeMismatch {
                 expected: forge,
                 found,
@@ -225,7 +248,7 @@ impl Delivery {
             });
         }
         let delivery_id = delivery_id(forge, headers)?;
-        let event_header = forge.event_header();
+        let event_header = crate::forge::event_header(forge);
         let event_name = headers
             .header(event_header)
             .ok_or(DeliveryError::MissingHeader {
@@ -285,7 +308,7 @@ impl Delivery {
         let mut v = json!({
             "forge": self.forge.as_str(),
             "delivery": self.delivery_id,
-            "kind": kind_name(&e.kind),
+            "kind": e.kind.name(),
             "ref": e.git_ref(),
             "ref_name": e.ref_name(),
             "sha": e.sha,
@@ -331,15 +354,20 @@ impl Delivery {
     }
 }
 
-fn kind_name(kind: &EventKind) -> &'static str {
-    match kind {
-        EventKind::Push { .. } => "push",
-        EventKind::Tag { .. } => "tag",
-        EventKind::PullRequest(_) => "pull_request",
-        EventKind::RepositoryDispatch { .. } => "repository_dispatch",
-        EventKind::WorkflowDispatch { .. } => "workflow_dispatch",
-        EventKind::Ping => "ping",
-        EventKind::Ignored { .. } => "ignored",
+impl EventKind {
+    /// The kind's name: `push`, `tag`, `pull_request`, `repository_dispatch`,
+    /// `workflow_dispatch`, `ping`, `ignored` (the `type` it is serialised with, and
+    /// the event log's `kind`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Push { .. } => "push",
+            EventKind::Tag { .. } => "tag",
+            EventKind::PullRequest(_) => "pull_request",
+            EventKind::RepositoryDispatch { .. } => "repository_dispatch",
+            EventKind::WorkflowDispatch { .. } => "workflow_dispatch",
+            EventKind::Ping => "ping",
+            EventKind::Ignored { .. } => "ignored",
+        }
     }
 }
 

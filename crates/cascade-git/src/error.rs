@@ -13,10 +13,7 @@ pub enum HttpError {
     Build(#[source] reqwest::Error),
 }
 
-/// A route or config name that is not `github`, `gitea` or `gitlab`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown forge `{0}`; expected github, gitea or gitlab")]
-pub struct UnknownForge(pub String);
+pub use cascade_spec::config::UnknownForge;
 
 /// `git diff` for change detection (`cascade changed`).
 #[derive(Debug, thiserror::Error)]

@@ -1,75 +1,32 @@
-//! The git hosts Cascade talks to ([`Forge`]) and how a delivery's headers say which one
-//! sent it.
+//! The git hosts Cascade talks to ([`Forge`], defined once in `cascade-spec`, whose
+//! `cascade.toml` names them, and re-exported here) and how a delivery's headers say which
+//! one sent it.
 //!
 //! Headers come in through the small [`Headers`] trait (case-insensitive lookup), not an
 //! HTTP crate's type: this crate does no HTTP serving, and the server adapts its header
 //! map to a list of `(name, value)` pairs (values that are not UTF-8 are dropped there).
 //!
 //! Gitea sends GitHub's headers too (`X-GitHub-Event`, `X-Hub-Signature-256`, …), so
-//! [`Forge::detect`] checks `X-Gitea-Event` before `X-GitHub-Event`.
+//! [`detect`] checks `X-Gitea-Event` before `X-GitHub-Event`.
 
-use crate::error::UnknownForge;
-use std::fmt;
-use std::str::FromStr;
+pub use cascade_spec::config::Forge;
 
-/// A git host whose webhooks and status API Cascade speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Forge {
-    GitHub,
-    Gitea,
-    GitLab,
-}
-
-impl Forge {
-    pub const ALL: [Forge; 3] = [Forge::GitHub, Forge::Gitea, Forge::GitLab];
-
-    /// The lowercase name used in routes (`/hooks/github`) and payloads.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Forge::GitHub => "github",
-            Forge::Gitea => "gitea",
-            Forge::GitLab => "gitlab",
-        }
-    }
-
-    /// The header naming the event (`push`, `pull_request`, `Push Hook`, …).
-    pub fn event_header(self) -> &'static str {
-        match self {
-            Forge::GitHub => "X-GitHub-Event",
-            Forge::Gitea => "X-Gitea-Event",
-            Forge::GitLab => "X-Gitlab-Event",
-        }
-    }
-
-    /// Which forge sent a delivery, from its headers; `None` when no forge's event
-    /// header is there.
-    pub fn detect(headers: &(impl Headers + ?Sized)) -> Option<Forge> {
-        // Order matters: Gitea also sends `X-GitHub-Event`.
-        [Forge::Gitea, Forge::GitHub, Forge::GitLab]
-            .into_iter()
-            .find(|f| headers.header(f.event_header()).is_some())
+/// The header naming the event (`push`, `pull_request`, `Push Hook`, …).
+pub fn event_header(forge: Forge) -> &'static str {
+    match forge {
+        Forge::GitHub => "X-GitHub-Event",
+        Forge::Gitea => "X-Gitea-Event",
+        Forge::GitLab => "X-Gitlab-Event",
     }
 }
 
-impl fmt::Display for Forge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Forge::GitHub => "GitHub",
-            Forge::Gitea => "Gitea",
-            Forge::GitLab => "GitLab",
-        })
-    }
-}
-
-impl FromStr for Forge {
-    type Err = UnknownForge;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Forge::ALL
-            .into_iter()
-            .find(|f| f.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownForge(s.to_owned()))
-    }
+/// Which forge sent a delivery, from its headers; `None` when no forge's event header
+/// is there.
+pub fn detect(headers: &(impl Headers + ?Sized)) -> Option<Forge> {
+    // Order matters: Gitea also sends `X-GitHub-Event`.
+    [Forge::Gitea, Forge::GitHub, Forge::GitLab]
+        .into_iter()
+        .find(|f| headers.header(event_header(*f)).is_some())
 }
 
 /// Case-insensitive header lookup. The first header of a name wins.
@@ -114,24 +71,12 @@ mod tests {
             ("X-GitHub-Event".to_owned(), "push".to_owned()),
             ("X-Gitea-Event".to_owned(), "push".to_owned()),
         ];
-        assert_eq!(Forge::detect(&gitea), Some(Forge::Gitea));
+        assert_eq!(detect(&gitea), Some(Forge::Gitea));
+        assert_eq!(detect(&[("X-GitHub-Event", "push")]), Some(Forge::GitHub));
         assert_eq!(
-            Forge::detect(&[("X-GitHub-Event", "push")]),
-            Some(Forge::GitHub)
-        );
-        assert_eq!(
-            Forge::detect(&[("x-gitlab-event", "Push Hook")]),
+            detect(&[("x-gitlab-event", "Push Hook")]),
             Some(Forge::GitLab)
         );
-        assert_eq!(Forge::detect(&[("Content-Type", "application/json")]), None);
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for f in Forge::ALL {
-            assert_eq!(f.as_str().parse::<Forge>(), Ok(f));
-        }
-        assert_eq!("GitLab".parse::<Forge>(), Ok(Forge::GitLab));
-        assert!("bitbucket".parse::<Forge>().is_err());
+        assert_eq!(detect(&[("Content-Type", "application/json")]), None);
     }
 }

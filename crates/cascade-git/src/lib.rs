@@ -1,9 +1,11 @@
 //! The forge-facing library: everything between a git host and a planned run, except
 //! HTTP serving (the server crate hosts the routes and calls these functions).
 //!
-//! - [`forge`]: which forge sent a delivery (`Forge`, case-insensitive `Headers`).
+//! - [`forge`]: which forge sent a delivery (`detect`, case-insensitive `Headers`); `Forge`
+//!   itself is `cascade-spec`'s (`cascade.toml` names it), re-exported.
 //! - [`signature`]: webhook authentication (HMAC-SHA256, GitLab's token), constant time.
-//! - [`delivery`]: a delivery normalised to one `ForgeEvent`, and its `Trigger`.
+//! - [`delivery`]: a delivery normalised to one `ForgeEvent`, and its `Trigger`; both
+//!   serialise (the server stores deliveries as they are).
 //! - [`filter`]: does an event start a pipeline (`on:` branches, tags, paths, types)?
 //! - [`clone`]: the partial-clone cache, reading `ci.yaml` at a commit, changed paths,
 //!   worktrees. Shells out to `git`.

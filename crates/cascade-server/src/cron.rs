@@ -6,10 +6,11 @@
 
 use crate::error::chain;
 use crate::inbox::Inbox;
-use crate::orchestrator::{Incoming, PipelineSource};
+use crate::incoming::{Incoming, Tick, schedule_key};
+use crate::orchestrator::PipelineSource;
 use crate::store_thread::StoreThread;
 use cascade_spec::config::AdminConfig;
-use cascade_store::{NewEvent, Orchestration};
+use cascade_store::Orchestration;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,13 +28,7 @@ struct Entry {
 impl Entry {
     /// Stable across restarts and edits of other schedules.
     fn key(&self) -> String {
-        format!(
-            "{}/{}#{}@{}",
-            self.repo,
-            self.path,
-            self.cron,
-            self.timezone.as_deref().unwrap_or("UTC")
-        )
+        schedule_key(&self.repo, &self.path, &self.cron, self.timezone.as_deref())
     }
 }
 
@@ -152,25 +147,14 @@ impl Cron {
             return Ok(());
         }
         tracing::info!(schedule = key, tick = tick_text, "cron tick");
-        let incoming = Incoming {
-            kind: "schedule".to_owned(),
-            repo: Some(entry.repo.clone()),
-            pipeline: Some(entry.path.clone()),
-            raw: serde_json::json!({"schedule": entry.cron, "timezone": entry.timezone, "tick": tick_text}),
-            ..Incoming::default()
-        };
-        let accepted = self
-            .inbox
-            .accept(NewEvent {
-                source: "cron".to_owned(),
-                delivery_id: format!("{key}@{tick_text}"),
-                kind: "schedule".to_owned(),
-                repo: Some(entry.repo.clone()),
-                task_id: None,
-                event_type: None,
-                payload: serde_json::to_value(incoming).unwrap_or_default(),
-            })
-            .await;
+        let tick = Incoming::Schedule(Tick {
+            repo: entry.repo.clone(),
+            pipeline: entry.path.clone(),
+            cron: entry.cron.clone(),
+            timezone: entry.timezone.clone(),
+            tick: tick_text.clone(),
+        });
+        let accepted = self.inbox.accept(tick.stored()).await;
         if let Err(e) = accepted {
             // Not queued: let the next pass fire it again.
             let (schedule, at) = (key.to_owned(), tick_text.clone());
@@ -247,10 +231,17 @@ mod tests {
         let events = reader.events(None, 10).unwrap();
         assert_eq!(events.len(), 2, "one event per tick: {events:#?}");
         assert_eq!(events[0].kind, "schedule");
+        assert_eq!(events[0].delivery_id, format!("{key}@2026-01-01T02:00:00Z"));
+        let Incoming::Schedule(first) = Incoming::read(&events[0]).unwrap() else {
+            panic!("a tick: {:?}", events[0].payload);
+        };
         assert_eq!(
-            events[0].payload["raw"]["tick"], "2026-01-01T02:00:00Z",
-            "{:?}",
-            events[0].payload
+            (
+                first.tick.as_str(),
+                first.pipeline.as_str(),
+                first.timezone.as_deref()
+            ),
+            ("2026-01-01T02:00:00Z", "ci.yaml", Some("Europe/Berlin"))
         );
     }
 }

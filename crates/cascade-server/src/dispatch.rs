@@ -10,7 +10,7 @@ use crate::api::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::inbox::Accepted;
-use crate::orchestrator::Incoming;
+use crate::incoming::{Dispatch, Incoming};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -67,25 +67,14 @@ pub fn dispatch_event(body: &[u8], scopes: &[String]) -> Result<NewEvent, ApiErr
             message: "expected a whole number".to_owned(),
         })?,
     };
-    payload.insert("task_id".to_owned(), task_id.clone().into());
+    payload.insert("task_id".to_owned(), task_id.into());
     payload.insert("retry_count".to_owned(), retry_count.into());
-    let mut incoming = Incoming::dispatch(&event_type, serde_json::Value::Object(payload));
-    incoming.scopes = scopes.to_vec();
-    Ok(NewEvent {
-        source: "dispatch".to_owned(),
-        // A sender limited to scopes has delivery ids of its own: it cannot take (and so
-        // silently drop) the dispatch another scope's chain will send.
-        delivery_id: if scopes.is_empty() {
-            format!("{task_id}:{event_type}:{retry_count}")
-        } else {
-            format!("{}|{task_id}:{event_type}:{retry_count}", scopes.join(","))
-        },
-        kind: "repository_dispatch".to_owned(),
-        repo: None,
-        task_id: Some(task_id),
-        event_type: Some(event_type),
-        payload: serde_json::to_value(incoming).unwrap_or_default(),
+    Ok(Incoming::Dispatch(Dispatch {
+        event_type,
+        client_payload: serde_json::Value::Object(payload),
+        scopes: scopes.to_vec(),
     })
+    .stored())
 }
 
 /// `POST /api/v1/dispatch`: queues a `repository_dispatch` event; `202` once durable,
@@ -164,16 +153,7 @@ fn sees_event(who: &Principal, event: &cascade_store::EventRow) -> bool {
     if let Some(repo) = &event.repo {
         return who.sees(Some(&crate::orchestrator::repo_scope(repo).to_string()));
     }
-    event
-        .payload
-        .get("scopes")
-        .and_then(serde_json::Value::as_array)
-        .is_some_and(|scopes| {
-            scopes
-                .iter()
-                .filter_map(serde_json::Value::as_str)
-                .any(|s| who.sees(Some(s)))
-        })
+    Incoming::read(event).is_ok_and(|i| i.scopes().iter().any(|s| who.sees(Some(s))))
 }
 
 #[cfg(test)]
@@ -190,7 +170,21 @@ mod tests {
         assert_eq!(e.delivery_id, "1735560000:agent:complete:0");
         assert_eq!(e.task_id.as_deref(), Some("1735560000"));
         assert_eq!(e.payload["client_payload"]["retry_count"], 0);
-        assert_eq!(e.payload["raw"]["client_payload"]["status"], "success");
+        assert_eq!(e.payload["client_payload"]["status"], "success");
+        assert_eq!(
+            (e.kind.as_str(), e.source.as_str()),
+            ("repository_dispatch", "dispatch")
+        );
+        let scoped = dispatch_event(
+            br#"{"event_type": "agent:complete", "client_payload": {"task_id": 9}}"#,
+            &["project:a".to_owned(), "project:b".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(scoped.delivery_id, "project:a,project:b|9:agent:complete:0");
+        assert_eq!(
+            scoped.payload["scopes"],
+            serde_json::json!(["project:a", "project:b"])
+        );
         let generated = dispatch_event(br#"{"event_type": "task:start"}"#, &[]).unwrap();
         assert!(generated.task_id.is_some_and(|t| !t.is_empty()));
     }

@@ -153,34 +153,26 @@ impl GitOpsOptions {
     }
 }
 
-/// Where a run's statuses go, from its origin; `Ok(None)` when its repository has no
-/// status API configured.
+/// Where a run's statuses go, from its origin's target, with the token read from the
+/// secret it names; `Ok(None)` when its repository has no status API configured.
 fn status_target(
     options: &GitOpsOptions,
-    target: &serde_json::Value,
+    target: &crate::reporter::StatusTarget,
 ) -> Result<Option<cascade_git::status::StatusTarget>, ReportError> {
-    let text = |key: &str| target.get(key).and_then(serde_json::Value::as_str);
-    let Some(api) = text("api_url") else {
+    let Some(api) = &target.api_url else {
         return Ok(None);
     };
-    let forge: cascade_git::forge::Forge = text("forge").unwrap_or_default().parse()?;
-    let token = match text("token_secret") {
+    let token = match &target.token_secret {
         Some(name) => options
             .secret(name)
             .ok_or_else(|| ReportError::NoToken(name.to_owned()))?,
         None => String::new(),
     };
-    let repo = match forge {
-        cascade_git::forge::Forge::GitLab => text("project_id").or_else(|| text("repo")),
-        _ => text("repo"),
-    }
-    .unwrap_or_default()
-    .to_owned();
     Ok(Some(cascade_git::status::StatusTarget {
-        forge,
-        api_base_url: api.to_owned(),
-        repo,
-        sha: text("sha").unwrap_or_default().to_owned(),
+        forge: target.forge,
+        api_base_url: api.clone(),
+        repo: target.api_repo().to_owned(),
+        sha: target.sha.clone(),
         token,
         target_url: None,
     }))

@@ -18,12 +18,12 @@
 use crate::api::App;
 use crate::error::ApiError;
 use crate::inbox::Accepted;
-use crate::orchestrator::{Incoming, PullRequest};
+use crate::incoming::Incoming;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use cascade_git::delivery::{Delivery, EventKind};
+use cascade_git::delivery::Delivery;
 use cascade_git::error::IntakeError;
 use cascade_git::forge::Forge;
 use cascade_store::NewEvent;
@@ -126,72 +126,10 @@ fn repository_name(forge: Forge, body: &[u8]) -> Option<String> {
     Some(name.into_owned())
 }
 
-/// The orchestrator's event from a forge delivery.
-pub fn incoming(delivery: &Delivery) -> Incoming {
-    let event = &delivery.event;
-    let mut incoming = Incoming {
-        kind: String::new(),
-        repo: Some(event.repository.full_name.clone()),
-        sha: event.sha.clone(),
-        before: event.before.clone(),
-        changed_paths: event.changed_files.clone(),
-        raw: delivery.payload(),
-        ..Incoming::default()
-    };
-    match &event.kind {
-        EventKind::Push { branch } => {
-            "push".clone_into(&mut incoming.kind);
-            incoming.branch = Some(branch.clone());
-        }
-        EventKind::Tag { name } => {
-            "tag".clone_into(&mut incoming.kind);
-            incoming.tag = Some(name.clone());
-        }
-        EventKind::PullRequest(pr) => {
-            "pull_request".clone_into(&mut incoming.kind);
-            incoming.branch = Some(pr.head_ref.clone());
-            incoming.pull_request = Some(PullRequest {
-                number: pr.number,
-                action: pr.action.as_str().to_owned(),
-                head_sha: pr.head_sha.clone(),
-                base_sha: pr.base_sha.clone().unwrap_or_default(),
-                base_ref: pr.base_ref.clone(),
-                head_ref: pr.head_ref.clone(),
-                from_fork: pr.from_fork,
-            });
-        }
-        EventKind::RepositoryDispatch {
-            event_type,
-            branch,
-            client_payload,
-        } => {
-            "repository_dispatch".clone_into(&mut incoming.kind);
-            incoming.event_type = Some(event_type.clone());
-            incoming.branch.clone_from(branch);
-            incoming.client_payload = Some(client_payload.clone());
-        }
-        EventKind::WorkflowDispatch { git_ref, inputs } => {
-            "workflow_dispatch".clone_into(&mut incoming.kind);
-            incoming.branch = event.ref_name();
-            if incoming.sha.is_none() {
-                incoming.branch = Some(
-                    git_ref
-                        .strip_prefix("refs/heads/")
-                        .unwrap_or(git_ref)
-                        .to_owned(),
-                );
-            }
-            incoming.inputs.clone_from(inputs);
-        }
-        EventKind::Ping => "ping".clone_into(&mut incoming.kind),
-        EventKind::Ignored { .. } => "ignored".clone_into(&mut incoming.kind),
-    }
-    incoming
-}
-
 /// Everything the gateway does before the enqueue: the secret chosen, the signature
 /// checked on the raw body (a wrong one is refused before anything parses the body or
-/// touches the store), then the body normalised into the event to store.
+/// touches the store), then the body normalised into the event to store: the
+/// [`Delivery`] itself, as [`Incoming::Forge`].
 pub fn verified_event(
     forge: Forge,
     headers: &HeaderMap,
@@ -218,20 +156,8 @@ pub fn verified_event(
             });
         }
     };
-    let incoming = incoming(&delivery);
-    Ok(NewEvent {
-        source: forge.as_str().to_owned(),
-        task_id: incoming
-            .client_payload
-            .as_ref()
-            .and_then(|p| p.get("task_id"))
-            .and_then(|t| t.as_str().map(str::to_owned)),
-        payload: serde_json::to_value(&incoming).unwrap_or_default(),
-        delivery_id: delivery.delivery_id,
-        kind: incoming.kind,
-        repo: incoming.repo,
-        event_type: incoming.event_type,
-    })
+    // Stored as it is: the orchestrator reads back this very delivery.
+    Ok(Incoming::Forge(delivery).stored())
 }
 
 /// The header that authenticates a delivery of `forge`.

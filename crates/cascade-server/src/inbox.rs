@@ -1,6 +1,9 @@
 //! The event queue between the webhook gateway (and dispatches, and cron) and the
 //! orchestrator: embedded SQLite by default, NATS JetStream with `--nats-url`.
 //!
+//! What is queued is an [`Incoming`](crate::incoming::Incoming) as its
+//! [`stored`](crate::incoming::Incoming::stored) row: the event itself as the payload.
+//!
 //! Either way an event is acknowledged to its sender only once it is durable: committed
 //! to SQLite, or acknowledged by JetStream (which keeps it until the orchestrator has
 //! stored it and acked). Every event ends in the SQLite `events` table, where a delivery

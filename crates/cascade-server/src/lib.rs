@@ -13,6 +13,7 @@ pub mod error;
 pub mod gitops;
 pub mod hooks;
 pub mod inbox;
+pub mod incoming;
 pub mod intake;
 pub mod jetstream;
 pub mod metrics;

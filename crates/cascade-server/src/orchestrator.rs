@@ -1,7 +1,7 @@
 //! The orchestrator: routes each stored event to the pipelines it starts (DESIGN §1, §4).
 //!
-//! It takes events from the SQLite event log in order (the inbox put them there), and
-//! for each:
+//! It takes events from the SQLite event log in order (the inbox put them there), reads
+//! each back as the [`Incoming`] it was stored as, and for each:
 //! - a push, tag or pull request of a registered repository: reads the pipeline file at
 //!   the trusted revision (a pull request from a fork: its base, and no secrets),
 //!   matches `on:`, and queues a run with the event as its trigger; a config error
@@ -15,155 +15,18 @@
 //! What a run came from is kept (`run_origins`) for the status reporter, retries and
 //! callbacks (`reporter.rs`). The orchestrator only routes: it never runs a task.
 
+use crate::incoming::Incoming;
 use crate::intake::Intake;
 use crate::pool::PoolHandle;
 use crate::source::{SourceError, changed_paths, read_pipeline};
 use crate::store_thread::StoreThread;
+use cascade_git::delivery::{Delivery, EventKind};
 use cascade_spec::Scope;
 use cascade_spec::config::{AdminConfig, Repository};
 use cascade_store::{EventRow, Orchestration, Origin, Submission};
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// A pull request, as the orchestrator needs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullRequest {
-    pub number: u64,
-    /// `opened`, `synchronize`, `reopened`, `closed`, …
-    pub action: String,
-    pub head_sha: String,
-    pub base_sha: String,
-    pub base_ref: String,
-    pub head_ref: String,
-    pub from_fork: bool,
-}
-
-/// The normalised event stored in the event log, whatever its source.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Incoming {
-    /// `push`, `tag`, `pull_request`, `repository_dispatch`, `workflow_dispatch`,
-    /// `schedule`, `ping`.
-    pub kind: String,
-    /// The repository's full name (`owner/name`), as registered in `cascade.toml`.
-    #[serde(default)]
-    pub repo: Option<String>,
-    /// The commit the event is about.
-    #[serde(default)]
-    pub sha: Option<String>,
-    /// The commit before a push (for changed paths).
-    #[serde(default)]
-    pub before: Option<String>,
-    #[serde(default)]
-    pub branch: Option<String>,
-    #[serde(default)]
-    pub tag: Option<String>,
-    #[serde(default)]
-    pub pull_request: Option<PullRequest>,
-    /// Paths the change touched, when the event lists them.
-    #[serde(default)]
-    pub changed_paths: Option<Vec<String>>,
-    #[serde(default)]
-    pub event_type: Option<String>,
-    #[serde(default)]
-    pub client_payload: Option<serde_json::Value>,
-    #[serde(default)]
-    pub inputs: IndexMap<String, String>,
-    /// The pipeline file to run (`workflow_dispatch`, `schedule`); the repository's own
-    /// when unset.
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    /// What `event.*` reads in the pipeline: the forge's payload, or the dispatch.
-    #[serde(default)]
-    pub raw: serde_json::Value,
-    /// The scopes the sender of a dispatch may act in (its token's); empty: any. Only
-    /// repositories of these scopes are started.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-}
-
-impl Incoming {
-    /// A `repository_dispatch` with its client payload (`task_id`, `retry_count` set).
-    pub fn dispatch(event_type: &str, client_payload: serde_json::Value) -> Self {
-        Self {
-            kind: "repository_dispatch".to_owned(),
-            event_type: Some(event_type.to_owned()),
-            raw: serde_json::json!({"action": event_type, "event_type": event_type, "client_payload": client_payload}),
-            client_payload: Some(client_payload),
-            ..Self::default()
-        }
-    }
-
-    /// The event as `cascade-git` matches `on:` against it (push, tag, pull request).
-    pub fn forge_event(&self) -> Option<cascade_git::delivery::ForgeEvent> {
-        use cascade_git::delivery::{
-            EventKind, ForgeEvent, PrAction, PullRequest as Pr, Repository,
-        };
-        let kind = match self.kind.as_str() {
-            "push" => EventKind::Push {
-                branch: self.branch.clone()?,
-            },
-            "tag" => EventKind::Tag {
-                name: self.tag.clone()?,
-            },
-            "pull_request" => {
-                let pr = self.pull_request.as_ref()?;
-                EventKind::PullRequest(Pr {
-                    action: PrAction::Other(pr.action.clone()),
-                    merged: false,
-                    number: pr.number,
-                    title: String::new(),
-                    head_ref: pr.head_ref.clone(),
-                    head_sha: pr.head_sha.clone(),
-                    head_clone_url: None,
-                    base_ref: pr.base_ref.clone(),
-                    base_sha: (!pr.base_sha.is_empty()).then(|| pr.base_sha.clone()),
-                    from_fork: pr.from_fork,
-                })
-            }
-            _ => return None,
-        };
-        Some(ForgeEvent {
-            kind,
-            repository: Repository {
-                full_name: self.repo.clone().unwrap_or_default(),
-                ..Repository::default()
-            },
-            sha: self.sha.clone(),
-            before: self.before.clone(),
-            changed_files: self.changed_paths.clone(),
-            sender: None,
-        })
-    }
-
-    fn task_id(&self) -> Option<String> {
-        self.client_payload
-            .as_ref()
-            .and_then(|p| p.get("task_id"))
-            .and_then(|t| {
-                t.as_str()
-                    .map(str::to_owned)
-                    .or_else(|| Some(t.to_string()))
-            })
-    }
-
-    fn retry_count(&self) -> i64 {
-        self.client_payload
-            .as_ref()
-            .and_then(|p| p.get("retry_count"))
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0)
-    }
-
-    fn event_name(&self) -> &str {
-        match self.kind.as_str() {
-            "tag" => "push",
-            other => other,
-        }
-    }
-}
 
 /// A pipeline file as read, and the commit it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +90,8 @@ struct Start<'a> {
     /// The commit the jobs check out.
     sha: String,
     incoming: &'a Incoming,
+    /// Paths the change touched: the event's list, else git's answer, when known.
+    changed_paths: Option<Vec<String>>,
     /// The event that starts it.
     event: &'a EventRow,
     /// Secrets are withheld from pull requests from forks.
@@ -287,22 +152,28 @@ impl Orchestrator {
 
     /// Routes one event.
     pub async fn handle(&mut self, event: &EventRow) -> Handled {
-        let incoming: Incoming = match serde_json::from_value(event.payload.clone()) {
+        let incoming = match Incoming::read(event) {
             Ok(i) => i,
-            Err(e) => return Handled::Failed(format!("not a normalised event: {e}")),
+            Err(e) => return Handled::Failed(format!("{e}: {}", e.0)),
         };
-        match incoming.kind.as_str() {
-            "ping" => Handled::Done("pong".to_owned()),
-            "push" | "tag" | "pull_request" => self.forge_event(event, &incoming).await,
-            "repository_dispatch" => self.dispatch(event, &incoming).await,
-            "workflow_dispatch" | "schedule" => self.named(event, &incoming).await,
-            other => Handled::Skipped(format!("`{other}` events start nothing")),
+        match &incoming {
+            Incoming::Forge(delivery) => match &delivery.event.kind {
+                EventKind::Ping => Handled::Done("pong".to_owned()),
+                EventKind::Push { .. } | EventKind::Tag { .. } | EventKind::PullRequest(_) => {
+                    self.forge_event(event, &incoming, delivery).await
+                }
+                EventKind::RepositoryDispatch { .. } => self.dispatch(event, &incoming).await,
+                EventKind::WorkflowDispatch { .. } => self.named(event, &incoming).await,
+                EventKind::Ignored { reason } => Handled::Skipped(reason.clone()),
+            },
+            Incoming::Dispatch(_) => self.dispatch(event, &incoming).await,
+            Incoming::Schedule(_) => self.named(event, &incoming).await,
         }
     }
 
     /// The registered name of the event's repository.
     fn repo(&self, incoming: &Incoming) -> Result<String, Handled> {
-        let name = incoming.repo.as_deref().unwrap_or_default();
+        let name = incoming.repo().unwrap_or_default();
         if self.config.repositories.contains_key(name) {
             Ok(name.to_owned())
         } else {
@@ -312,7 +183,12 @@ impl Orchestrator {
         }
     }
 
-    async fn forge_event(&mut self, event: &EventRow, incoming: &Incoming) -> Handled {
+    async fn forge_event(
+        &mut self,
+        event: &EventRow,
+        incoming: &Incoming,
+        delivery: &Delivery,
+    ) -> Handled {
         let config = Arc::clone(&self.config);
         let repo_name = match self.repo(incoming) {
             Ok(r) => r,
@@ -321,17 +197,21 @@ impl Orchestrator {
         let Some(repo) = config.repositories.get(&repo_name) else {
             return Handled::Skipped(format!("repository `{repo_name}` is not registered"));
         };
-        let Some(sha) = incoming.sha.clone() else {
+        let forge_event = &delivery.event;
+        let Some(sha) = forge_event.sha.clone() else {
             return Handled::Skipped("the event names no commit".to_owned());
         };
-        let pr = incoming.pull_request.as_ref();
-        // The pipeline file comes from a revision the repository's owners control.
-        let (trusted, secrets) = match pr {
-            // GitLab does not send the base commit: its branch will do.
-            Some(pr) if pr.from_fork && pr.base_sha.is_empty() => (pr.base_ref.clone(), false),
-            Some(pr) if pr.from_fork => (pr.base_sha.clone(), false),
-            _ => (sha.clone(), true),
+        // The pipeline file comes from a revision the repository's owners control: a
+        // fork's pull request reads the base's (its commit, or, from GitLab, which does
+        // not send it, its branch), and gets no secrets.
+        let trusted = match forge_event.config_rev() {
+            Some(cascade_git::GitRev::Sha(rev)) => rev,
+            Some(cascade_git::GitRev::Ref(full)) => full
+                .strip_prefix("refs/heads/")
+                .map_or(full.clone(), str::to_owned),
+            None => sha.clone(),
         };
+        let secrets = forge_event.secrets_allowed();
         let path = repo.pipeline.clone();
         let source = Arc::clone(&self.source);
         let read = read_pipeline(&source, repo, &trusted, &path).await;
@@ -340,18 +220,18 @@ impl Orchestrator {
             Ok(None) => return Handled::Skipped(format!("no {path} at {trusted}")),
             Err(e) => return Handled::Failed(format!("cannot read {path} at {trusted}: {e}")),
         };
-        let mut incoming = incoming.clone();
-        if incoming.changed_paths.is_none() {
-            let (base, head) = match pr {
-                Some(pr) if pr.base_sha.is_empty() => {
-                    (Some(pr.base_ref.clone()), pr.head_sha.clone())
-                }
-                Some(pr) => (Some(pr.base_sha.clone()), pr.head_sha.clone()),
-                None => (incoming.before.clone(), sha.clone()),
+        let mut paths = forge_event.changed_files.clone();
+        if paths.is_none() {
+            let (base, head) = match &forge_event.kind {
+                EventKind::PullRequest(pr) => (
+                    Some(pr.base_sha.clone().unwrap_or_else(|| pr.base_ref.clone())),
+                    pr.head_sha.clone(),
+                ),
+                _ => (forge_event.before.clone(), sha.clone()),
             };
             if let Some(base) = base.filter(|b| !b.is_empty() && b.chars().any(|c| c != '0')) {
                 let changed = changed_paths(&source, repo, base, head).await;
-                incoming.changed_paths = changed.ok();
+                paths = changed.ok();
             }
         }
         self.start(Start {
@@ -360,7 +240,8 @@ impl Orchestrator {
             path,
             text,
             sha,
-            incoming: &incoming,
+            incoming,
+            changed_paths: paths,
             event,
             secrets,
             route: None,
@@ -368,22 +249,27 @@ impl Orchestrator {
         .await
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one dispatch's steps in order: rules, idempotency, breakers, start"
+    )]
     async fn dispatch(&mut self, event: &EventRow, incoming: &Incoming) -> Handled {
         let config = Arc::clone(&self.config);
-        let event_type = incoming.event_type.clone().unwrap_or_default();
+        let event_type = incoming.event_type().unwrap_or_default().to_owned();
         let task_id = incoming.task_id().unwrap_or_default();
         let retry_count = incoming.retry_count();
         let mut started = Vec::new();
         let mut problems = Vec::new();
         // A dispatch sent to one repository (a forge's `repository_dispatch`) stays there.
-        let only = incoming.repo.as_deref();
+        let only = incoming.repo();
         for (repo_name, repo) in &config.repositories {
             if only.is_some_and(|r| r != repo_name) {
                 continue;
             }
             // A dispatch starts only what its sender's token may act on.
             let scope = repo_scope(repo_name).to_string();
-            if !incoming.scopes.is_empty() && !incoming.scopes.contains(&scope) {
+            let scopes = incoming.scopes();
+            if !scopes.is_empty() && !scopes.contains(&scope) {
                 continue;
             }
             let source = Arc::clone(&self.source);
@@ -451,6 +337,7 @@ impl Orchestrator {
                     text,
                     sha,
                     incoming,
+                    changed_paths: None,
                     event,
                     secrets: true,
                     route: Some((task_id.clone(), event_type.clone(), retry_count)),
@@ -492,15 +379,23 @@ impl Orchestrator {
         let Some(repo) = config.repositories.get(&repo_name) else {
             return Handled::Skipped(format!("repository `{repo_name}` is not registered"));
         };
-        let path = incoming
-            .pipeline
-            .clone()
-            .unwrap_or_else(|| repo.pipeline.clone());
-        let rev = incoming
-            .sha
-            .clone()
-            .or_else(|| incoming.branch.clone())
-            .unwrap_or_else(|| repo.default_branch.clone());
+        let (path, rev) = match incoming {
+            Incoming::Schedule(tick) => (tick.pipeline.clone(), repo.default_branch.clone()),
+            Incoming::Forge(delivery) => {
+                // A `workflow_dispatch`: its commit when the forge names one, else its ref.
+                let rev = delivery.event.sha.clone().or_else(|| {
+                    delivery.event.git_ref().map(|r| {
+                        r.strip_prefix("refs/heads/")
+                            .map_or(r.clone(), str::to_owned)
+                    })
+                });
+                (
+                    repo.pipeline.clone(),
+                    rev.unwrap_or_else(|| repo.default_branch.clone()),
+                )
+            }
+            Incoming::Dispatch(_) => (repo.pipeline.clone(), repo.default_branch.clone()),
+        };
         let source = Arc::clone(&self.source);
         let Fetched { text, sha } = match read_pipeline(&source, repo, &rev, &path).await {
             Ok(Some(f)) => f,
@@ -514,6 +409,7 @@ impl Orchestrator {
             text,
             sha,
             incoming,
+            changed_paths: None,
             event,
             secrets: true,
             route: None,
@@ -524,16 +420,16 @@ impl Orchestrator {
     /// Where a run comes from: what the reporter needs to tell its forge and its
     /// dispatcher.
     fn origin(&self, s: &Start<'_>, run_id: &str, name: &str) -> Origin {
-        let status_target = s.incoming.sha.as_ref().map(|sha| {
-            serde_json::json!({
-                "forge": s.repo.forge,
-                "api_url": s.repo.api_url,
-                "repo": s.repo_name,
-                "project_id": s.repo.project_id,
-                "token_secret": s.repo.token_secret,
-                "sha": sha,
-            })
-            .to_string()
+        let status_target = s.incoming.sha().map(|sha| {
+            crate::reporter::StatusTarget {
+                forge: s.repo.forge,
+                api_url: s.repo.api_url.clone(),
+                repo: s.repo_name.to_owned(),
+                project_id: s.repo.project_id.clone(),
+                token_secret: s.repo.token_secret.clone(),
+                sha: sha.to_owned(),
+            }
+            .stored()
         });
         let callback_url = self.callback(s);
         Origin {
@@ -554,7 +450,7 @@ impl Orchestrator {
     /// payload is never called (that would let anyone make the server send requests
     /// anywhere).
     fn callback(&self, s: &Start<'_>) -> Option<String> {
-        let payload = s.incoming.client_payload.as_ref();
+        let payload = s.incoming.client_payload();
         if payload.is_some_and(|p| p.get("callback_url").is_some()) {
             tracing::warn!(
                 repo = s.repo_name,
@@ -583,6 +479,10 @@ impl Orchestrator {
     }
 
     /// Checks, matches and queues one pipeline; config errors become failed runs.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one sequence: look up, check, record the origin, then queue on either backend"
+    )]
     async fn start(&mut self, s: Start<'_>) -> Handled {
         let name = format!("{}/{}", s.repo_name, s.path);
         let run_id = run_id_for(s.event, &name);
@@ -613,9 +513,9 @@ impl Orchestrator {
         let origin = self.origin(&s, &run_id, &name);
         let trigger = cascade_plan::Trigger {
             event_name: s.incoming.event_name().to_owned(),
-            payload: s.incoming.raw.clone(),
-            inputs: s.incoming.inputs.clone(),
-            changed_paths: s.incoming.changed_paths.clone(),
+            payload: s.incoming.payload(),
+            inputs: s.incoming.inputs(),
+            changed_paths: s.changed_paths.clone(),
         };
         let checked = self.check(&s, &trigger);
         let definition = serde_json::json!({
@@ -638,7 +538,7 @@ impl Orchestrator {
                         &run_id,
                         &name,
                         &origin,
-                        &s.incoming.kind,
+                        s.incoming.event_name(),
                         "skipped",
                         &reason.text,
                     )
@@ -647,8 +547,15 @@ impl Orchestrator {
                 return Handled::Skipped(reason.text);
             }
             Check::ConfigError(error) => {
-                self.ended(&run_id, &name, &origin, &s.incoming.kind, "failed", &error)
-                    .await;
+                self.ended(
+                    &run_id,
+                    &name,
+                    &origin,
+                    s.incoming.event_name(),
+                    "failed",
+                    &error,
+                )
+                .await;
                 return Handled::Failed(format!("{name}: {error}"));
             }
         };
@@ -713,7 +620,7 @@ impl Orchestrator {
                 ));
             }
         };
-        if let Some(skip) = Self::not_triggered(&pipeline, s.incoming) {
+        if let Some(skip) = Self::not_triggered(&pipeline, s.incoming, s.changed_paths.as_deref()) {
             return Check::Skip(skip);
         }
         let plan = match cascade_plan::plan(&pipeline, trigger, &[]) {
@@ -789,8 +696,15 @@ impl Orchestrator {
                 Ok(rendered) => rendered,
                 Err(e) => {
                     let why = crate::error::chain(&e);
-                    self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why)
-                        .await;
+                    self.ended(
+                        run_id,
+                        name,
+                        origin,
+                        s.incoming.event_name(),
+                        "failed",
+                        &why,
+                    )
+                    .await;
                     return Handled::Failed(format!("{name}: {why}"));
                 }
             };
@@ -862,7 +776,11 @@ impl Orchestrator {
 
     /// Why `on:` does not start the pipeline for this event, if it does not. A skip that
     /// only the path filters cause is reported (the forge shows it skipped); others not.
-    fn not_triggered(pipeline: &cascade_spec::Pipeline, incoming: &Incoming) -> Option<Skip> {
+    fn not_triggered(
+        pipeline: &cascade_spec::Pipeline,
+        incoming: &Incoming,
+        changed: Option<&[String]>,
+    ) -> Option<Skip> {
         use cascade_git::filter::{Verdict, evaluate};
         let quiet = |text: String| {
             Some(Skip {
@@ -870,19 +788,23 @@ impl Orchestrator {
                 reported: false,
             })
         };
-        if incoming.kind == "workflow_dispatch" {
-            return pipeline.on.workflow_dispatch.is_none().then(|| Skip {
-                text: "`on.workflow_dispatch` is not set".to_owned(),
-                reported: false,
-            });
-        }
         let event = incoming.forge_event()?;
-        let changed = incoming.changed_paths.as_deref();
-        match evaluate(&pipeline.on, &event, changed) {
+        match &event.kind {
+            EventKind::WorkflowDispatch { .. } => {
+                return pipeline.on.workflow_dispatch.is_none().then(|| Skip {
+                    text: "`on.workflow_dispatch` is not set".to_owned(),
+                    reported: false,
+                });
+            }
+            EventKind::Push { .. } | EventKind::Tag { .. } | EventKind::PullRequest(_) => {}
+            // Dispatches are matched to `on.repository_dispatch` when routed.
+            _ => return None,
+        }
+        match evaluate(&pipeline.on, event, changed) {
             Ok(Verdict::Run) => None,
             Ok(Verdict::Skip(why)) => {
                 let paths_only = changed.is_some()
-                    && matches!(evaluate(&pipeline.on, &event, None), Ok(Verdict::Run));
+                    && matches!(evaluate(&pipeline.on, event, None), Ok(Verdict::Run));
                 Some(Skip {
                     text: why,
                     reported: paths_only,
@@ -982,22 +904,17 @@ fn slug(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cascade_store::{NewEvent, Queue};
+    use cascade_git::delivery::{ForgeEvent, PrAction, Repository};
+    use cascade_store::Queue;
     use cascade_test::git;
 
-    /// An event handled again (the server died before recording its outcome) finds
-    /// the run it started the first time instead of starting another.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_same_event_handled_twice_starts_one_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("app");
+    /// A repository in `dir/app` with `ci.yaml` committed on `main`, and the
+    /// orchestrator of a server that registers it as `acme/app`.
+    fn orchestrator(dir: &std::path::Path, pipeline: &str) -> (Orchestrator, String) {
+        let src = dir.join("app");
         std::fs::create_dir_all(&src).unwrap();
         git(&src, &["init", "-q", "-b", "main"]);
-        std::fs::write(
-            src.join("ci.yaml"),
-            "name: app\non: { push: { branches: [main] } }\njobs:\n  build: { run: make }\n",
-        )
-        .unwrap();
+        std::fs::write(src.join("ci.yaml"), pipeline).unwrap();
         git(&src, &["add", "-A"]);
         git(&src, &["commit", "-q", "-m", "c"]);
         let sha = git(&src, &["rev-parse", "HEAD"]);
@@ -1006,38 +923,60 @@ mod tests {
             src.display()
         ))
         .unwrap();
-        let db = dir.path().join("cascade.db");
-        let mut store = Orchestration::open(&db).unwrap();
-        let incoming = Incoming {
-            kind: "push".into(),
-            repo: Some("acme/app".into()),
-            sha: Some(sha),
-            branch: Some("main".into()),
-            ..Incoming::default()
-        };
-        store
-            .record(&[NewEvent {
-                source: "github".into(),
-                delivery_id: "d-1".into(),
-                kind: "push".into(),
-                repo: Some("acme/app".into()),
-                task_id: None,
-                event_type: None,
-                payload: serde_json::to_value(&incoming).unwrap(),
-            }])
-            .unwrap();
-        let event = store.take(1).unwrap().remove(0);
-        let mut orchestrator = Orchestrator {
-            store: StoreThread::start("test-orchestrator", store).unwrap(),
+        let db = dir.join("cascade.db");
+        let orchestrator = Orchestrator {
+            store: StoreThread::start("test-orchestrator", Orchestration::open(&db).unwrap())
+                .unwrap(),
             intake: Intake::start(Queue::open(&db).unwrap()),
             pool: None,
             config: Arc::new(config),
             source: Arc::new(crate::source::GitSource {
-                repos: cascade_git::clone::Repos::new(dir.path().join("repos")),
+                repos: cascade_git::clone::Repos::new(dir.join("repos")),
             }),
             secret_names: Arc::new(|_| false),
             argo: crate::argo::ArgoBackend::new(),
         };
+        (orchestrator, sha)
+    }
+
+    /// An event handled again (the server died before recording its outcome) finds
+    /// the run it started the first time instead of starting another.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_same_event_handled_twice_starts_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut orchestrator, sha) = orchestrator(
+            dir.path(),
+            "name: app\non: { push: { branches: [main] } }\njobs:\n  build: { run: make }\n",
+        );
+        let incoming = Incoming::Forge(Delivery {
+            forge: cascade_spec::config::Forge::GitHub,
+            delivery_id: "d-1".into(),
+            event: ForgeEvent {
+                kind: EventKind::Push {
+                    branch: "main".into(),
+                },
+                repository: Repository {
+                    full_name: "acme/app".into(),
+                    ..Repository::default()
+                },
+                sha: Some(sha),
+                before: None,
+                changed_files: None,
+                sender: None,
+            },
+        });
+        let stored = incoming.stored();
+        orchestrator
+            .store
+            .call(move |s| s.record(&[stored]))
+            .await
+            .unwrap();
+        let event = orchestrator
+            .store
+            .call(|s| s.take(1))
+            .await
+            .unwrap()
+            .remove(0);
         let Handled::Done(first) = orchestrator.handle(&event).await else {
             panic!("the push starts its pipeline");
         };
@@ -1051,8 +990,151 @@ mod tests {
             second,
             format!("run {run} of acme/app/ci.yaml exists already (queued)")
         );
-        let reader = cascade_store::Reader::open(&db).unwrap();
+        let reader = cascade_store::Reader::open(&dir.path().join("cascade.db")).unwrap();
         let runs: i64 = reader.counts().unwrap().runs.iter().map(|(_, n)| n).sum();
         assert_eq!(runs, 1);
+    }
+
+    /// A push queued by a server of the version before `Incoming` (a flat object with a
+    /// `kind`) and handled after the upgrade starts its pipeline all the same.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_push_queued_in_the_old_shape_is_handled_after_an_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut orchestrator, sha) = orchestrator(
+            dir.path(),
+            "name: app\non: { push: { branches: [main] } }\njobs:\n  build: { run: make }\n",
+        );
+        let old = serde_json::json!({
+            "kind": "push", "repo": "acme/app", "sha": sha, "before": null, "branch": "main",
+            "tag": null, "pull_request": null, "changed_paths": ["ci.yaml"], "event_type": null,
+            "client_payload": null, "inputs": {}, "pipeline": null,
+            "raw": {"forge": "github", "delivery": "old-1", "kind": "push", "ref": "refs/heads/main",
+                    "ref_name": "main", "sha": sha, "repository": {"full_name": "acme/app"}},
+        });
+        let stored = cascade_store::NewEvent {
+            source: "github".into(),
+            delivery_id: "old-1".into(),
+            kind: "push".into(),
+            repo: Some("acme/app".into()),
+            task_id: None,
+            event_type: None,
+            payload: old,
+        };
+        orchestrator
+            .store
+            .call(move |s| s.record(&[stored]))
+            .await
+            .unwrap();
+        let event = orchestrator
+            .store
+            .call(|s| s.take(1))
+            .await
+            .unwrap()
+            .remove(0);
+        let handled = orchestrator.handle(&event).await;
+        assert!(
+            matches!(&handled, Handled::Done(n) if n.starts_with("started run ")),
+            "{handled:?}"
+        );
+        let reader = cascade_store::Reader::open(&dir.path().join("cascade.db")).unwrap();
+        let (_, definition, _) = reader.dag("acme/app/ci.yaml").unwrap();
+        assert_eq!(definition["trigger"]["event_name"], "push");
+        assert_eq!(
+            definition["trigger"]["changed_paths"],
+            serde_json::json!(["ci.yaml"])
+        );
+        assert_eq!(definition["trigger"]["payload"]["ref"], "refs/heads/main");
+    }
+
+    /// GitHub's published delivery of a merged pull request, signed, through the
+    /// gateway's function, the event log and the orchestrator: the pull request arrives
+    /// whole (action, `merged`, title), and its run's `event.*` says so.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_real_merged_pull_request_reaches_the_orchestrator_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut orchestrator, sha) = orchestrator(
+            dir.path(),
+            "name: app\non: { pull_request: { types: [closed] } }\njobs:\n  release: { run: make }\n",
+        );
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/webhooks/github/pull_request.closed.merged.woodpecker.json"
+        );
+        let mut body: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // Pointed at this repository and commit; everything else as GitHub sent it.
+        body["repository"]["full_name"] = "acme/app".into();
+        body["pull_request"]["head"]["sha"] = sha.clone().into();
+        body["pull_request"]["base"]["sha"] = sha.clone().into();
+        let body = body.to_string();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-github-event", "pull_request".parse().unwrap());
+        headers.insert("x-github-delivery", "pr-1".parse().unwrap());
+        let signature = cascade_git::signature::sign(body.as_bytes(), b"s3cret");
+        headers.insert(
+            "x-hub-signature-256",
+            format!("sha256={signature}").parse().unwrap(),
+        );
+        let secrets = crate::hooks::HookSecrets {
+            server: Some(b"s3cret".to_vec()),
+            repos: std::collections::HashMap::new(),
+        };
+        let stored = crate::hooks::verified_event(
+            cascade_spec::config::Forge::GitHub,
+            &headers,
+            body.as_bytes(),
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(
+            (stored.kind.as_str(), stored.repo.as_deref()),
+            ("pull_request", Some("acme/app"))
+        );
+        orchestrator
+            .store
+            .call(move |s| s.record(&[stored]))
+            .await
+            .unwrap();
+        let event = orchestrator
+            .store
+            .call(|s| s.take(1))
+            .await
+            .unwrap()
+            .remove(0);
+        let incoming = Incoming::read(&event).unwrap();
+        let Some(EventKind::PullRequest(pr)) = incoming.forge_event().map(|e| &e.kind) else {
+            panic!("a pull request: {incoming:?}");
+        };
+        assert_eq!(
+            (&pr.action, pr.merged, pr.title.as_str(), pr.number),
+            (&PrAction::Closed, true, "Change file", 62)
+        );
+        assert_eq!(pr.head_sha, sha);
+        assert!(!pr.from_fork);
+        // Exactly what the forge's delivery normalises to: nothing lost on the way.
+        let delivered = Delivery::authenticate(
+            cascade_spec::config::Forge::GitHub,
+            &[
+                ("X-GitHub-Event", "pull_request"),
+                ("X-GitHub-Delivery", "pr-1"),
+                ("X-Hub-Signature-256", &format!("sha256={signature}")),
+            ],
+            body.as_bytes(),
+            b"s3cret",
+        )
+        .unwrap();
+        assert_eq!(incoming, Incoming::Forge(delivered));
+        let handled = orchestrator.handle(&event).await;
+        assert!(
+            matches!(&handled, Handled::Done(n) if n.starts_with("started run ")),
+            "{handled:?}"
+        );
+        let reader = cascade_store::Reader::open(&dir.path().join("cascade.db")).unwrap();
+        let (_, definition, _) = reader.dag("acme/app/ci.yaml").unwrap();
+        let trigger = &definition["trigger"];
+        assert_eq!(trigger["event_name"], "pull_request");
+        assert_eq!(trigger["payload"]["pull_request"]["merged"], true);
+        assert_eq!(trigger["payload"]["pull_request"]["title"], "Change file");
+        assert_eq!(trigger["payload"]["action"], "closed");
     }
 }

@@ -10,10 +10,11 @@
 
 use crate::error::chain;
 use crate::inbox::Inbox;
-use crate::orchestrator::Incoming;
+use crate::incoming::{Dispatch, Incoming};
 use crate::store_thread::StoreThread;
-use cascade_spec::config::AdminConfig;
-use cascade_store::{NewEvent, Orchestration, OriginState};
+use cascade_spec::config::{AdminConfig, Forge};
+use cascade_store::{Orchestration, OriginState};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +26,50 @@ pub type StatusSender = Arc<
         + Sync,
 >;
 
+/// Where a run's commit statuses go: kept with its origin (`run_origins.status_target`,
+/// as JSON) by the orchestrator, read back by the reporter. It names the token's secret,
+/// never the token. Rows written before this type had the same fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusTarget {
+    pub forge: Forge,
+    /// The forge's API base (the repository's `api_url`); `None`: no statuses are sent.
+    pub api_url: Option<String>,
+    /// The registered repository (`owner/name`).
+    pub repo: String,
+    /// GitLab's numeric project id; GitLab's statuses go to it (else to `repo`).
+    pub project_id: Option<String>,
+    /// The secret (by name) holding the API token.
+    pub token_secret: Option<String>,
+    /// The commit the run built.
+    pub sha: String,
+}
+
+impl StatusTarget {
+    /// The text stored in `run_origins.status_target`.
+    pub fn stored(&self) -> String {
+        // Strings only: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A stored target read back.
+    pub fn read(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The repository as `forge`'s status API names it: GitLab's project id when known.
+    pub fn api_repo(&self) -> &str {
+        match (self.forge, &self.project_id) {
+            (Forge::GitLab, Some(id)) => id,
+            _ => &self.repo,
+        }
+    }
+}
+
 /// One commit status to post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusPost {
-    /// The run origin's `status_target` (forge, API base, repository, sha, token secret).
-    pub target: serde_json::Value,
+    /// Where it goes: the run origin's target.
+    pub target: StatusTarget,
     pub context: String,
     /// `pending`, `success`, `failure` or `error`.
     pub state: String,
@@ -146,13 +186,19 @@ impl Reporter {
 
     /// Posts what changed; `true` when everything wanted was sent.
     async fn post_statuses(&mut self, state: &OriginState) -> bool {
-        let Some(target) = state
-            .origin
-            .status_target
-            .as_deref()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-        else {
+        let Some(stored) = state.origin.status_target.as_deref() else {
             return true;
+        };
+        let target = match StatusTarget::read(stored) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(
+                    run = state.origin.run_id,
+                    error = %e,
+                    "a run's status target cannot be read; no commit status is sent"
+                );
+                return true;
+            }
         };
         let Some(send) = self.statuses.clone() else {
             return true;
@@ -273,15 +319,26 @@ impl Reporter {
             Some(id) => self.store.call(move |s| s.event(id)).await?,
             None => None,
         };
-        let mut client_payload = event
-            .and_then(|e| serde_json::from_value::<Incoming>(e.payload).ok())
-            .and_then(|i| i.client_payload)
+        let original = event.and_then(|e| Incoming::read(&e).ok());
+        let mut client_payload = original
+            .as_ref()
+            .and_then(Incoming::client_payload)
+            .cloned()
             .unwrap_or_else(|| serde_json::json!({"task_id": task_id}));
         let retry_count = origin.retry_count + 1;
         if let Some(map) = client_payload.as_object_mut() {
             map.insert("retry_count".to_owned(), retry_count.into());
         }
-        let incoming = Incoming::dispatch(event_type, client_payload);
+        // A retry acts in the scopes the first dispatch was limited to, no more.
+        let scopes = original
+            .as_ref()
+            .map(|i| i.scopes().to_vec())
+            .unwrap_or_default();
+        let retry = Incoming::Dispatch(Dispatch {
+            event_type: event_type.to_owned(),
+            client_payload,
+            scopes,
+        });
         tracing::info!(
             task_id,
             event_type,
@@ -289,15 +346,7 @@ impl Reporter {
             "retrying a failed dispatch"
         );
         self.inbox
-            .accept(NewEvent {
-                source: "dispatch".to_owned(),
-                delivery_id: format!("{task_id}:{event_type}:{retry_count}"),
-                kind: "repository_dispatch".to_owned(),
-                repo: None,
-                task_id: Some(task_id.to_owned()),
-                event_type: Some(event_type.to_owned()),
-                payload: serde_json::to_value(incoming).unwrap_or_default(),
-            })
+            .accept(retry.stored())
             .await
             .map(|_| ())
             .map_err(ReportError::Inbox)
@@ -391,6 +440,35 @@ mod tests {
                 .map(|(t, s)| ((*t).to_owned(), (*s).to_owned(), None))
                 .collect(),
         }
+    }
+
+    /// Targets as the orchestrator wrote them before `StatusTarget` was a type (a
+    /// `json!` object with every key, `null` where unset) read as they meant.
+    #[test]
+    fn old_status_targets_read_and_new_ones_round_trip() {
+        let old = r#"{"forge":"gitlab","api_url":"https://gitlab.example/api/v4","repo":"acme/app","project_id":"42","token_secret":"GL_TOKEN","sha":"abc"}"#;
+        let target = StatusTarget::read(old).unwrap();
+        assert_eq!(
+            target,
+            StatusTarget {
+                forge: Forge::GitLab,
+                api_url: Some("https://gitlab.example/api/v4".into()),
+                repo: "acme/app".into(),
+                project_id: Some("42".into()),
+                token_secret: Some("GL_TOKEN".into()),
+                sha: "abc".into(),
+            }
+        );
+        assert_eq!(target.api_repo(), "42");
+        assert_eq!(StatusTarget::read(&target.stored()).unwrap(), target);
+        let none = r#"{"forge":"github","api_url":null,"repo":"acme/app","project_id":null,"token_secret":null,"sha":"abc"}"#;
+        let github = StatusTarget::read(none).unwrap();
+        assert_eq!(
+            (github.api_url.as_deref(), github.api_repo()),
+            (None, "acme/app")
+        );
+        // A target naming no commit is refused, not read as an empty sha.
+        assert!(StatusTarget::read(r#"{"forge":"github","repo":"acme/app"}"#).is_err());
     }
 
     #[test]

@@ -122,15 +122,58 @@ impl Default for ArgoSettings {
     }
 }
 
-/// A git host.
+/// A git host whose webhooks and status API Cascade speaks: the one `Forge` of the
+/// workspace. `cascade.toml` spells it `github`, `gitea` or `gitlab` (as do the webhook
+/// routes, `/hooks/github`, and stored events); `cascade-git` re-exports it and adds
+/// what is about webhooks (which header names the event, detecting the sender).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Forge {
-    Github,
+    GitHub,
     Gitea,
-    Gitlab,
+    GitLab,
+}
+
+impl Forge {
+    pub const ALL: [Forge; 3] = [Forge::GitHub, Forge::Gitea, Forge::GitLab];
+
+    /// The lowercase name used in `cascade.toml`, routes (`/hooks/github`) and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::GitHub => "github",
+            Forge::Gitea => "gitea",
+            Forge::GitLab => "gitlab",
+        }
+    }
+}
+
+impl std::fmt::Display for Forge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Forge::GitHub => "GitHub",
+            Forge::Gitea => "Gitea",
+            Forge::GitLab => "GitLab",
+        })
+    }
+}
+
+/// A route or config name that is not `github`, `gitea` or `gitlab`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown forge `{0}`; expected github, gitea or gitlab")]
+pub struct UnknownForge(pub String);
+
+impl std::str::FromStr for Forge {
+    type Err = UnknownForge;
+
+    /// The lowercase name, in any case (`GitLab` too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Forge::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownForge(s.to_owned()))
+    }
 }
 
 /// Where a repository's runs go.
@@ -584,6 +627,30 @@ mod tests {
     }
 
     #[test]
+    fn forge_names_are_the_config_syntax_and_round_trip() {
+        for f in Forge::ALL {
+            assert_eq!(f.as_str().parse::<Forge>(), Ok(f));
+            let c = AdminConfig::parse(&format!(
+                "[repositories.\"o/r\"]\nforge = \"{}\"\nurl = \"file:///r\"\n",
+                f.as_str()
+            ))
+            .unwrap();
+            assert_eq!(c.repositories["o/r"].forge, f);
+            assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
+        }
+        assert_eq!("GitLab".parse::<Forge>(), Ok(Forge::GitLab));
+        assert_eq!(
+            "bitbucket".parse::<Forge>().unwrap_err().to_string(),
+            "unknown forge `bitbucket`; expected github, gitea or gitlab"
+        );
+        // The file's spelling is lowercase only, as it always was.
+        assert!(
+            AdminConfig::parse("[repositories.\"o/r\"]\nforge = \"GitHub\"\nurl = \"x\"\n")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn parses_repositories_and_the_orchestrator() {
         let c = AdminConfig::parse(
             "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"https://github.com/acme/app.git\"\napi_url = \"https://api.github.com\"\ntoken_secret = \"GITHUB_TOKEN\"\n[orchestrator]\nretry_limit = 2\nbreaker_cooldown = \"5s\"\n",
@@ -597,7 +664,7 @@ mod tests {
                 repo.default_branch.as_str(),
                 repo.backend
             ),
-            (Forge::Github, "ci.yaml", "main", Backend::Local)
+            (Forge::GitHub, "ci.yaml", "main", Backend::Local)
         );
         assert_eq!(c.orchestrator.retry_limit, 2);
         assert_eq!(c.orchestrator.breaker_failures, 5);

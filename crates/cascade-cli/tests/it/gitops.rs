@@ -768,3 +768,89 @@ fn contract_a_gitlab_push_with_its_token_runs_and_reports_to_the_gitlab_status_a
     );
     assert_eq!(got[0].body["state"], "pending");
 }
+
+/// GitHub's published delivery of a merged pull request, pointed at this repository and
+/// commit: the stored event is the pull request whole (action, `merged`, title, as
+/// `cascade-git` read it), the orchestrator routes it by its action, and the job reads
+/// the same facts as `event.*`.
+#[test]
+fn contract_a_real_merged_github_pull_request_arrives_whole_and_its_job_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let pipeline = "name: app\non: { pull_request: { types: [closed] } }\njobs:\n  release:\n    if: event.pull_request.merged\n    run: echo \"merged=${{ event.pull_request.merged }} action=${{ event.action }} title=${{ event.pull_request.title }}\"\n";
+    let sha = repo(&src, &[("ci.yaml", pipeline)]);
+    let host = Recorder::start();
+    let server = serve(dir.path(), &config(&src, &host.url, ""), &[]);
+    let mut body: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::root()
+                .join("../shared/webhooks/github/pull_request.closed.merged.woodpecker.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    body["repository"]["full_name"] = "acme/app".into();
+    body["repository"]["clone_url"] = format!("file://{}", src.display()).into();
+    body["pull_request"]["head"]["sha"] = sha.clone().into();
+    body["pull_request"]["base"]["sha"] = sha.clone().into();
+    let body = body.to_string();
+    let (status, answer) = post_hook(
+        &server.addr,
+        "github",
+        &github_headers("pr-merged-1", "pull_request", &body),
+        &body,
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["kind"], "pull_request");
+    let context = "cascade/acme/app/ci.yaml/release";
+    let got = host.wait(Duration::from_secs(30), "the release job's end", |r| {
+        statuses_for(r, context)
+            .last()
+            .is_some_and(|s| s == "success")
+    });
+    let last = got
+        .iter()
+        .rev()
+        .find(|r| r.body["context"] == context)
+        .unwrap();
+    assert_eq!(last.body["description"], "passed", "not skipped: {got:#?}");
+    assert_eq!(last.path, format!("/repos/acme/app/statuses/{sha}"));
+    let log = events(&server, None);
+    assert_eq!(log.len(), 1, "{log:#?}");
+    let stored = &log[0]["payload"];
+    assert_eq!(stored["from"], "forge", "{stored}");
+    let pr = &stored["event"]["kind"];
+    assert_eq!(
+        (
+            &pr["type"],
+            &pr["action"],
+            &pr["merged"],
+            &pr["title"],
+            &pr["number"]
+        ),
+        (
+            &Value::from("pull_request"),
+            &Value::from("closed"),
+            &Value::from(true),
+            &Value::from("Change file"),
+            &Value::from(62)
+        ),
+        "{pr}"
+    );
+    let note = log[0]["note"].as_str().unwrap();
+    let run_id = note
+        .strip_prefix("started run ")
+        .and_then(|n| n.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a started run: {note}"));
+    let (_, logs) = http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs"),
+        "",
+    );
+    assert!(
+        logs.to_string()
+            .contains("merged=true action=closed title=Change file"),
+        "{logs}"
+    );
+}

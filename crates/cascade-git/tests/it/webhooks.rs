@@ -77,8 +77,14 @@ fn headers(forge: Forge, file: &str, body: &[u8]) -> Vec<(String, String)> {
 fn load(forge: Forge, file: &str) -> Delivery {
     let body = body(forge, file);
     let headers = headers(forge, file, &body);
-    Delivery::authenticate(forge, &headers, &body, SECRET)
-        .unwrap_or_else(|e| panic!("{}/{file}: {e}", forge.as_str()))
+    let d = Delivery::authenticate(forge, &headers, &body, SECRET)
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", forge.as_str()));
+    // The server stores a delivery as JSON and routes what it reads back: nothing of it
+    // may be lost on the way (a PR's `merged`, `title`, action).
+    let stored = serde_json::to_string(&d).unwrap();
+    let read: Delivery = serde_json::from_str(&stored).unwrap();
+    assert_eq!(read, d, "{}/{file} read back from {stored}", forge.as_str());
+    d
 }
 
 fn pr(d: &Delivery) -> &PullRequest {
