@@ -45,7 +45,7 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the job DAG of a pipeline (dot, mermaid or json)
     Graph(cmd::graph::Args),
-    /// Print the planned model of a pipeline (jobs, edges, fan-outs, env, secrets) without running it
+    /// Print what a run would do (jobs, edges, fan-outs, env, secrets), as text or JSON
     Plan(cmd::plan::Args),
     /// Print the JSON Schema of ci.yaml for editor completion
     Schema,

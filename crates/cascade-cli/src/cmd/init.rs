@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to write the files [default: the current directory]
+    /// Where to write the files (`.`: the current directory)
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Overwrite ci.yaml and cascade.toml if they exist
