@@ -130,7 +130,7 @@ pub fn run(command: &Command) -> anyhow::Result<Outcome> {
 /// Prints each change of a workflow; the outcome follows its final phase.
 async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<Outcome> {
     use cascade_argo::cluster::Progress;
-    let phase = cascade_argo::cluster::watch(client, namespace, name, |p| match p {
+    let status = cascade_argo::cluster::watch(client, namespace, name, |p| match p {
         Progress::Phase { phase, message } => {
             output::note(&format!(
                 "{name}: {phase}{}",
@@ -155,8 +155,8 @@ async fn follow(client: &kube::Client, namespace: &str, name: &str) -> anyhow::R
         }
     })
     .await?;
-    output::data(&format!("{name} {phase}"));
-    Ok(if phase == "Succeeded" {
+    output::data(&format!("{name} {status}"));
+    Ok(if status == cascade_plan::RunStatus::Succeeded {
         Outcome::Success
     } else {
         Outcome::Failure
