@@ -294,11 +294,18 @@ impl TaskState {
     }
 }
 
-/// A task's state in telemetry payloads (DESIGN §5): the seed's upper-case words. Mapped
-/// from and to [`TaskState`] by [`TaskState::telemetry`] and
+/// Task states on the wire (telemetry, DESIGN §5): the seed's upper-case words. A
+/// cancelled task is `FAILED` with an `error`; a task waiting to be retried is `PENDING`
+/// again. Mapped from and to [`TaskState`] by [`TaskState::telemetry`] and
 /// [`TelemetryState::task_state`], nowhere else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+// Its name and description in the published telemetry schema (v1.0), which stay as
+// they were.
+#[schemars(
+    rename = "TaskStatus",
+    description = "Task states on the wire. A cancelled task is `FAILED` with an `error`; a task waiting\nto be retried is `PENDING` again, with the coming attempt in `metadata`."
+)]
 pub enum TelemetryState {
     Pending,
     Running,
