@@ -440,9 +440,13 @@ pub fn map(kind: &EventKind) -> Option<Body> {
                 error,
             )
         }
-        EventKind::TaskSkipped { task: id, .. } => {
-            task(id, TelemetryState::Skipped, TaskMetadata::default(), None, None)
-        }
+        EventKind::TaskSkipped { task: id, .. } => task(
+            id,
+            TelemetryState::Skipped,
+            TaskMetadata::default(),
+            None,
+            None,
+        ),
         EventKind::ResourceAcquired {
             resource, in_use, ..
         } => resource_event(resource, ResourceAction::Acquire, *in_use),

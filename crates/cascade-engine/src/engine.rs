@@ -1076,7 +1076,7 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
                 attempts: attempt - 1,
                 exit: Exit::Cancelled,
                 duration: started.elapsed(),
-                error: Some("cancelled".to_owned()),
+                error: Some(TaskState::Cancelled.as_str().to_owned()),
                 outputs: serde_json::Map::new(),
             };
         }
@@ -1090,7 +1090,7 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
         if finished.exit.success() {
             let (state, error, outputs) =
                 match collect_outputs(&p, &finished.stdout, &shared.masker) {
-                    Ok(outputs) => (TaskState::Completed, None, outputs),
+                    Ok(outputs) => (TaskState::Succeeded, None, outputs),
                     Err(e) => (TaskState::Failed, Some(e), serde_json::Map::new()),
                 };
             return Report {

@@ -180,7 +180,11 @@ mod tests {
 
     #[test]
     fn outcomes_are_the_final_run_statuses_and_read_the_old_word() {
-        for outcome in [RunOutcome::Succeeded, RunOutcome::Failed, RunOutcome::Cancelled] {
+        for outcome in [
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Cancelled,
+        ] {
             let json = serde_json::to_value(outcome).unwrap();
             assert_eq!(json, serde_json::json!(RunStatus::from(outcome).as_str()));
             assert_eq!(serde_json::from_value::<RunOutcome>(json).unwrap(), outcome);

@@ -438,8 +438,13 @@ mod tests {
             "bogus".parse::<RunStatus>().unwrap_err(),
             "expected a run status: `queued`, `running`, `cancelling`, `succeeded`, `failed`, `cancelled` or `skipped`; found `bogus`"
         );
-        let error = serde_json::from_str::<TaskState>("\"done\"").unwrap_err().to_string();
-        assert!(error.starts_with("expected a task state: `pending`, `running`"), "{error}");
+        let error = serde_json::from_str::<TaskState>("\"done\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("expected a task state: `pending`, `running`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -451,10 +456,23 @@ mod tests {
         use RunStatus as R;
         assert_eq!(
             runs,
-            [R::Queued, R::Queued, R::Running, R::Succeeded, R::Failed, R::Failed]
+            [
+                R::Queued,
+                R::Queued,
+                R::Running,
+                R::Succeeded,
+                R::Failed,
+                R::Failed
+            ]
         );
         let nodes: Vec<TaskState> = [
-            "Pending", "Running", "Succeeded", "Failed", "Error", "Skipped", "Omitted",
+            "Pending",
+            "Running",
+            "Succeeded",
+            "Failed",
+            "Error",
+            "Skipped",
+            "Omitted",
         ]
         .into_iter()
         .map(TaskState::from_argo_phase)
@@ -481,7 +499,12 @@ mod tests {
             (TaskState::Pending, None, W::Pending, None),
             (TaskState::Running, None, W::Running, None),
             (TaskState::Succeeded, None, W::Completed, None),
-            (TaskState::Failed, Some("exit code 2"), W::Failed, Some("exit code 2")),
+            (
+                TaskState::Failed,
+                Some("exit code 2"),
+                W::Failed,
+                Some("exit code 2"),
+            ),
             (TaskState::Skipped, None, W::Skipped, None),
             (TaskState::Cancelled, None, W::Failed, Some("cancelled")),
         ] {

@@ -578,7 +578,7 @@ impl Orchestrator {
             Ok(Some(existing))
                 if existing.backend.is_some()
                     && existing.external_ref.is_none()
-                    && existing.status == "queued" =>
+                    && existing.status == cascade_plan::RunStatus::Queued =>
             {
                 tracing::info!(
                     run = run_id,
@@ -623,14 +623,21 @@ impl Orchestrator {
                         &name,
                         &origin,
                         &s.incoming.kind,
-                        "skipped",
+                        cascade_plan::RunStatus::Skipped,
                         &reason.text,
                     );
                 }
                 return Handled::Skipped(reason.text);
             }
             Check::ConfigError(error) => {
-                self.ended(&run_id, &name, &origin, &s.incoming.kind, "failed", &error);
+                self.ended(
+                    &run_id,
+                    &name,
+                    &origin,
+                    &s.incoming.kind,
+                    cascade_plan::RunStatus::Failed,
+                    &error,
+                );
                 return Handled::Failed(format!("{name}: {error}"));
             }
         };
@@ -765,7 +772,14 @@ impl Orchestrator {
             match crate::argo::render(&pipeline, &plan, &self.config, checkout, run_id, name) {
                 Ok(rendered) => rendered,
                 Err(why) => {
-                    self.ended(run_id, name, origin, &s.incoming.kind, "failed", &why);
+                    self.ended(
+                        run_id,
+                        name,
+                        origin,
+                        &s.incoming.kind,
+                        cascade_plan::RunStatus::Failed,
+                        &why,
+                    );
                     return Handled::Failed(format!("{name}: {why}"));
                 }
             };
@@ -816,13 +830,17 @@ impl Orchestrator {
                     .iter()
                     .map(|job| cascade_store::ExternalTask {
                         task_id: job,
-                        status: "failed",
+                        status: cascade_plan::TaskState::Failed,
                         error: Some(&why),
                     })
                     .collect();
                 let _ = tokio::task::block_in_place(|| {
-                    self.store
-                        .external_progress(run_id, "failed", Some(&why), &tasks)
+                    self.store.external_progress(
+                        run_id,
+                        cascade_plan::RunStatus::Failed,
+                        Some(&why),
+                        &tasks,
+                    )
                 });
                 Handled::Failed(format!("{name}: {why}"))
             }
@@ -869,7 +887,7 @@ impl Orchestrator {
         name: &str,
         origin: &Origin,
         trigger: &str,
-        status: &str,
+        status: cascade_plan::RunStatus,
         why: &str,
     ) {
         let result = tokio::task::block_in_place(|| {

@@ -10,6 +10,7 @@
 
 use crate::inbox::Inbox;
 use crate::orchestrator::Incoming;
+use cascade_plan::{RunStatus, TaskState};
 use cascade_spec::config::AdminConfig;
 use cascade_store::{NewEvent, Orchestration, OriginState};
 use std::sync::Arc;
@@ -53,24 +54,33 @@ pub fn desired_statuses(state: &OriginState) -> Vec<(String, String, String)> {
     let base = format!("cascade/{}", state.origin.pipeline);
     if state.tasks.is_empty() {
         let why = state.error.as_deref();
-        let (status, description) = match state.status.as_str() {
-            "completed" => ("success", "passed".to_owned()),
-            "skipped" => (
+        let (status, description) = match state.status {
+            RunStatus::Succeeded => ("success", "passed".to_owned()),
+            RunStatus::Skipped => (
                 "success",
-                why.map_or_else(|| "skipped".to_owned(), |w| format!("skipped: {w}")),
+                why.map_or_else(
+                    || RunStatus::Skipped.to_string(),
+                    |w| format!("{}: {w}", RunStatus::Skipped),
+                ),
             ),
-            "failed" => ("failure", why.unwrap_or("failed").to_owned()),
-            "cancelled" => ("error", "cancelled".to_owned()),
-            _ => ("pending", "queued".to_owned()),
+            RunStatus::Failed => (
+                "failure",
+                why.unwrap_or(RunStatus::Failed.as_str()).to_owned(),
+            ),
+            RunStatus::Cancelled => ("error", RunStatus::Cancelled.to_string()),
+            RunStatus::Queued | RunStatus::Running | RunStatus::Cancelling => {
+                ("pending", RunStatus::Queued.to_string())
+            }
         };
         return vec![(base, status.to_owned(), description)];
     }
-    let mut jobs: indexmap::IndexMap<String, Vec<(&str, Option<&str>)>> = indexmap::IndexMap::new();
+    let mut jobs: indexmap::IndexMap<String, Vec<(TaskState, Option<&str>)>> =
+        indexmap::IndexMap::new();
     for (task, status, error) in &state.tasks {
         let job = task.split('[').next().unwrap_or(task).to_owned();
         jobs.entry(job)
             .or_default()
-            .push((status.as_str(), error.as_deref()));
+            .push((*status, error.as_deref()));
     }
     jobs.into_iter()
         .map(|(job, copies)| {
@@ -80,26 +90,32 @@ pub fn desired_statuses(state: &OriginState) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn job_status(copies: &[(&str, Option<&str>)]) -> (&'static str, String) {
-    let failed = copies.iter().find(|(s, _)| *s == "failed");
+/// The forge's word and the description for a job from its copies' states.
+fn job_status(copies: &[(TaskState, Option<&str>)]) -> (&'static str, String) {
+    let failed = copies.iter().find(|(s, _)| *s == TaskState::Failed);
     if let Some((_, error)) = failed {
-        return ("failure", error.unwrap_or("failed").to_owned());
-    }
-    if copies.iter().any(|(s, _)| *s == "cancelled") {
-        return ("error", "cancelled".to_owned());
-    }
-    if copies
-        .iter()
-        .any(|(s, _)| matches!(*s, "pending" | "running"))
-    {
-        let running = copies.iter().any(|(s, _)| *s == "running");
         return (
-            "pending",
-            if running { "running" } else { "waiting" }.to_owned(),
+            "failure",
+            error.unwrap_or(TaskState::Failed.as_str()).to_owned(),
         );
     }
-    if copies.iter().all(|(s, _)| *s == "skipped") {
-        return ("success", "skipped".to_owned());
+    if copies.iter().any(|(s, _)| *s == TaskState::Cancelled) {
+        return ("error", TaskState::Cancelled.to_string());
+    }
+    if copies.iter().any(|(s, _)| !s.is_final()) {
+        let running = copies.iter().any(|(s, _)| *s == TaskState::Running);
+        return (
+            "pending",
+            if running {
+                TaskState::Running.as_str()
+            } else {
+                "waiting"
+            }
+            .to_owned(),
+        );
+    }
+    if copies.iter().all(|(s, _)| *s == TaskState::Skipped) {
+        return ("success", TaskState::Skipped.to_string());
     }
     ("success", "passed".to_owned())
 }
@@ -124,7 +140,7 @@ impl Reporter {
             .map_err(|e| e.to_string())?;
         for state in pending {
             let statuses_sent = self.post_statuses(&state).await;
-            if !cascade_store::external::ended(&state.status) || !statuses_sent {
+            if !state.status.is_final() || !statuses_sent {
                 continue;
             }
             if let Err(e) = self.settle(&state).await {
@@ -205,7 +221,7 @@ impl Reporter {
     /// The end of a run: breaker, retry or callback.
     async fn settle(&mut self, state: &OriginState) -> Result<(), String> {
         let origin = &state.origin;
-        let succeeded = matches!(state.status.as_str(), "completed" | "skipped");
+        let succeeded = matches!(state.status, RunStatus::Succeeded | RunStatus::Skipped);
         if let (Some(task_id), Some(event_type)) = (&origin.task_id, &origin.event_type) {
             let route = format!("{event_type} → {}", origin.pipeline);
             let (failures, _) = tokio::task::block_in_place(|| self.store.breaker(&route))
@@ -237,7 +253,11 @@ impl Reporter {
                     event_type,
                     &origin.pipeline,
                     None,
-                    if succeeded { "succeeded" } else { "failed" },
+                    if succeeded {
+                        RunStatus::Succeeded.as_str()
+                    } else {
+                        RunStatus::Failed.as_str()
+                    },
                 )
             });
         }
@@ -295,7 +315,12 @@ async fn callback(http: &reqwest::Client, state: &OriginState) -> Result<(), Str
         return Ok(());
     };
     let error = state.tasks.iter().find_map(|(task, status, error)| {
-        (status == "failed").then(|| format!("{task}: {}", error.as_deref().unwrap_or("failed")))
+        (*status == TaskState::Failed).then(|| {
+            format!(
+                "{task}: {}",
+                error.as_deref().unwrap_or(TaskState::Failed.as_str())
+            )
+        })
     });
     let body = serde_json::json!({
         "run_id": state.origin.run_id,
@@ -326,17 +351,18 @@ mod tests {
     use cascade_store::Origin;
 
     fn state(status: &str, tasks: &[(&str, &str)]) -> OriginState {
+        let status = RunStatus::parse(status).unwrap();
         OriginState {
             origin: Origin {
                 run_id: "r".into(),
                 pipeline: "acme/app/ci.yaml".into(),
                 ..Origin::default()
             },
-            status: status.into(),
+            status,
             error: None,
             tasks: tasks
                 .iter()
-                .map(|(t, s)| ((*t).to_owned(), (*s).to_owned(), None))
+                .map(|(t, s)| ((*t).to_owned(), TaskState::parse(s).unwrap(), None))
                 .collect(),
         }
     }
@@ -346,7 +372,7 @@ mod tests {
         let s = state(
             "running",
             &[
-                ("lint[0]", "completed"),
+                ("lint[0]", "succeeded"),
                 ("lint[1]", "running"),
                 ("docs", "skipped"),
                 ("test", "failed"),

@@ -312,7 +312,10 @@ mod tests {
                     "r1",
                     RunStatus::Running,
                     None,
-                    &[task("build", TaskState::Running), task("test", TaskState::Pending)]
+                    &[
+                        task("build", TaskState::Running),
+                        task("test", TaskState::Pending)
+                    ]
                 )
                 .unwrap()
         );
@@ -338,7 +341,10 @@ mod tests {
             !store
                 .external_progress(
                     "r1",
-                    RunStatus::Running, None, &[task("build", TaskState::Running)])
+                    RunStatus::Running,
+                    None,
+                    &[task("build", TaskState::Running)]
+                )
                 .unwrap()
         );
         assert!(store.external_runs("argo").unwrap().is_empty());
@@ -380,9 +386,7 @@ mod tests {
         assert_eq!(store.run_definition("nope").unwrap(), None);
         assert!(
             !store
-                .external_progress(
-                    "nope",
-                    RunStatus::Running, None, &[])
+                .external_progress("nope", RunStatus::Running, None, &[])
                 .unwrap()
         );
     }
@@ -408,8 +412,11 @@ mod tests {
         }
         store
             .external_progress(
-                    "r1",
-                    RunStatus::Running, None, &[task("build", TaskState::Running)])
+                "r1",
+                RunStatus::Running,
+                None,
+                &[task("build", TaskState::Running)],
+            )
             .unwrap();
         assert_eq!(queue.cancel("r1").unwrap(), Cancelled::Requested);
         assert_eq!(queue.cancel("r1").unwrap(), Cancelled::Requested);
@@ -420,14 +427,17 @@ mod tests {
         // Still running on the backend: still cancelling here.
         store
             .external_progress(
-                    "r1",
-                    RunStatus::Running, None, &[task("build", TaskState::Running)])
+                "r1",
+                RunStatus::Running,
+                None,
+                &[task("build", TaskState::Running)],
+            )
             .unwrap();
         assert_eq!(queue.run_status("r1").unwrap().0, RunStatus::Cancelling);
         store
             .external_progress(
-                    "r1",
-                    RunStatus::Failed,
+                "r1",
+                RunStatus::Failed,
                 Some("Stopped with strategy 'Terminate'"),
                 &[task("build", TaskState::Failed)],
             )
@@ -441,8 +451,11 @@ mod tests {
         queue.cancel("r2").unwrap();
         store
             .external_progress(
-                    "r2",
-                    RunStatus::Succeeded, None, &[task("build", TaskState::Succeeded)])
+                "r2",
+                RunStatus::Succeeded,
+                None,
+                &[task("build", TaskState::Succeeded)],
+            )
             .unwrap();
         assert_eq!(queue.run_status("r2").unwrap().0, RunStatus::Succeeded);
     }

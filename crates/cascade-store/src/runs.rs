@@ -521,7 +521,9 @@ mod tests {
         assert_eq!(run.status, RunStatus::Failed);
         assert_eq!(
             run.error.as_deref(),
-            Some("interrupted: its `cascade run` process (pid 2147483647) ended before the run did")
+            Some(
+                "interrupted: its `cascade run` process (pid 2147483647) ended before the run did"
+            )
         );
     }
 }

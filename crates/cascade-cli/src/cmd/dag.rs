@@ -82,11 +82,20 @@ pub struct SubmitArgs {
     target: Target,
 }
 
+/// `--status`: one of the run statuses, offered (and completed) from the type.
+fn run_status() -> impl clap::builder::TypedValueParser<Value = cascade_plan::RunStatus> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(
+        cascade_plan::RunStatus::ALL.iter().map(|s| s.as_str()),
+    )
+    .try_map(|word| word.parse::<cascade_plan::RunStatus>())
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only DAGs whose latest run has this status
-    #[arg(long, value_parser = ["queued", "running", "cancelling", "completed", "failed", "cancelled", "skipped"])]
-    status: Option<String>,
+    #[arg(long, value_parser = run_status())]
+    status: Option<cascade_plan::RunStatus>,
     /// Only this scope (`project:proj-a`, `global`)
     #[arg(long)]
     scope: Option<String>,
@@ -300,10 +309,10 @@ impl Source {
                     .map_err(|e| Failure::Refused(e.to_string()))?;
                 match queue.cancel(run_id) {
                     Ok(cascade_store::Cancelled::Dequeued) => {
-                        Ok(json!({"run_id": run_id, "status": "cancelled"}))
+                        Ok(json!({"run_id": run_id, "status": cascade_plan::RunStatus::Cancelled}))
                     }
                     Ok(cascade_store::Cancelled::Requested) => {
-                        Ok(json!({"run_id": run_id, "status": "cancelling"}))
+                        Ok(json!({"run_id": run_id, "status": cascade_plan::RunStatus::Cancelling}))
                     }
                     Ok(cascade_store::Cancelled::AlreadyEnded(status)) => Err(Failure::Refused(
                         format!("run `{run_id}` already ended ({status}); nothing to cancel"),
@@ -492,8 +501,9 @@ fn list(args: &ListArgs) -> Result<Outcome, Failure> {
         return Ok(Outcome::Success);
     }
     let mut query = vec![format!("limit={}", args.limit)];
+    let status = args.status.map(|s| s.as_str().to_owned());
     for (key, value) in [
-        ("status", &args.status),
+        ("status", &status),
         ("scope", &args.scope),
         ("node", &args.node),
     ] {
@@ -502,7 +512,7 @@ fn list(args: &ListArgs) -> Result<Outcome, Failure> {
         }
     }
     let filter = DagFilter {
-        status: args.status.clone(),
+        status: args.status,
         scope: args.scope.clone(),
         node: args.node.clone(),
     };

@@ -84,7 +84,7 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<Outcome> {
                     vec![
                         r.run_id.clone(),
                         r.dag_id.clone(),
-                        r.status.clone(),
+                        r.status.to_string(),
                         format!("{}/{}/{}", r.passed, r.failed, r.skipped),
                         r.duration_ms.map_or_else(
                             || "-".to_owned(),

@@ -2,7 +2,9 @@
 //! is, line by line, or JSON-escaped.
 
 use crate::{Broker, Inbox, Kind, connected, identity};
-use cascade_connect::payload::{Body, Header, Payload, TaskMetadata, TaskStateEvent, TelemetryState};
+use cascade_connect::payload::{
+    Body, Header, Payload, TaskMetadata, TaskStateEvent, TelemetryState,
+};
 use cascade_connect::{Masker, Telemetry, TelemetryOptions};
 use cascade_plan::{Event, EventKind, RunId, TaskId, TaskState};
 use std::sync::Arc;
