@@ -449,11 +449,12 @@ mod tests {
 
     #[test]
     fn argo_phases_map_to_the_vocabulary() {
+        use RunStatus as R;
+        use TaskState as T;
         let runs: Vec<RunStatus> = ["", "Pending", "Running", "Succeeded", "Failed", "Error"]
             .into_iter()
             .map(RunStatus::from_argo_phase)
             .collect();
-        use RunStatus as R;
         assert_eq!(
             runs,
             [
@@ -477,7 +478,6 @@ mod tests {
         .into_iter()
         .map(TaskState::from_argo_phase)
         .collect();
-        use TaskState as T;
         assert_eq!(
             nodes,
             [

@@ -17,6 +17,7 @@
 
 use crate::intake::Intake;
 use crate::pool::PoolHandle;
+use cascade_plan::{RunStatus, TaskState};
 use cascade_spec::Scope;
 use cascade_spec::config::{AdminConfig, Repository};
 use cascade_store::{EventRow, Orchestration, Origin, Submission};
@@ -578,7 +579,7 @@ impl Orchestrator {
             Ok(Some(existing))
                 if existing.backend.is_some()
                     && existing.external_ref.is_none()
-                    && existing.status == cascade_plan::RunStatus::Queued =>
+                    && existing.status == RunStatus::Queued =>
             {
                 tracing::info!(
                     run = run_id,
@@ -618,26 +619,21 @@ impl Orchestrator {
             Check::Run(planned) => planned,
             Check::Skip(reason) => {
                 if reason.reported {
+                    let kind = &s.incoming.kind;
                     self.ended(
                         &run_id,
                         &name,
                         &origin,
-                        &s.incoming.kind,
-                        cascade_plan::RunStatus::Skipped,
+                        kind,
+                        RunStatus::Skipped,
                         &reason.text,
                     );
                 }
                 return Handled::Skipped(reason.text);
             }
             Check::ConfigError(error) => {
-                self.ended(
-                    &run_id,
-                    &name,
-                    &origin,
-                    &s.incoming.kind,
-                    cascade_plan::RunStatus::Failed,
-                    &error,
-                );
+                let kind = &s.incoming.kind;
+                self.ended(&run_id, &name, &origin, kind, RunStatus::Failed, &error);
                 return Handled::Failed(format!("{name}: {error}"));
             }
         };
@@ -777,7 +773,7 @@ impl Orchestrator {
                         name,
                         origin,
                         &s.incoming.kind,
-                        cascade_plan::RunStatus::Failed,
+                        RunStatus::Failed,
                         &why,
                     );
                     return Handled::Failed(format!("{name}: {why}"));
@@ -830,17 +826,13 @@ impl Orchestrator {
                     .iter()
                     .map(|job| cascade_store::ExternalTask {
                         task_id: job,
-                        status: cascade_plan::TaskState::Failed,
+                        status: TaskState::Failed,
                         error: Some(&why),
                     })
                     .collect();
                 let _ = tokio::task::block_in_place(|| {
-                    self.store.external_progress(
-                        run_id,
-                        cascade_plan::RunStatus::Failed,
-                        Some(&why),
-                        &tasks,
-                    )
+                    self.store
+                        .external_progress(run_id, RunStatus::Failed, Some(&why), &tasks)
                 });
                 Handled::Failed(format!("{name}: {why}"))
             }
