@@ -3,7 +3,7 @@
 
 use crate::manifest::{CronWorkflow, Workflow, WorkflowStatus};
 use crate::render::Manifest;
-use cascade_plan::TaskState;
+use cascade_plan::{RunStatus, TaskState};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -182,20 +182,9 @@ pub async fn terminate(
         })
 }
 
-/// Argo's phase of a workflow or node as one of our task states.
-pub fn task_state(phase: &str) -> TaskState {
-    match phase {
-        "Running" => TaskState::Running,
-        "Succeeded" => TaskState::Completed,
-        "Failed" | "Error" => TaskState::Failed,
-        "Skipped" | "Omitted" => TaskState::Skipped,
-        _ => TaskState::Pending,
-    }
-}
-
 /// Whether a workflow phase is final.
 pub fn is_final(phase: &str) -> bool {
-    matches!(phase, "Succeeded" | "Failed" | "Error")
+    RunStatus::from_argo_phase(phase).is_final()
 }
 
 /// What changed in a watched workflow.
@@ -215,13 +204,13 @@ pub enum Progress {
 }
 
 /// Follows a workflow until its phase is final, calling `on_progress` for each change
-/// (only on changes). Returns the final phase.
+/// (only on changes). Returns how the run ended (`succeeded` or `failed`).
 pub async fn watch(
     client: &kube::Client,
     namespace: &str,
     name: &str,
     mut on_progress: impl FnMut(&Progress),
-) -> Result<String, ClusterError> {
+) -> Result<RunStatus, ClusterError> {
     let api: Api<Workflow> = Api::namespaced(client.clone(), namespace);
     let stream = watcher::watch_object(api, name);
     futures::pin_mut!(stream);
@@ -242,8 +231,9 @@ pub async fn watch(
         for update in changes(&status, &mut phase, &mut tasks) {
             on_progress(&update);
         }
-        if is_final(&phase) {
-            return Ok(phase);
+        let status = RunStatus::from_argo_phase(&phase);
+        if status.is_final() {
+            return Ok(status);
         }
     }
     Err(ClusterError::Deleted(name.to_owned()))
@@ -273,7 +263,7 @@ pub fn changes(
         .collect();
     nodes.sort_by(|a, b| a.display_name.cmp(&b.display_name));
     for node in nodes {
-        let state = task_state(node.phase.as_deref().unwrap_or("Pending"));
+        let state = TaskState::from_argo_phase(node.phase.as_deref().unwrap_or("Pending"));
         if tasks.get(&node.display_name) != Some(&state) {
             tasks.insert(node.display_name.clone(), state);
             out.push(Progress::Task {
@@ -307,8 +297,8 @@ pub fn run_workflows(
 /// A run as its workflow shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunProgress {
-    /// The run's state: `queued`, `running`, `completed` or `failed`.
-    pub status: &'static str,
+    /// The run's status: `queued`, `running`, `succeeded` or `failed`.
+    pub status: RunStatus,
     /// Argo's message, when the workflow did not succeed.
     pub message: Option<String>,
     /// Each job (by its id in ci.yaml), in the plan's order: its state and Argo's message.
@@ -321,13 +311,8 @@ pub struct RunProgress {
 /// is waiting, or skipped once the workflow ended without reaching it.
 pub fn run_progress(status: &WorkflowStatus, jobs: &[(String, String)]) -> RunProgress {
     let phase = status.phase.as_deref().unwrap_or("");
-    let ended = is_final(phase);
-    let run = match phase {
-        "Succeeded" => "completed",
-        "Failed" | "Error" => "failed",
-        "Running" => "running",
-        _ => "queued",
-    };
+    let run = RunStatus::from_argo_phase(phase);
+    let ended = run.is_final();
     let mut by_name: BTreeMap<&str, &crate::manifest::NodeStatus> = BTreeMap::new();
     for node in status.nodes.values() {
         let job_level = matches!(
@@ -342,7 +327,8 @@ pub fn run_progress(status: &WorkflowStatus, jobs: &[(String, String)]) -> RunPr
         .iter()
         .map(|(task, job)| match by_name.get(task.as_str()) {
             Some(node) => {
-                let mut state = task_state(node.phase.as_deref().unwrap_or("Pending"));
+                let mut state =
+                    TaskState::from_argo_phase(node.phase.as_deref().unwrap_or("Pending"));
                 if ended && !state.is_final() {
                     state = TaskState::Cancelled;
                 }
@@ -354,7 +340,7 @@ pub fn run_progress(status: &WorkflowStatus, jobs: &[(String, String)]) -> RunPr
         .collect();
     RunProgress {
         status: run,
-        message: (ended && run != "completed")
+        message: (ended && run != RunStatus::Succeeded)
             .then(|| status.message.clone())
             .flatten(),
         jobs,
@@ -420,12 +406,12 @@ mod tests {
             ],
         );
         let p = run_progress(&s, &jobs());
-        assert_eq!(p.status, "running");
+        assert_eq!(p.status, RunStatus::Running);
         assert_eq!(p.message, None);
         assert_eq!(
             p.jobs,
             vec![
-                ("build".to_owned(), TaskState::Completed, None),
+                ("build".to_owned(), TaskState::Succeeded, None),
                 ("unit_test".to_owned(), TaskState::Running, None),
                 ("deploy".to_owned(), TaskState::Pending, None),
             ]
@@ -442,7 +428,7 @@ mod tests {
             ],
         );
         let p = run_progress(&s, &jobs());
-        assert_eq!(p.status, "failed");
+        assert_eq!(p.status, RunStatus::Failed);
         assert_eq!(p.message.as_deref(), Some("child failed"));
         assert_eq!(
             p.jobs,
@@ -458,11 +444,11 @@ mod tests {
         );
         assert_eq!(
             run_progress(&status("Succeeded", &[]), &[]).status,
-            "completed"
+            RunStatus::Succeeded
         );
         assert_eq!(
             run_progress(&WorkflowStatus::default(), &[]).status,
-            "queued"
+            RunStatus::Queued
         );
     }
 }

@@ -178,7 +178,7 @@ impl Subscriber for Progress {
                 }
                 let took = crate::output::duration_ms(*duration_ms);
                 match state {
-                    TaskState::Completed => self.line(&format!("✓ {task} ({took})")),
+                    TaskState::Succeeded => self.line(&format!("✓ {task} ({took})")),
                     _ => self.line(&format!(
                         "✗ {task} {state}: {} ({took})",
                         error.as_deref().unwrap_or("failed")

@@ -58,7 +58,7 @@ fn run_events() -> Vec<Event> {
         }
         events.push(event(EventKind::TaskFinished {
             task,
-            state: TaskState::Completed,
+            state: TaskState::Succeeded,
             attempt: 1,
             exit_code: Some(0),
             duration_ms: 3,

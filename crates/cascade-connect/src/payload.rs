@@ -74,7 +74,7 @@ pub struct TaskStateEvent {
     pub task_id: String,
     /// The job's name.
     pub task_name: String,
-    pub state: TaskStatus,
+    pub state: TelemetryState,
     /// How long the task ran, once it is final; `null` before.
     pub duration_ms: Option<u64>,
     /// Why it failed (masked), or `null`.
@@ -82,17 +82,11 @@ pub struct TaskStateEvent {
     pub metadata: TaskMetadata,
 }
 
-/// Task states on the wire. A cancelled task is `FAILED` with an `error`; a task waiting
-/// to be retried is `PENDING` again, with the coming attempt in `metadata`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TaskStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Skipped,
-}
+/// Task states on the wire: the seed's five upper-case words, defined (and mapped to and
+/// from the run vocabulary) in cascade-plan. A cancelled task is `FAILED` with an
+/// `error`; a task waiting to be retried is `PENDING` again, with the coming attempt in
+/// `metadata`.
+pub use cascade_plan::TelemetryState;
 
 /// What else is known about a task state; each field is `null` when not.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -30,10 +30,10 @@ use crate::connector::{Connector, Qos};
 use crate::error::ConnectError;
 use crate::payload::{
     Body, Lifecycle, LifecycleEvent, ResourceAction, ResourceEvent, TaskMetadata, TaskStateEvent,
-    TaskStatus, VERSION,
+    TelemetryState, VERSION,
 };
 use crate::topic::Identity;
-use cascade_plan::{Event, EventKind, RunId, TaskId, TaskState};
+use cascade_plan::{Event, EventKind, RunId, TaskId};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -355,24 +355,6 @@ fn mask_strings(value: &mut serde_json::Value, mask: &(dyn Fn(&str) -> String + 
     }
 }
 
-/// The wire state and error of a finished task: a cancelled task is `FAILED`, with
-/// `cancelled` as its error unless the engine gave one.
-fn final_state(state: TaskState, error: Option<&str>) -> (TaskStatus, Option<String>) {
-    let status = match state {
-        TaskState::Completed => TaskStatus::Completed,
-        TaskState::Failed | TaskState::Cancelled => TaskStatus::Failed,
-        TaskState::Skipped => TaskStatus::Skipped,
-        // Not final: the engine does not finish a task in these states.
-        TaskState::Pending => TaskStatus::Pending,
-        TaskState::Running => TaskStatus::Running,
-    };
-    let error = match (state, error) {
-        (TaskState::Cancelled, None) => Some("cancelled"),
-        (_, error) => error,
-    };
-    (status, error.map(str::to_owned))
-}
-
 /// The body for an engine event; `None` for events that are not published (`TaskLog`).
 pub fn map(kind: &EventKind) -> Option<Body> {
     let task = |id: &TaskId, state, metadata, duration_ms, error| {
@@ -401,7 +383,7 @@ pub fn map(kind: &EventKind) -> Option<Body> {
         }),
         EventKind::TaskPending { task: id, label } => task(
             id,
-            TaskStatus::Pending,
+            TelemetryState::Pending,
             TaskMetadata {
                 label: label.clone(),
                 ..TaskMetadata::default()
@@ -411,7 +393,7 @@ pub fn map(kind: &EventKind) -> Option<Body> {
         ),
         EventKind::TaskStarted { task: id, attempt } => task(
             id,
-            TaskStatus::Running,
+            TelemetryState::Running,
             TaskMetadata {
                 attempt: Some(*attempt),
                 ..TaskMetadata::default()
@@ -426,7 +408,7 @@ pub fn map(kind: &EventKind) -> Option<Body> {
             delay_ms,
         } => task(
             id,
-            TaskStatus::Pending,
+            TelemetryState::Pending,
             TaskMetadata {
                 attempt: Some(*attempt),
                 exit_code: *exit_code,
@@ -444,7 +426,7 @@ pub fn map(kind: &EventKind) -> Option<Body> {
             duration_ms,
             error,
         } => {
-            let (status, error) = final_state(*state, error.as_deref());
+            let (status, error) = state.telemetry(error.as_deref());
             task(
                 id,
                 status,
@@ -458,9 +440,13 @@ pub fn map(kind: &EventKind) -> Option<Body> {
                 error,
             )
         }
-        EventKind::TaskSkipped { task: id, .. } => {
-            task(id, TaskStatus::Skipped, TaskMetadata::default(), None, None)
-        }
+        EventKind::TaskSkipped { task: id, .. } => task(
+            id,
+            TelemetryState::Skipped,
+            TaskMetadata::default(),
+            None,
+            None,
+        ),
         EventKind::ResourceAcquired {
             resource, in_use, ..
         } => resource_event(resource, ResourceAction::Acquire, *in_use),
@@ -475,7 +461,7 @@ pub fn map(kind: &EventKind) -> Option<Body> {
 mod tests {
     use super::*;
     use crate::connector::{BoxFuture, BrokerUrl, Handler};
-    use cascade_plan::{RunOutcome, Stream};
+    use cascade_plan::{RunOutcome, Stream, TaskState};
     use serde_json::json;
     use std::sync::Mutex;
 
@@ -608,7 +594,7 @@ mod tests {
             error: error.map(str::to_owned),
         };
         for (s, attempt, error, wire, wire_attempt, wire_error) in [
-            (TaskState::Completed, 1, None, "COMPLETED", json!(1), NULL),
+            (TaskState::Succeeded, 1, None, "COMPLETED", json!(1), NULL),
             (
                 TaskState::Failed,
                 2,

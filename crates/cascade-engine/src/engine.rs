@@ -1073,7 +1073,7 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
                 attempts: attempt - 1,
                 exit: Exit::Cancelled,
                 duration: started.elapsed(),
-                error: Some("cancelled".to_owned()),
+                error: Some(TaskState::Cancelled.as_str().to_owned()),
                 outputs: serde_json::Map::new(),
             };
         }
@@ -1087,7 +1087,7 @@ async fn execute(shared: Arc<Shared>, p: Prepared, kill: CancellationToken) -> R
         if finished.exit.success() {
             let collected = collect_outputs(&p, &finished.stdout, &shared.masker);
             let (state, error, outputs) = match collected.map_err(|why| why.to_string()) {
-                Ok(outputs) => (TaskState::Completed, None, outputs),
+                Ok(outputs) => (TaskState::Succeeded, None, outputs),
                 Err(e) => (TaskState::Failed, Some(e), serde_json::Map::new()),
             };
             return Report {

@@ -147,7 +147,7 @@ impl Exit {
                 "timed out after {}",
                 cascade_spec::duration::format(*d)
             )),
-            Exit::Cancelled => Some("cancelled".to_owned()),
+            Exit::Cancelled => Some(cascade_plan::TaskState::Cancelled.as_str().to_owned()),
             Exit::SpawnFailed(e) => Some(format!("could not start: {e}")),
         }
     }

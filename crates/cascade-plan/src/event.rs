@@ -2,7 +2,7 @@
 //! telemetry connectors subscribe. Serialised as one JSON object per event
 //! (`cascade run --output json`).
 
-use crate::run::{RunId, TaskId, TaskState};
+use crate::run::{RunId, RunStatus, TaskId, TaskState};
 use serde::{Deserialize, Serialize};
 
 /// One thing that happened in a run.
@@ -23,9 +23,10 @@ pub enum Stream {
     Stderr,
 }
 
-/// How a run ended.
+/// How a run the engine carried out ended: the final [`RunStatus`]es a run that started
+/// can reach. Written and read as those words (one spelling, [`RunStatus::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "RunStatus", try_from = "RunStatus")]
 pub enum RunOutcome {
     Succeeded,
     Failed,
@@ -34,11 +35,39 @@ pub enum RunOutcome {
 
 impl RunOutcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Cancelled => "cancelled",
+        RunStatus::from(self).as_str()
+    }
+}
+
+impl From<RunOutcome> for RunStatus {
+    fn from(outcome: RunOutcome) -> Self {
+        match outcome {
+            RunOutcome::Succeeded => RunStatus::Succeeded,
+            RunOutcome::Failed => RunStatus::Failed,
+            RunOutcome::Cancelled => RunStatus::Cancelled,
         }
+    }
+}
+
+impl TryFrom<RunStatus> for RunOutcome {
+    type Error = String;
+
+    /// The outcome a status is; an error for a status a started run does not end with.
+    fn try_from(status: RunStatus) -> Result<Self, String> {
+        match status {
+            RunStatus::Succeeded => Ok(RunOutcome::Succeeded),
+            RunStatus::Failed => Ok(RunOutcome::Failed),
+            RunStatus::Cancelled => Ok(RunOutcome::Cancelled),
+            other => Err(format!(
+                "expected how a run ended: `succeeded`, `failed` or `cancelled`; found `{other}`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -147,5 +176,26 @@ mod tests {
         );
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn outcomes_are_the_final_run_statuses_and_read_the_old_word() {
+        for outcome in [
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Cancelled,
+        ] {
+            let json = serde_json::to_value(outcome).unwrap();
+            assert_eq!(json, serde_json::json!(RunStatus::from(outcome).as_str()));
+            assert_eq!(serde_json::from_value::<RunOutcome>(json).unwrap(), outcome);
+        }
+        assert_eq!(
+            serde_json::from_value::<RunOutcome>(serde_json::json!("completed")).unwrap(),
+            RunOutcome::Succeeded
+        );
+        let error = serde_json::from_value::<RunOutcome>(serde_json::json!("running"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("found `running`"), "{error}");
     }
 }

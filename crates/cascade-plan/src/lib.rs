@@ -1,5 +1,6 @@
 //! From a validated pipeline and a trigger to a [`Plan`] every backend can run, and the
-//! run vocabulary they share: [`RunId`], [`TaskId`], [`TaskState`], [`Event`].
+//! run vocabulary they share: [`RunId`], [`TaskId`], [`RunStatus`], [`TaskState`],
+//! [`Event`], and its mappings to Argo phases and telemetry words.
 //!
 //! No IO: values in, values out.
 
@@ -15,5 +16,5 @@ pub mod trigger;
 pub use error::PlanError;
 pub use event::{Event, EventKind, RunOutcome, Stream};
 pub use plan::{FanOut, Plan, PlannedJob, plan};
-pub use run::{JobResult, RunId, TaskId, TaskState};
+pub use run::{JobResult, RunId, RunStatus, TaskId, TaskState, TelemetryState};
 pub use trigger::Trigger;

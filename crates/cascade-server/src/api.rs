@@ -276,7 +276,7 @@ pub async fn run(
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DagQuery {
-    status: Option<String>,
+    status: Option<cascade_plan::RunStatus>,
     scope: Option<String>,
     node: Option<String>,
     limit: Option<usize>,
@@ -367,7 +367,9 @@ pub async fn cancel(
     match app.intake.cancel(&run_id).await {
         Ok(Cancelled::Dequeued) => Ok((
             StatusCode::OK,
-            Json(serde_json::json!({"run_id": run_id, "status": "cancelled"})),
+            Json(
+                serde_json::json!({"run_id": run_id, "status": cascade_plan::RunStatus::Cancelled}),
+            ),
         )),
         Ok(Cancelled::Requested) => {
             if let Some(pool) = &app.pool {
@@ -381,7 +383,9 @@ pub async fn cancel(
             }
             Ok((
                 StatusCode::ACCEPTED,
-                Json(serde_json::json!({"run_id": run_id, "status": "cancelling"})),
+                Json(
+                    serde_json::json!({"run_id": run_id, "status": cascade_plan::RunStatus::Cancelling}),
+                ),
             ))
         }
         Ok(Cancelled::AlreadyEnded(status)) => Err(ApiError::Conflict(format!(
@@ -456,7 +460,7 @@ pub fn dag_status(reader: &Reader, dag_id: &str) -> Result<serde_json::Value, St
     };
     let current = tasks
         .iter()
-        .find(|t| t.status == "running")
+        .find(|t| t.status == cascade_plan::TaskState::Running)
         .map(|t| t.task_id.clone());
     let mut body = serde_json::to_value(row).unwrap_or_default();
     if let Some(object) = body.as_object_mut() {

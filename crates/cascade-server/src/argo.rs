@@ -12,6 +12,7 @@ use crate::error::chain;
 use crate::store_thread::StoreThread;
 use cascade_argo::cluster::{self, Client, RUN_LABEL, RunProgress, WatchEvent};
 use cascade_argo::manifest::Workflow;
+use cascade_plan::{RunStatus, TaskState};
 use cascade_store::{ExternalTask, Orchestration};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -318,7 +319,7 @@ impl ArgoWatch {
             .iter()
             .map(|(job, state, message)| ExternalTask {
                 task_id: job,
-                status: state.as_str(),
+                status: *state,
                 error: message.as_deref().filter(|_| {
                     matches!(
                         state,
@@ -330,7 +331,7 @@ impl ArgoWatch {
         let error = progress
             .message
             .as_deref()
-            .or((progress.status == "failed").then_some("the workflow failed"));
+            .or((progress.status == RunStatus::Failed).then_some("the workflow failed"));
         match self
             .store
             .external_progress(run_id, progress.status, error, &tasks)
@@ -338,10 +339,10 @@ impl ArgoWatch {
             Ok(_) => {
                 tracing::debug!(
                     run = run_id,
-                    status = progress.status,
+                    status = progress.status.as_str(),
                     "argo run progressed"
                 );
-                if matches!(progress.status, "completed" | "failed") {
+                if progress.status.is_final() {
                     self.seen.remove(run_id);
                     self.names.remove(run_id);
                 } else {
@@ -410,13 +411,13 @@ impl ArgoWatch {
                 let status = current
                     .iter()
                     .find(|(t, _, _)| t == job)
-                    .map_or("pending", |(_, s, _)| s.as_str());
+                    .map_or(TaskState::Pending, |(_, s, _)| *s);
                 ExternalTask {
                     task_id: job,
-                    status: if matches!(status, "pending" | "running") {
-                        "cancelled"
-                    } else {
+                    status: if status.is_final() {
                         status
+                    } else {
+                        TaskState::Cancelled
                     },
                     error: None,
                 }
@@ -424,7 +425,7 @@ impl ArgoWatch {
             .collect();
         if let Err(error) = self.store.external_progress(
             run_id,
-            "cancelled",
+            RunStatus::Cancelled,
             Some("the Argo workflow was deleted before it ended"),
             &tasks,
         ) {

@@ -21,6 +21,7 @@ use crate::pool::PoolHandle;
 use crate::source::{SourceError, changed_paths, read_pipeline};
 use crate::store_thread::StoreThread;
 use cascade_git::delivery::{Delivery, EventKind};
+use cascade_plan::{RunStatus, TaskState};
 use cascade_spec::Scope;
 use cascade_spec::config::{AdminConfig, Repository};
 use cascade_store::{EventRow, Orchestration, Origin, Submission};
@@ -494,7 +495,7 @@ impl Orchestrator {
             Ok(Some(existing))
                 if existing.backend.is_some()
                     && existing.external_ref.is_none()
-                    && existing.status == "queued" =>
+                    && existing.status == RunStatus::Queued =>
             {
                 tracing::info!(
                     run = run_id,
@@ -539,7 +540,7 @@ impl Orchestrator {
                         &name,
                         &origin,
                         s.incoming.event_name(),
-                        "skipped",
+                        RunStatus::Skipped,
                         &reason.text,
                     )
                     .await;
@@ -552,7 +553,7 @@ impl Orchestrator {
                     &name,
                     &origin,
                     s.incoming.event_name(),
-                    "failed",
+                    RunStatus::Failed,
                     &error,
                 )
                 .await;
@@ -701,7 +702,7 @@ impl Orchestrator {
                         name,
                         origin,
                         s.incoming.event_name(),
-                        "failed",
+                        RunStatus::Failed,
                         &why,
                     )
                     .await;
@@ -762,11 +763,11 @@ impl Orchestrator {
                             .iter()
                             .map(|job| cascade_store::ExternalTask {
                                 task_id: job,
-                                status: "failed",
+                                status: TaskState::Failed,
                                 error: Some(&error),
                             })
                             .collect();
-                        s.external_progress(&id, "failed", Some(&error), &tasks)
+                        s.external_progress(&id, RunStatus::Failed, Some(&error), &tasks)
                     })
                     .await;
                 Handled::Failed(format!("{name}: {why}"))
@@ -822,15 +823,15 @@ impl Orchestrator {
         name: &str,
         origin: &Origin,
         trigger: &str,
-        status: &str,
+        status: cascade_plan::RunStatus,
         why: &str,
     ) {
         let (id, name, trigger) = (run_id.to_owned(), name.to_owned(), trigger.to_owned());
-        let (status, why, origin) = (status.to_owned(), why.to_owned(), origin.clone());
+        let (status, why, origin) = (status, why.to_owned(), origin.clone());
         let result = self
             .store
             .call(move |s| {
-                s.ended_run(&id, &name, &trigger, &status, &why)?;
+                s.ended_run(&id, &name, &trigger, status, &why)?;
                 s.add_origin(&origin)
             })
             .await;

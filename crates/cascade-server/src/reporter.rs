@@ -12,6 +12,7 @@ use crate::error::chain;
 use crate::inbox::Inbox;
 use crate::incoming::{Dispatch, Incoming};
 use crate::store_thread::StoreThread;
+use cascade_plan::{RunStatus, TaskState};
 use cascade_spec::config::{AdminConfig, Forge};
 use cascade_store::{Orchestration, OriginState};
 use serde::{Deserialize, Serialize};
@@ -97,24 +98,33 @@ pub fn desired_statuses(state: &OriginState) -> Vec<(String, String, String)> {
     let base = format!("cascade/{}", state.origin.pipeline);
     if state.tasks.is_empty() {
         let why = state.error.as_deref();
-        let (status, description) = match state.status.as_str() {
-            "completed" => ("success", "passed".to_owned()),
-            "skipped" => (
+        let (status, description) = match state.status {
+            RunStatus::Succeeded => ("success", "passed".to_owned()),
+            RunStatus::Skipped => (
                 "success",
-                why.map_or_else(|| "skipped".to_owned(), |w| format!("skipped: {w}")),
+                why.map_or_else(
+                    || RunStatus::Skipped.to_string(),
+                    |w| format!("{}: {w}", RunStatus::Skipped),
+                ),
             ),
-            "failed" => ("failure", why.unwrap_or("failed").to_owned()),
-            "cancelled" => ("error", "cancelled".to_owned()),
-            _ => ("pending", "queued".to_owned()),
+            RunStatus::Failed => (
+                "failure",
+                why.unwrap_or(RunStatus::Failed.as_str()).to_owned(),
+            ),
+            RunStatus::Cancelled => ("error", RunStatus::Cancelled.to_string()),
+            RunStatus::Queued | RunStatus::Running | RunStatus::Cancelling => {
+                ("pending", RunStatus::Queued.to_string())
+            }
         };
         return vec![(base, status.to_owned(), description)];
     }
-    let mut jobs: indexmap::IndexMap<String, Vec<(&str, Option<&str>)>> = indexmap::IndexMap::new();
+    let mut jobs: indexmap::IndexMap<String, Vec<(TaskState, Option<&str>)>> =
+        indexmap::IndexMap::new();
     for (task, status, error) in &state.tasks {
         let job = task.split('[').next().unwrap_or(task).to_owned();
         jobs.entry(job)
             .or_default()
-            .push((status.as_str(), error.as_deref()));
+            .push((*status, error.as_deref()));
     }
     jobs.into_iter()
         .map(|(job, copies)| {
@@ -124,26 +134,32 @@ pub fn desired_statuses(state: &OriginState) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn job_status(copies: &[(&str, Option<&str>)]) -> (&'static str, String) {
-    let failed = copies.iter().find(|(s, _)| *s == "failed");
+/// The forge's word and the description for a job from its copies' states.
+fn job_status(copies: &[(TaskState, Option<&str>)]) -> (&'static str, String) {
+    let failed = copies.iter().find(|(s, _)| *s == TaskState::Failed);
     if let Some((_, error)) = failed {
-        return ("failure", error.unwrap_or("failed").to_owned());
-    }
-    if copies.iter().any(|(s, _)| *s == "cancelled") {
-        return ("error", "cancelled".to_owned());
-    }
-    if copies
-        .iter()
-        .any(|(s, _)| matches!(*s, "pending" | "running"))
-    {
-        let running = copies.iter().any(|(s, _)| *s == "running");
         return (
-            "pending",
-            if running { "running" } else { "waiting" }.to_owned(),
+            "failure",
+            error.unwrap_or(TaskState::Failed.as_str()).to_owned(),
         );
     }
-    if copies.iter().all(|(s, _)| *s == "skipped") {
-        return ("success", "skipped".to_owned());
+    if copies.iter().any(|(s, _)| *s == TaskState::Cancelled) {
+        return ("error", TaskState::Cancelled.to_string());
+    }
+    if copies.iter().any(|(s, _)| !s.is_final()) {
+        let running = copies.iter().any(|(s, _)| *s == TaskState::Running);
+        return (
+            "pending",
+            if running {
+                TaskState::Running.as_str()
+            } else {
+                "waiting"
+            }
+            .to_owned(),
+        );
+    }
+    if copies.iter().all(|(s, _)| *s == TaskState::Skipped) {
+        return ("success", TaskState::Skipped.to_string());
     }
     ("success", "passed".to_owned())
 }
@@ -167,7 +183,7 @@ impl Reporter {
         let pending = self.store.call(|s| s.pending_origins()).await?;
         for state in pending {
             let statuses_sent = self.post_statuses(&state).await;
-            if !cascade_store::external::ended(&state.status) || !statuses_sent {
+            if !state.status.is_final() || !statuses_sent {
                 continue;
             }
             if let Err(e) = self.settle(&state).await {
@@ -260,7 +276,7 @@ impl Reporter {
     /// The end of a run: breaker, retry or callback.
     async fn settle(&mut self, state: &OriginState) -> Result<(), ReportError> {
         let origin = &state.origin;
-        let succeeded = matches!(state.status.as_str(), "completed" | "skipped");
+        let succeeded = matches!(state.status, RunStatus::Succeeded | RunStatus::Skipped);
         if let (Some(task_id), Some(event_type)) = (&origin.task_id, &origin.event_type) {
             let route = format!("{event_type} → {}", origin.pipeline);
             let key = route.clone();
@@ -291,17 +307,14 @@ impl Reporter {
             }
             let (task, event, pipeline) =
                 (task_id.clone(), event_type.clone(), origin.pipeline.clone());
+            let word = if succeeded {
+                RunStatus::Succeeded.as_str()
+            } else {
+                RunStatus::Failed.as_str()
+            };
             let _ = self
                 .store
-                .call(move |s| {
-                    s.set_route(
-                        &task,
-                        &event,
-                        &pipeline,
-                        None,
-                        if succeeded { "succeeded" } else { "failed" },
-                    )
-                })
+                .call(move |s| s.set_route(&task, &event, &pipeline, None, word))
                 .await;
         }
         callback(&self.http.clone(), state).await
@@ -359,7 +372,12 @@ async fn callback(http: &reqwest::Client, state: &OriginState) -> Result<(), Rep
         return Ok(());
     };
     let error = state.tasks.iter().find_map(|(task, status, error)| {
-        (status == "failed").then(|| format!("{task}: {}", error.as_deref().unwrap_or("failed")))
+        (*status == TaskState::Failed).then(|| {
+            format!(
+                "{task}: {}",
+                error.as_deref().unwrap_or(TaskState::Failed.as_str())
+            )
+        })
     });
     let body = serde_json::json!({
         "run_id": state.origin.run_id,
@@ -427,17 +445,18 @@ mod tests {
     use cascade_store::Origin;
 
     fn state(status: &str, tasks: &[(&str, &str)]) -> OriginState {
+        let status = RunStatus::parse(status).unwrap();
         OriginState {
             origin: Origin {
                 run_id: "r".into(),
                 pipeline: "acme/app/ci.yaml".into(),
                 ..Origin::default()
             },
-            status: status.into(),
+            status,
             error: None,
             tasks: tasks
                 .iter()
-                .map(|(t, s)| ((*t).to_owned(), (*s).to_owned(), None))
+                .map(|(t, s)| ((*t).to_owned(), TaskState::parse(s).unwrap(), None))
                 .collect(),
         }
     }
@@ -476,7 +495,7 @@ mod tests {
         let s = state(
             "running",
             &[
-                ("lint[0]", "completed"),
+                ("lint[0]", "succeeded"),
                 ("lint[1]", "running"),
                 ("docs", "skipped"),
                 ("test", "failed"),

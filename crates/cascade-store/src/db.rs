@@ -20,6 +20,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/005_external.sql")),
         M::up(include_str!("../migrations/006_tokens.sql")),
         M::up(include_str!("../migrations/007_log_attempts.sql")),
+        M::up(include_str!("../migrations/008_vocabulary.sql")),
     ])
 }
 
@@ -105,6 +106,75 @@ mod tests {
             .query_row("SELECT count(*) FROM worker_queue", [], |r| r.get(0))
             .unwrap();
         assert_eq!(queued, 0);
+    }
+
+    #[test]
+    fn a_database_of_the_sixth_version_with_completed_runs_reads_succeeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        {
+            // The schema as the previous version left it, and the words it wrote: a
+            // server run and its task `completed`, a local one `succeeded`.
+            let mut conn = Connection::open(&path).unwrap();
+            let previous: Vec<M<'static>> = [
+                include_str!("../migrations/001_runs.sql"),
+                include_str!("../migrations/002_queue.sql"),
+                include_str!("../migrations/003_workers.sql"),
+                include_str!("../migrations/004_events.sql"),
+                include_str!("../migrations/005_external.sql"),
+                include_str!("../migrations/006_tokens.sql"),
+            ]
+            .into_iter()
+            .map(M::up)
+            .collect();
+            Migrations::new(previous).to_latest(&mut conn).unwrap();
+            conn.execute_batch(
+                "INSERT INTO dag_definitions (dag_id, tasks, scope_type, created_at) VALUES ('d', '{\"tasks\": []}', 'global', 'then');
+                 INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at, finished_at) VALUES ('server', 'd', 'api', 'completed', '2026-01-01T00:00:00Z', 'then');
+                 INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at) VALUES ('local', 'ci.yaml', 'manual', 'succeeded', '2026-01-01T00:00:01Z');
+                 INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at) VALUES ('broken', 'd', 'api', 'failed', '2026-01-01T00:00:02Z');
+                 INSERT INTO task_executions (run_id, task_id, status) VALUES ('server', 'build', 'completed');
+                 INSERT INTO task_executions (run_id, task_id, status) VALUES ('server', 'test', 'skipped');
+                 INSERT INTO worker_queue (run_id, worker_id, status, created_at) VALUES ('server', 'worker-global', 'done', 'then');",
+            )
+            .unwrap();
+        }
+        let reader = crate::Reader::open(&path).unwrap();
+        let status = |id: &str| reader.run(id).unwrap().status;
+        assert_eq!(status("server"), cascade_plan::RunStatus::Succeeded);
+        assert_eq!(status("local"), cascade_plan::RunStatus::Succeeded);
+        assert_eq!(status("broken"), cascade_plan::RunStatus::Failed);
+        let tasks: Vec<_> = reader
+            .tasks("server")
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.task_id, t.status))
+            .collect();
+        assert_eq!(
+            tasks,
+            [
+                ("build".to_owned(), cascade_plan::TaskState::Succeeded),
+                ("test".to_owned(), cascade_plan::TaskState::Skipped)
+            ]
+        );
+        // Rewritten in the file, not only read leniently.
+        let conn = Connection::open(&path).unwrap();
+        let old: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM dag_runs WHERE status = 'completed') + (SELECT count(*) FROM task_executions WHERE status = 'completed')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
+        let done: String = conn
+            .query_row(
+                "SELECT status FROM worker_queue WHERE run_id = 'server'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(done, "done", "the queue's own words are left alone");
     }
 
     #[test]

@@ -132,11 +132,11 @@ pub struct Origin {
 pub struct OriginState {
     pub origin: Origin,
     /// The run's status now.
-    pub status: String,
+    pub status: cascade_plan::RunStatus,
     /// Why it failed or was skipped before any task ran.
     pub error: Option<String>,
-    /// Every task's (id, status, error), in plan order.
-    pub tasks: Vec<(String, String, Option<String>)>,
+    /// Every task's (id, state, error), in plan order.
+    pub tasks: Vec<(String, cascade_plan::TaskState, Option<String>)>,
 }
 
 /// The orchestrator's connection.
@@ -250,7 +250,7 @@ impl Orchestration {
         run_id: &str,
         dag_id: &str,
         trigger: &str,
-        status: &str,
+        status: cascade_plan::RunStatus,
         error: &str,
     ) -> Result<(), StoreError> {
         let now = jiff::Timestamp::now().to_string();
@@ -259,7 +259,7 @@ impl Orchestration {
                 "INSERT INTO dag_runs (run_id, dag_id, trigger, status, error, created_at, finished_at, duration_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
             )?
-            .execute(params![run_id, dag_id, trigger, status, error, now])?;
+            .execute(params![run_id, dag_id, trigger, status.as_str(), error, now])?;
         Ok(())
     }
 
@@ -269,7 +269,7 @@ impl Orchestration {
             "SELECT o.run_id, o.event_id, o.pipeline, o.status_target, o.task_id, o.event_type, o.retry_count, o.callback_url, r.status, r.error
              FROM run_origins o JOIN dag_runs r USING (run_id) WHERE o.outcome_state = 'pending'",
         )?;
-        let rows: Vec<(Origin, String, Option<String>)> = stmt
+        let rows: Vec<(Origin, cascade_plan::RunStatus, Option<String>)> = stmt
             .query_map([], |r| {
                 Ok((
                     Origin {
@@ -282,7 +282,7 @@ impl Orchestration {
                         retry_count: r.get(6)?,
                         callback_url: r.get(7)?,
                     },
-                    r.get(8)?,
+                    crate::status::run_status(r, 8)?,
                     r.get(9)?,
                 ))
             })?

@@ -5,6 +5,8 @@
 
 use crate::error::StoreError;
 use crate::events::Orchestration;
+use crate::status;
+use cascade_plan::{RunStatus, TaskState};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 /// A run on another backend that has not ended.
@@ -20,7 +22,7 @@ pub struct ExternalRun {
 /// Where a run is, whichever backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPlace {
-    pub status: String,
+    pub status: RunStatus,
     /// `None`: this server's workers.
     pub backend: Option<String>,
     pub external_ref: Option<String>,
@@ -30,14 +32,18 @@ pub struct RunPlace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalTask<'a> {
     pub task_id: &'a str,
-    /// `pending`, `running`, `completed`, `failed`, `skipped` or `cancelled`.
-    pub status: &'a str,
+    pub status: TaskState,
     pub error: Option<&'a str>,
 }
 
-/// Whether a run (or task) status is final: nothing changes it any more.
-pub fn ended(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "cancelled" | "skipped")
+/// The statuses of runs that ended, as an SQL list: `('succeeded', 'failed', …)`.
+fn ended_list() -> String {
+    let words: Vec<String> = RunStatus::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| format!("'{s}'"))
+        .collect();
+    format!("({})", words.join(", "))
 }
 
 impl Orchestration {
@@ -95,7 +101,7 @@ impl Orchestration {
     pub fn external_progress(
         &mut self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         error: Option<&str>,
         tasks: &[ExternalTask<'_>],
     ) -> Result<bool, StoreError> {
@@ -103,27 +109,27 @@ impl Orchestration {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<(String, String)> = tx
+        let current: Option<(RunStatus, String)> = tx
             .prepare_cached("SELECT status, created_at FROM dag_runs WHERE run_id = ?1")?
-            .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([run_id], |r| Ok((status::run_status(r, 0)?, r.get(1)?)))
             .optional()?;
         let Some((current, created)) = current else {
             return Ok(false);
         };
-        if ended(&current) {
+        if current.is_final() {
             return Ok(false);
         }
         // A cancel was asked for: the run stays `cancelling` until the backend stops it,
         // and an end other than success is the cancel's.
-        let status = match (current.as_str(), status) {
-            ("cancelling", "completed") => "completed",
-            ("cancelling", s) if ended(s) => "cancelled",
-            ("cancelling", _) => "cancelling",
+        let status = match (current, status) {
+            (RunStatus::Cancelling, RunStatus::Succeeded) => RunStatus::Succeeded,
+            (RunStatus::Cancelling, s) if s.is_final() => RunStatus::Cancelled,
+            (RunStatus::Cancelling, _) => RunStatus::Cancelling,
             (_, s) => s,
         };
         for (position, task) in tasks.iter().enumerate() {
-            let started = (task.status != "pending").then(|| now.to_string());
-            let finished = ended(task.status).then(|| now.to_string());
+            let started = (task.status != TaskState::Pending).then(|| now.to_string());
+            let finished = task.status.is_final().then(|| now.to_string());
             tx.prepare_cached(
                 "INSERT INTO task_executions (run_id, task_id, position, status, error, started_at, finished_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -137,16 +143,16 @@ impl Orchestration {
                 run_id,
                 task.task_id,
                 i64::try_from(position).unwrap_or(i64::MAX),
-                task.status,
+                task.status.as_str(),
                 task.error,
                 started,
                 finished
             ])?;
         }
-        let count = |s: &str| {
+        let count = |s: TaskState| {
             i64::try_from(tasks.iter().filter(|t| t.status == s).count()).unwrap_or(i64::MAX)
         };
-        if ended(status) {
+        if status.is_final() {
             let duration = created
                 .parse::<jiff::Timestamp>()
                 .map_or(0, |c| (now.as_millisecond() - c.as_millisecond()).max(0));
@@ -157,20 +163,20 @@ impl Orchestration {
             )?
             .execute(params![
                 run_id,
-                status,
+                status.as_str(),
                 error,
-                count("completed"),
-                count("failed"),
-                count("skipped"),
+                count(TaskState::Succeeded),
+                count(TaskState::Failed),
+                count(TaskState::Skipped),
                 now.to_string(),
                 duration
             ])?;
         } else {
-            let started = (status == "running").then(|| now.to_string());
+            let started = (status == RunStatus::Running).then(|| now.to_string());
             tx.prepare_cached(
                 "UPDATE dag_runs SET status = ?2, started_at = coalesce(started_at, ?3) WHERE run_id = ?1",
             )?
-            .execute(params![run_id, status, started])?;
+            .execute(params![run_id, status.as_str(), started])?;
         }
         tx.commit()?;
         Ok(true)
@@ -178,10 +184,11 @@ impl Orchestration {
 
     /// Runs on `backend` that have not ended.
     pub fn external_runs(&self, backend: &str) -> Result<Vec<ExternalRun>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT run_id, external_ref, definition FROM dag_runs
-             WHERE backend = ?1 AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped')",
-        )?;
+             WHERE backend = ?1 AND status NOT IN {}",
+            ended_list()
+        ))?;
         let rows = stmt
             .query_map([backend], |r| {
                 Ok((
@@ -210,7 +217,7 @@ impl Orchestration {
             .prepare_cached("SELECT status, backend, external_ref FROM dag_runs WHERE run_id = ?1")?
             .query_row([run_id], |r| {
                 Ok(RunPlace {
-                    status: r.get(0)?,
+                    status: status::run_status(r, 0)?,
                     backend: r.get(1)?,
                     external_ref: r.get(2)?,
                 })
@@ -218,16 +225,18 @@ impl Orchestration {
             .optional()?)
     }
 
-    /// A run's tasks: (id, status, error), in plan order.
+    /// A run's tasks: (id, state, error), in plan order.
     pub fn run_tasks(
         &self,
         run_id: &str,
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+    ) -> Result<Vec<(String, TaskState, Option<String>)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT task_id, status, error FROM task_executions WHERE run_id = ?1 ORDER BY position",
         )?;
         let rows = stmt
-            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([run_id], |r| {
+                Ok((r.get(0)?, status::task_state(r, 1)?, r.get(2)?))
+            })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -236,10 +245,12 @@ impl Orchestration {
     pub fn external_cancelling(&self, backend: &str) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT run_id, external_ref FROM dag_runs
-             WHERE backend = ?1 AND status = 'cancelling' AND external_ref IS NOT NULL",
+             WHERE backend = ?1 AND status = ?2 AND external_ref IS NOT NULL",
         )?;
         let rows = stmt
-            .query_map([backend], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![backend, RunStatus::Cancelling.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -268,7 +279,7 @@ mod tests {
         (dir, store)
     }
 
-    fn task<'a>(task_id: &'a str, status: &'a str) -> ExternalTask<'a> {
+    fn task(task_id: &str, status: TaskState) -> ExternalTask<'_> {
         ExternalTask {
             task_id,
             status,
@@ -299,9 +310,12 @@ mod tests {
             store
                 .external_progress(
                     "r1",
-                    "running",
+                    RunStatus::Running,
                     None,
-                    &[task("build", "running"), task("test", "pending")]
+                    &[
+                        task("build", TaskState::Running),
+                        task("test", TaskState::Pending)
+                    ]
                 )
                 .unwrap()
         );
@@ -309,15 +323,15 @@ mod tests {
             store
                 .external_progress(
                     "r1",
-                    "failed",
+                    RunStatus::Failed,
                     Some("child failed"),
                     &[
                         ExternalTask {
                             task_id: "build",
-                            status: "failed",
+                            status: TaskState::Failed,
                             error: Some("exit code 1")
                         },
-                        task("test", "skipped")
+                        task("test", TaskState::Skipped)
                     ]
                 )
                 .unwrap()
@@ -325,7 +339,12 @@ mod tests {
         // Ended: later reports change nothing.
         assert!(
             !store
-                .external_progress("r1", "running", None, &[task("build", "running")])
+                .external_progress(
+                    "r1",
+                    RunStatus::Running,
+                    None,
+                    &[task("build", TaskState::Running)]
+                )
                 .unwrap()
         );
         assert!(store.external_runs("argo").unwrap().is_empty());
@@ -348,23 +367,16 @@ mod tests {
             ("failed", Some("child failed"), 1, 1)
         );
         assert_eq!(reference, "ci/app-x7k2p");
-        let tasks: Vec<(String, String, Option<String>)> = store
-            .conn
-            .prepare("SELECT task_id, status, error FROM task_executions WHERE run_id = 'r1' ORDER BY position")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let tasks = store.run_tasks("r1").unwrap();
         assert_eq!(
             tasks,
             vec![
                 (
                     "build".to_owned(),
-                    "failed".to_owned(),
+                    TaskState::Failed,
                     Some("exit code 1".to_owned())
                 ),
-                ("test".to_owned(), "skipped".to_owned(), None),
+                ("test".to_owned(), TaskState::Skipped, None),
             ]
         );
         assert_eq!(
@@ -374,7 +386,7 @@ mod tests {
         assert_eq!(store.run_definition("nope").unwrap(), None);
         assert!(
             !store
-                .external_progress("nope", "running", None, &[])
+                .external_progress("nope", RunStatus::Running, None, &[])
                 .unwrap()
         );
     }
@@ -399,7 +411,12 @@ mod tests {
             store.set_external_ref(run, &format!("ci/{run}")).unwrap();
         }
         store
-            .external_progress("r1", "running", None, &[task("build", "running")])
+            .external_progress(
+                "r1",
+                RunStatus::Running,
+                None,
+                &[task("build", TaskState::Running)],
+            )
             .unwrap();
         assert_eq!(queue.cancel("r1").unwrap(), Cancelled::Requested);
         assert_eq!(queue.cancel("r1").unwrap(), Cancelled::Requested);
@@ -409,27 +426,37 @@ mod tests {
         );
         // Still running on the backend: still cancelling here.
         store
-            .external_progress("r1", "running", None, &[task("build", "running")])
+            .external_progress(
+                "r1",
+                RunStatus::Running,
+                None,
+                &[task("build", TaskState::Running)],
+            )
             .unwrap();
-        assert_eq!(queue.run_status("r1").unwrap().0, "cancelling");
+        assert_eq!(queue.run_status("r1").unwrap().0, RunStatus::Cancelling);
         store
             .external_progress(
                 "r1",
-                "failed",
+                RunStatus::Failed,
                 Some("Stopped with strategy 'Terminate'"),
-                &[task("build", "failed")],
+                &[task("build", TaskState::Failed)],
             )
             .unwrap();
-        assert_eq!(queue.run_status("r1").unwrap().0, "cancelled");
+        assert_eq!(queue.run_status("r1").unwrap().0, RunStatus::Cancelled);
         assert_eq!(
             queue.cancel("r1").unwrap(),
-            Cancelled::AlreadyEnded("cancelled".to_owned())
+            Cancelled::AlreadyEnded(RunStatus::Cancelled)
         );
         // A run that succeeded before the stop took effect keeps its success.
         queue.cancel("r2").unwrap();
         store
-            .external_progress("r2", "completed", None, &[task("build", "completed")])
+            .external_progress(
+                "r2",
+                RunStatus::Succeeded,
+                None,
+                &[task("build", TaskState::Succeeded)],
+            )
             .unwrap();
-        assert_eq!(queue.run_status("r2").unwrap().0, "completed");
+        assert_eq!(queue.run_status("r2").unwrap().0, RunStatus::Succeeded);
     }
 }

@@ -15,7 +15,7 @@ use crate::db;
 use crate::error::StoreError;
 use crate::queue::{Claimed, claim_in};
 use crate::writer::{Attempts, apply};
-use cascade_plan::{Event, EventKind, RunOutcome};
+use cascade_plan::{Event, EventKind, RunStatus};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::Path;
@@ -380,11 +380,7 @@ impl LedgerThread {
                         duration_ms,
                     } = &event.kind
                     {
-                        let status = match outcome {
-                            RunOutcome::Succeeded => "completed",
-                            RunOutcome::Failed => "failed",
-                            RunOutcome::Cancelled => "cancelled",
-                        };
+                        let status = outcome.as_str();
                         tx.prepare_cached(
                             "UPDATE dag_runs SET status = ?2, passed = ?3, failed = ?4, skipped = ?5, finished_at = ?6, duration_ms = ?7 WHERE run_id = ?1",
                         )?
@@ -506,10 +502,10 @@ fn claim(
         };
         let run_id = c.lease.run_id.clone();
         let run = run_id.as_str();
-        let status: String = tx
+        let status = tx
             .prepare_cached("SELECT status FROM dag_runs WHERE run_id = ?1")?
-            .query_row([run], |r| r.get(0))?;
-        if status == "cancelling" {
+            .query_row([run], |r| crate::status::run_status(r, 0))?;
+        if status == RunStatus::Cancelling {
             // Cancelled while nobody held it: it ends here, without running.
             tx.prepare_cached(
                 "UPDATE dag_runs SET status = 'cancelled', version = version + 1, finished_at = ?2 WHERE run_id = ?1",
@@ -603,13 +599,19 @@ fn check(
     if h.fenced {
         return Ok(false);
     }
-    let row: Option<(i64, String, Option<i64>, String, i64)> = tx
+    let row: Option<(i64, String, Option<i64>, RunStatus, i64)> = tx
         .prepare_cached(
             "SELECT w.lease_epoch, w.status, w.lease_until, r.status, r.version
              FROM worker_queue w JOIN dag_runs r USING (run_id) WHERE w.run_id = ?1",
         )?
         .query_row([run], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                crate::status::run_status(r, 3)?,
+                r.get(4)?,
+            ))
         })
         .optional()?;
     let holds = row.as_ref().is_some_and(|(epoch, status, until, _, _)| {
@@ -630,7 +632,7 @@ fn check(
         && version != h.version
     {
         h.version = version;
-        if status == "cancelling" && !h.cancel_signalled {
+        if status == RunStatus::Cancelling && !h.cancel_signalled {
             h.cancel_signalled = true;
             signals.push((run.to_owned(), Signal::Cancel));
         }
@@ -664,7 +666,7 @@ fn count(n: usize) -> i64 {
 mod tests {
     use super::*;
     use crate::queue::{Queue, Submission};
-    use cascade_plan::{RunId, TaskId, TaskState};
+    use cascade_plan::{RunId, RunOutcome, TaskId, TaskState};
     use std::sync::{Arc, Mutex};
 
     type Signals = Arc<Mutex<Vec<(String, Signal)>>>;
@@ -733,7 +735,7 @@ mod tests {
                 run,
                 EventKind::TaskFinished {
                     task,
-                    state: TaskState::Completed,
+                    state: TaskState::Succeeded,
                     attempt: 1,
                     exit_code: Some(0),
                     duration_ms: 1,
@@ -773,7 +775,7 @@ mod tests {
             ledger.record(&e);
         }
         ledger.finish("1-a").await.unwrap();
-        assert_eq!(status(&db, "1-a"), ("completed".into(), "done".into(), 1));
+        assert_eq!(status(&db, "1-a"), ("succeeded".into(), "done".into(), 1));
         assert_eq!(status(&db, "1-b").0, "running");
         assert!(signals.lock().unwrap().is_empty());
         ledger.close();
@@ -884,7 +886,7 @@ mod tests {
         second.finish("1-a").await.unwrap();
         assert_eq!(
             status(&db, "1-a"),
-            ("completed".into(), "done".into(), 2),
+            ("succeeded".into(), "done".into(), 2),
             "the task ran twice: attempt 2"
         );
     }

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod mask;
 pub mod queue;
 pub mod runs;
+pub mod status;
 pub mod tokens;
 pub mod writer;
 

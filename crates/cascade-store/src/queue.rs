@@ -9,6 +9,8 @@
 
 use crate::db;
 use crate::error::StoreError;
+use crate::status;
+use cascade_plan::{RunOutcome, RunStatus};
 use cascade_spec::Scope;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
@@ -69,7 +71,7 @@ pub enum Cancelled {
     /// A worker runs it: it is now `cancelling`; the worker stops it and records `cancelled`.
     Requested,
     /// It had already ended with this status.
-    AlreadyEnded(String),
+    AlreadyEnded(RunStatus),
 }
 
 /// The queue, over one connection.
@@ -253,7 +255,12 @@ impl Queue {
     }
 
     /// Marks a leased run done with its final status, if the lease still holds.
-    pub fn finish(&mut self, lease: &Lease, now_ms: i64, status: &str) -> Result<(), StoreError> {
+    pub fn finish(
+        &mut self,
+        lease: &Lease,
+        now_ms: i64,
+        outcome: RunOutcome,
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -267,7 +274,11 @@ impl Queue {
         }
         tx.execute(
             "UPDATE dag_runs SET status = ?2, version = version + 1, finished_at = ?3 WHERE run_id = ?1",
-            params![lease.run_id, status, jiff::Timestamp::now().to_string()],
+            params![
+                lease.run_id,
+                outcome.as_str(),
+                jiff::Timestamp::now().to_string()
+            ],
         )?;
         tx.commit()?;
         Ok(())
@@ -279,22 +290,22 @@ impl Queue {
         &mut self,
         run_id: &str,
         expected: i64,
-        status: &str,
+        status: RunStatus,
     ) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
             "UPDATE dag_runs SET status = ?3, version = version + 1 WHERE run_id = ?1 AND version = ?2",
-            params![run_id, expected, status],
+            params![run_id, expected, status.as_str()],
         )?;
         Ok(changed == 1)
     }
 
     /// A run's status and version.
-    pub fn run_status(&self, run_id: &str) -> Result<(String, i64), StoreError> {
+    pub fn run_status(&self, run_id: &str) -> Result<(RunStatus, i64), StoreError> {
         self.conn
             .query_row(
                 "SELECT status, version FROM dag_runs WHERE run_id = ?1",
                 [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((status::run_status(r, 0)?, r.get(1)?)),
             )
             .optional()?
             .ok_or_else(|| StoreError::NoRun(run_id.to_owned()))
@@ -305,11 +316,11 @@ impl Queue {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(String, Option<String>, Option<String>)> = tx
+        let row: Option<(RunStatus, Option<String>, Option<String>)> = tx
             .query_row(
                 "SELECT r.status, w.status, r.backend FROM dag_runs r LEFT JOIN worker_queue w USING (run_id) WHERE r.run_id = ?1",
                 [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((status::run_status(r, 0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         let Some((run_status, queue_status, backend)) = row else {
@@ -328,7 +339,7 @@ impl Queue {
                 )?;
                 Cancelled::Dequeued
             }
-            Some("leased") if run_status != "cancelling" => {
+            Some("leased") if run_status != RunStatus::Cancelling => {
                 tx.execute(
                     "UPDATE dag_runs SET status = 'cancelling', version = version + 1 WHERE run_id = ?1",
                     [run_id],
@@ -337,14 +348,18 @@ impl Queue {
             }
             Some("leased") => Cancelled::Requested,
             // On another backend (Argo): its watcher stops it there and records the end.
-            None if backend.is_some() && matches!(run_status.as_str(), "queued" | "running") => {
+            None if backend.is_some()
+                && matches!(run_status, RunStatus::Queued | RunStatus::Running) =>
+            {
                 tx.execute(
                     "UPDATE dag_runs SET status = 'cancelling', version = version + 1 WHERE run_id = ?1",
                     [run_id],
                 )?;
                 Cancelled::Requested
             }
-            None if backend.is_some() && run_status == "cancelling" => Cancelled::Requested,
+            None if backend.is_some() && run_status == RunStatus::Cancelling => {
+                Cancelled::Requested
+            }
             _ => Cancelled::AlreadyEnded(run_status),
         };
         tx.commit()?;
@@ -611,8 +626,8 @@ mod tests {
             None,
             "other scopes see nothing"
         );
-        q.finish(&lease, 2_000, "completed").unwrap();
-        assert_eq!(q.run_status("r1").unwrap().0, "completed");
+        q.finish(&lease, 2_000, RunOutcome::Succeeded).unwrap();
+        assert_eq!(q.run_status("r1").unwrap().0, RunStatus::Succeeded);
         assert_eq!(q.depth().unwrap(), vec![]);
     }
 
@@ -645,10 +660,10 @@ mod tests {
             Err(StoreError::Fenced(_))
         ));
         assert!(matches!(
-            q.finish(&old, 1_202, "completed"),
+            q.finish(&old, 1_202, RunOutcome::Succeeded),
             Err(StoreError::Fenced(_))
         ));
-        q.finish(&new, 1_300, "completed").unwrap();
+        q.finish(&new, 1_300, RunOutcome::Succeeded).unwrap();
     }
 
     #[test]
@@ -664,7 +679,7 @@ mod tests {
             .unwrap();
         assert_eq!(lease.until_ms, 1_150);
         assert!(matches!(
-            q.finish(&lease, 1_151, "completed"),
+            q.finish(&lease, 1_151, RunOutcome::Succeeded),
             Err(StoreError::Fenced(_))
         ));
     }
@@ -712,7 +727,7 @@ mod tests {
             .lease;
         assert_eq!(lease.run_id, "r1");
         assert_eq!(q.cancel("r2").unwrap(), Cancelled::Dequeued);
-        assert_eq!(q.run_status("r2").unwrap().0, "cancelled");
+        assert_eq!(q.run_status("r2").unwrap().0, RunStatus::Cancelled);
         assert_eq!(
             q.claim("worker-global", None, 2, Duration::from_mins(1))
                 .unwrap(),
@@ -723,12 +738,12 @@ mod tests {
         assert_eq!(q.cancel("r1").unwrap(), Cancelled::Requested);
         assert_eq!(
             q.run_status("r1").unwrap(),
-            ("cancelling".into(), before + 1)
+            (RunStatus::Cancelling, before + 1)
         );
-        q.finish(&lease, 3, "cancelled").unwrap();
+        q.finish(&lease, 3, RunOutcome::Cancelled).unwrap();
         assert_eq!(
             q.cancel("r1").unwrap(),
-            Cancelled::AlreadyEnded("cancelled".into())
+            Cancelled::AlreadyEnded(RunStatus::Cancelled)
         );
         assert!(matches!(q.cancel("nope"), Err(StoreError::NoRun(_))));
     }
@@ -783,7 +798,7 @@ mod tests {
             matches!(q.run_status("r2"), Err(StoreError::NoRun(_))),
             "the conflicting run was not stored"
         );
-        assert_eq!(q.run_status("r3").unwrap().0, "queued");
+        assert_eq!(q.run_status("r3").unwrap().0, RunStatus::Queued);
     }
 
     #[test]
@@ -801,8 +816,8 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut q = Queue::open(&path).unwrap();
                     barrier.wait();
-                    q.set_run_status("r1", version, &format!("status-{i}"))
-                        .unwrap()
+                    let status = RunStatus::ALL[i % RunStatus::ALL.len()];
+                    q.set_run_status("r1", version, status).unwrap()
                 })
             })
             .collect();

@@ -2,6 +2,8 @@
 
 use crate::db;
 use crate::error::StoreError;
+use crate::status;
+use cascade_plan::{RunStatus, TaskState};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
@@ -13,8 +15,9 @@ pub struct RunRow {
     pub dag_id: String,
     pub source: Option<String>,
     pub trigger: String,
-    /// `running`, `succeeded`, `failed`, `cancelled`, or `interrupted` (its process died).
-    pub status: String,
+    /// A `running` local run whose `cascade run` process is gone reads as `failed`, with
+    /// the reason in `error`.
+    pub status: RunStatus,
     pub passed: i64,
     pub failed: i64,
     pub skipped: i64,
@@ -50,7 +53,7 @@ pub struct WorkerRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DagFilter {
     /// Status of the latest run.
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// `project:proj-a`, `global`, …
     pub scope: Option<String>,
     /// The node that owns it (ran its latest run, or is its target).
@@ -62,7 +65,7 @@ pub struct DagFilter {
 pub struct TaskRow {
     pub task_id: String,
     pub label: Option<String>,
-    pub status: String,
+    pub status: TaskState,
     pub attempt: i64,
     pub exit_code: Option<i64>,
     pub duration_ms: Option<i64>,
@@ -94,7 +97,7 @@ pub struct DagRow {
     pub priority: i64,
     pub created_at: String,
     /// Status of its latest run.
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// The node that ran its latest run, else the node it targets.
     pub owner_node: Option<String>,
 }
@@ -159,7 +162,7 @@ impl Reader {
         let rows = stmt.query_map(
             params![
                 i64::try_from(limit).unwrap_or(i64::MAX),
-                filter.status,
+                filter.status.map(RunStatus::as_str),
                 filter.scope,
                 filter.node
             ],
@@ -281,7 +284,7 @@ impl Reader {
             Ok(TaskRow {
                 task_id: r.get(0)?,
                 label: r.get(1)?,
-                status: r.get(2)?,
+                status: status::task_state(r, 2)?,
                 attempt: r.get(3)?,
                 exit_code: r.get(4)?,
                 duration_ms: r.get(5)?,
@@ -366,7 +369,7 @@ fn dag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DagRow> {
         target_node: r.get(3)?,
         priority: r.get(4)?,
         created_at: r.get(5)?,
-        status: r.get(6)?,
+        status: status::run_status_opt(r, 6)?,
         owner_node: r.get(7)?,
     })
 }
@@ -396,11 +399,16 @@ fn worker_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRow> {
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    let mut status: String = r.get(4)?;
+    let mut status = status::run_status(r, 4)?;
     let pid: Option<i64> = r.get(10)?;
-    // Runs started by a local `cascade run` carry its pid; a server's runs do not.
-    if status == "running" && pid.is_some_and(|p| !alive(p)) {
-        "interrupted".clone_into(&mut status);
+    let mut error: Option<String> = r.get(13)?;
+    // Runs started by a local `cascade run` carry its pid; a server's runs do not. One
+    // whose process is gone ended without saying so: it failed, and why is told.
+    if let Some(pid) = pid.filter(|p| status == RunStatus::Running && !alive(*p)) {
+        status = RunStatus::Failed;
+        error.get_or_insert_with(|| {
+            format!("interrupted: its `cascade run` process (pid {pid}) ended before the run did")
+        });
     }
     Ok(RunRow {
         run_id: r.get(0)?,
@@ -415,7 +423,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         duration_ms: r.get(9)?,
         worker_id: r.get(11)?,
         node_id: r.get(12)?,
-        error: r.get(13)?,
+        error,
     })
 }
 
@@ -481,7 +489,7 @@ mod tests {
             &run,
             EventKind::TaskFinished {
                 task: task.clone(),
-                state: TaskState::Completed,
+                state: TaskState::Succeeded,
                 attempt: 1,
                 exit_code: Some(0),
                 duration_ms: 5,
@@ -504,10 +512,10 @@ mod tests {
         let reader = Reader::open(&db).unwrap();
         let runs = reader.runs(10).unwrap();
         assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].status, "succeeded");
+        assert_eq!(runs[0].status, RunStatus::Succeeded);
         assert_eq!(reader.run("last").unwrap().run_id, run.as_str());
         let tasks = reader.tasks(run.as_str()).unwrap();
-        assert_eq!(tasks[0].status, "completed");
+        assert_eq!(tasks[0].status, TaskState::Succeeded);
         assert_eq!(tasks[0].output, Some(serde_json::json!({"x": "1"})));
         let logs = reader.logs(run.as_str(), Some("lint")).unwrap();
         assert_eq!(
@@ -532,13 +540,20 @@ mod tests {
     }
 
     #[test]
-    fn a_run_whose_process_died_reads_as_interrupted() {
+    fn a_run_whose_process_died_reads_as_failed_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cascade.db");
         let conn = db::open(&db).unwrap();
         // pid 0x7fffffff does not exist.
         conn.execute("INSERT INTO dag_runs (run_id, dag_id, trigger, status, pid, created_at) VALUES ('r', 'd', 'manual', 'running', 2147483647, 'now')", []).unwrap();
         let reader = Reader::open(&db).unwrap();
-        assert_eq!(reader.run("r").unwrap().status, "interrupted");
+        let run = reader.run("r").unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(
+            run.error.as_deref(),
+            Some(
+                "interrupted: its `cascade run` process (pid 2147483647) ended before the run did"
+            )
+        );
     }
 }

@@ -182,7 +182,7 @@ async fn apiserver_watch_follows_a_submitted_workflow_through_its_phases() {
     .expect("the watch ends when the phase is final")
     .unwrap();
     driver.await.unwrap();
-    assert_eq!(done, "Succeeded");
+    assert_eq!(done, cascade_plan::RunStatus::Succeeded);
     assert_eq!(phases.last().map(String::as_str), Some("Succeeded"));
     assert!(phases.contains(&"Running".to_owned()), "{phases:?}");
     api.delete(&name, &kube::api::DeleteParams::default())

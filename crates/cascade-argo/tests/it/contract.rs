@@ -170,7 +170,7 @@ async fn contract_watch_follows_phases_to_success() {
     let phase = cluster::watch(&client, "ci", &name, |p| seen.push(p.clone()))
         .await
         .unwrap();
-    assert_eq!(phase, "Succeeded");
+    assert_eq!(phase, cascade_plan::RunStatus::Succeeded);
     let phases: Vec<&str> = seen
         .iter()
         .filter_map(|p| {
@@ -194,7 +194,7 @@ async fn contract_watch_follows_phases_to_success() {
         .collect();
     assert_eq!(
         build,
-        [TaskState::Pending, TaskState::Running, TaskState::Completed]
+        [TaskState::Pending, TaskState::Running, TaskState::Succeeded]
     );
 }
 
@@ -203,7 +203,7 @@ async fn contract_watch_reports_failure() {
     let (client, server) = start(vec!["Pending", "Running", "Failed"]).await;
     let name = cluster::submit(&client, "ci", &manifest()).await.unwrap();
     let phase = cluster::watch(&client, "ci", &name, |_| {}).await.unwrap();
-    assert_eq!(phase, "Failed");
+    assert_eq!(phase, cascade_plan::RunStatus::Failed);
     let requests = server.requests.lock().unwrap();
     assert!(
         requests

@@ -145,7 +145,7 @@ fn cluster_error(e: &cascade_argo::cluster::ClusterError) -> CliError {
 /// Prints each change of a workflow; the outcome follows its final phase.
 async fn follow(client: &kube::Client, namespace: &str, name: &str) -> CliResult {
     use cascade_argo::cluster::Progress;
-    let phase = cascade_argo::cluster::watch(client, namespace, name, |p| match p {
+    let status = cascade_argo::cluster::watch(client, namespace, name, |p| match p {
         Progress::Phase { phase, message } => {
             output::note(&format!(
                 "{name}: {phase}{}",
@@ -171,8 +171,8 @@ async fn follow(client: &kube::Client, namespace: &str, name: &str) -> CliResult
     })
     .await
     .map_err(|e| cluster_error(&e))?;
-    output::data(&format!("{name} {phase}"));
-    Ok(if phase == "Succeeded" {
+    output::data(&format!("{name} {status}"));
+    Ok(if status == cascade_plan::RunStatus::Succeeded {
         Outcome::Success
     } else {
         Outcome::Failure

@@ -86,11 +86,20 @@ pub struct SubmitArgs {
     target: Target,
 }
 
+/// `--status`: one of the run statuses, offered (and completed) from the type.
+fn run_status() -> impl clap::builder::TypedValueParser<Value = cascade_plan::RunStatus> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(
+        cascade_plan::RunStatus::ALL.iter().map(|s| s.as_str()),
+    )
+    .try_map(|word| word.parse::<cascade_plan::RunStatus>())
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only DAGs whose latest run has this status
-    #[arg(long, value_parser = ["queued", "running", "cancelling", "completed", "failed", "cancelled", "skipped"])]
-    status: Option<String>,
+    #[arg(long, value_parser = run_status())]
+    status: Option<cascade_plan::RunStatus>,
     /// Only this scope (`project:proj-a`, `global`)
     #[arg(long)]
     scope: Option<String>,
@@ -292,10 +301,10 @@ impl Source {
                     Queue::open(&dir.join("cascade.db")).map_err(|e| store_error(&e))?;
                 match queue.cancel(run_id) {
                     Ok(cascade_store::Cancelled::Dequeued) => {
-                        Ok(json!({"run_id": run_id, "status": "cancelled"}))
+                        Ok(json!({"run_id": run_id, "status": cascade_plan::RunStatus::Cancelled}))
                     }
                     Ok(cascade_store::Cancelled::Requested) => {
-                        Ok(json!({"run_id": run_id, "status": "cancelling"}))
+                        Ok(json!({"run_id": run_id, "status": cascade_plan::RunStatus::Cancelling}))
                     }
                     Ok(cascade_store::Cancelled::AlreadyEnded(status)) => Err(CliError::failure(
                         format!("run `{run_id}` already ended ({status}); nothing to cancel"),
@@ -455,9 +464,10 @@ fn run_and_tasks(source: &Source, run_id: &str) -> Answer {
 
 /// The exit code of a run that ended with `status`.
 fn ended(status: &str) -> Outcome {
-    match status {
-        "succeeded" | "completed" | "skipped" => Outcome::Success,
-        "cancelled" => Outcome::Cancelled,
+    use cascade_plan::RunStatus;
+    match RunStatus::read(status) {
+        Some(RunStatus::Succeeded | RunStatus::Skipped) => Outcome::Success,
+        Some(RunStatus::Cancelled) => Outcome::Cancelled,
         _ => Outcome::Failure,
     }
 }
@@ -544,8 +554,9 @@ fn list(args: &ListArgs) -> CliResult {
         return Ok(Outcome::Success);
     }
     let mut query = vec![format!("limit={}", args.limit)];
+    let status = args.status.map(|s| s.as_str().to_owned());
     for (key, value) in [
-        ("status", &args.status),
+        ("status", &status),
         ("scope", &args.scope),
         ("node", &args.node),
     ] {
@@ -554,7 +565,7 @@ fn list(args: &ListArgs) -> CliResult {
         }
     }
     let filter = DagFilter {
-        status: args.status.clone(),
+        status: args.status,
         scope: args.scope.clone(),
         node: args.node.clone(),
     };

@@ -10,8 +10,9 @@
 use crate::output::{self, ListFormat};
 use crate::{CliError, CliResult, Outcome};
 use anyhow::Context as _;
-use cascade_connect::payload::{Body, Lifecycle, Payload, ResourceAction, TaskStatus};
+use cascade_connect::payload::{Body, Lifecycle, Payload, ResourceAction};
 use cascade_connect::{BrokerUrl, Message};
+use cascade_plan::{RunStatus, TaskState};
 use indexmap::IndexMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -50,7 +51,8 @@ pub struct Args {
 /// What is known of one task.
 #[derive(Debug, Clone)]
 struct TaskView {
-    state: TaskStatus,
+    /// Read back from the telemetry word and error ([`cascade_plan::TelemetryState::task_state`]).
+    state: TaskState,
     attempt: Option<u32>,
     duration_ms: Option<u64>,
     error: Option<String>,
@@ -95,7 +97,7 @@ impl View {
                 run.tasks.insert(
                     e.task_id.clone(),
                     TaskView {
-                        state: e.state,
+                        state: e.state.task_state(e.error.as_deref()),
                         attempt: e.metadata.attempt,
                         duration_ms: e.duration_ms,
                         error: e.error.clone(),
@@ -111,18 +113,18 @@ impl View {
         let mut out = String::new();
         let skip = self.runs.len().saturating_sub(SHOWN_RUNS);
         for (id, run) in self.runs.iter().skip(skip) {
-            let count = |s: TaskStatus| run.tasks.values().filter(|t| t.state == s).count();
+            let count = |s: TaskState| run.tasks.values().filter(|t| t.state == s).count();
             let _ = writeln!(
                 out,
                 "run {id}  {}  {}  {}  {} running, {} done, {} failed, {} skipped, {} pending",
                 run.project,
                 run.source,
-                if run.stopped { "STOPPED" } else { "RUNNING" },
-                count(TaskStatus::Running),
-                count(TaskStatus::Completed),
-                count(TaskStatus::Failed),
-                count(TaskStatus::Skipped),
-                count(TaskStatus::Pending),
+                run.status(),
+                count(TaskState::Running),
+                count(TaskState::Succeeded),
+                count(TaskState::Failed) + count(TaskState::Cancelled),
+                count(TaskState::Skipped),
+                count(TaskState::Pending),
             );
             let rows: Vec<Vec<String>> = run
                 .tasks
@@ -131,7 +133,7 @@ impl View {
                 .map(|(task, t)| {
                     vec![
                         format!("  {task}"),
-                        state(t.state).to_owned(),
+                        t.state.to_string(),
                         t.attempt.map(|a| a.to_string()).unwrap_or_default(),
                         t.duration_ms
                             .map(crate::output::duration_ms)
@@ -163,13 +165,22 @@ impl View {
     }
 }
 
-fn state(s: TaskStatus) -> &'static str {
-    match s {
-        TaskStatus::Pending => "PENDING",
-        TaskStatus::Running => "RUNNING",
-        TaskStatus::Completed => "COMPLETED",
-        TaskStatus::Failed => "FAILED",
-        TaskStatus::Skipped => "SKIPPED",
+impl RunView {
+    /// The run's status as far as telemetry shows it, which carries no outcome: running
+    /// until `ENGINE_STOPPED`; then `cancelled` if a task was, `failed` if one failed,
+    /// else `succeeded`. (A task that failed under `continue_on_error` makes it look
+    /// failed here; `cascade runs` on the machine that ran it has the outcome.)
+    fn status(&self) -> RunStatus {
+        let any = |s: TaskState| self.tasks.values().any(|t| t.state == s);
+        if !self.stopped {
+            RunStatus::Running
+        } else if any(TaskState::Cancelled) {
+            RunStatus::Cancelled
+        } else if any(TaskState::Failed) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        }
     }
 }
 
@@ -189,7 +200,8 @@ fn line(payload: &Payload) -> String {
             )
         }
         Body::TaskStateEvent(e) => {
-            let mut text = format!("{ts} {} {} {}", h.run_id, e.task_id, state(e.state));
+            let state = e.state.task_state(e.error.as_deref());
+            let mut text = format!("{ts} {} {} {state}", h.run_id, e.task_id);
             if let Some(a) = e.metadata.attempt {
                 let _ = write!(text, " attempt={a}");
             }
@@ -331,7 +343,7 @@ mod tests {
         let screen = view.render(0);
         assert_eq!(
             screen,
-            "run r-1  web  h-1  STOPPED  0 running, 1 done, 1 failed, 0 skipped, 0 pending\n  TASK   STATE      TRY  TIME   ERROR\n  build  COMPLETED  1    1.50s\n  test   FAILED     1    1.50s  exit code 2\n\n"
+            "run r-1  web  h-1  failed  0 running, 1 done, 1 failed, 0 skipped, 0 pending\n  TASK   STATE      TRY  TIME   ERROR\n  build  succeeded  1    1.50s\n  test   failed     1    1.50s  exit code 2\n\n"
         );
     }
 
@@ -339,7 +351,7 @@ mod tests {
     fn one_line_per_event() {
         assert_eq!(
             line(&payload("r-1", task("test", "FAILED", Some("boom")))),
-            "00:00:01.000 r-1 test FAILED attempt=1 duration_ms=1500 error=\"boom\""
+            "00:00:01.000 r-1 test failed attempt=1 duration_ms=1500 error=\"boom\""
         );
     }
 }

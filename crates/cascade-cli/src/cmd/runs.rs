@@ -96,7 +96,7 @@ pub fn runs(args: &RunsArgs) -> CliResult {
                     vec![
                         r.run_id.clone(),
                         r.dag_id.clone(),
-                        r.status.clone(),
+                        r.status.to_string(),
                         format!("{}/{}/{}", r.passed, r.failed, r.skipped),
                         r.duration_ms.map_or_else(
                             || "-".to_owned(),
@@ -124,7 +124,7 @@ pub fn runs(args: &RunsArgs) -> CliResult {
 
 /// A run that may still write lines: `--follow` keeps reading while it is one of these.
 pub(crate) fn still_going(status: &str) -> bool {
-    matches!(status, "queued" | "running" | "cancelling")
+    cascade_plan::RunStatus::parse(status).is_some_and(|s| !s.is_final())
 }
 
 /// How often `--follow` looks for new lines.
@@ -165,7 +165,7 @@ pub fn logs(args: &LogsArgs) -> CliResult {
     }
     let mut printer = Printer::new(args.show, args.raw);
     let mut seen = 0;
-    let mut running = still_going(&run.status);
+    let mut running = still_going(run.status.as_str());
     loop {
         let lines = reader.logs_after(&run.run_id, job, seen)?;
         for l in &lines {
@@ -183,7 +183,7 @@ pub fn logs(args: &LogsArgs) -> CliResult {
         }
         std::thread::sleep(FOLLOW_EVERY);
         // One more read after the run ended: the lines of its last moments.
-        running = still_going(&reader.run(&run.run_id)?.status);
+        running = still_going(reader.run(&run.run_id)?.status.as_str());
     }
     if printer.printed == 0 {
         output::note(&format!(

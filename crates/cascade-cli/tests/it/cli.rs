@@ -150,7 +150,7 @@ fn dag_list_refuses_an_unknown_status_and_names_the_known_ones() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("invalid value 'bogus'") && stderr.contains("completed"),
+        stderr.contains("invalid value 'bogus'") && stderr.contains("succeeded"),
         "{stderr}"
     );
 }

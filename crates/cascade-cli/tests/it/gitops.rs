@@ -572,13 +572,13 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
         "the build's completion callback",
         |r| {
             r.iter().any(|c| {
-                c.body["pipeline"] == "acme/build/build.yaml" && c.body["status"] == "completed"
+                c.body["pipeline"] == "acme/build/build.yaml" && c.body["status"] == "succeeded"
             })
         },
     );
     let done = got
         .iter()
-        .find(|c| c.body["pipeline"] == "acme/build/build.yaml" && c.body["status"] == "completed")
+        .find(|c| c.body["pipeline"] == "acme/build/build.yaml" && c.body["status"] == "succeeded")
         .unwrap();
     assert_eq!(done.path, "/done");
     assert_eq!(done.body["task_id"], "T-42");
@@ -589,7 +589,7 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
     assert!(
         got.iter()
             .any(|c| c.body["pipeline"] == "acme/agent/agent.yaml"
-                && c.body["status"] == "completed"),
+                && c.body["status"] == "succeeded"),
         "the agent's callback too: {got:#?}"
     );
     let chain = events(&server, Some("T-42"));

@@ -46,7 +46,7 @@ fn ended_run_of(server: &crate::serve::Server, dag_id: &str) -> Value {
             && let Some(run) = dag["runs"].as_array().and_then(|r| r.first())
             && matches!(
                 run["status"].as_str(),
-                Some("completed" | "failed" | "cancelled")
+                Some("succeeded" | "failed" | "cancelled")
             )
         {
             return run.clone();
@@ -175,7 +175,7 @@ fn a_secret_is_given_only_where_granted_and_the_run_fails_first_naming_the_grant
 
     dispatch(&server.addr, "granted", &json!({"task_id": "G1"}));
     let run = ended_run_of(&server, "acme/granted/granted.yaml");
-    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
     assert!(shared.path().join("granted").exists());
     let run_id = run["run_id"].as_str().unwrap();
     let (_, logs) = http(
@@ -211,7 +211,7 @@ fn an_api_submission_gets_only_the_secrets_granted_to_its_scope() {
         &json!({"dag_id": "proj-other-deploy", "tasks": [task]}),
     );
     let done = wait_run(&server, &web, Duration::from_mins(1), ended);
-    assert_eq!(done["run"]["status"], "completed", "{done}");
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
     let (_, logs) = http(&server.addr, "GET", &format!("/api/v1/runs/{web}/logs"), "");
     // An API submission's jobs get no job token (its dispatches would reach every
     // repository, whatever scopes its submitter had).
@@ -236,7 +236,7 @@ fn an_api_submission_gets_only_the_secrets_granted_to_its_scope() {
     assert!(
         refused["tasks"]
             .as_array()
-            .is_none_or(|t| t.iter().all(|t| t["status"] != "completed"))
+            .is_none_or(|t| t.iter().all(|t| t["status"] != "succeeded"))
     );
     // The orchestrator's own field cannot be smuggled into an API submission.
     let smuggled = json!({"pipeline": "jobs: { a: { run: true } }", "repository": "acme/app"});
@@ -386,7 +386,7 @@ fn a_pull_request_from_a_fork_runs_the_base_pipeline_without_secrets_or_a_job_to
     );
     assert_eq!(status, 202, "{answer}");
     let run = ended_run_of(&server, "acme/app/ci.yaml");
-    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
     let run_id = run["run_id"].as_str().unwrap();
     let (_, logs) = http(
         &server.addr,

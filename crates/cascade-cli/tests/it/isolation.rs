@@ -47,7 +47,7 @@ fn wait_ended(server: &Server, run_id: &str, limit: Duration) -> Value {
         let body = run(server, run_id);
         if matches!(
             body["run"]["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
+            Some("succeeded" | "failed" | "cancelled")
         ) {
             return body;
         }
@@ -118,7 +118,7 @@ fn serve_jobs_get_an_empty_environment_and_none_of_the_data_dir_config_or_secret
     );
     let done = wait_ended(&server, &run_id, Duration::from_secs(30));
     let lines = log_lines(&server, &run_id);
-    assert_eq!(done["run"]["status"], "completed", "{done} {lines:#?}");
+    assert_eq!(done["run"]["status"], "succeeded", "{done} {lines:#?}");
     let text = lines.join("\n");
     for leaked in [
         WEBHOOK_SECRET,
@@ -200,7 +200,7 @@ fn a_job_cannot_see_or_kill_the_server_and_its_daemons_end_with_it() {
     );
     let done = wait_ended(&server, &run_id, Duration::from_secs(30));
     let lines = log_lines(&server, &run_id);
-    assert_eq!(done["run"]["status"], "completed", "{done} {lines:?}");
+    assert_eq!(done["run"]["status"], "succeeded", "{done} {lines:?}");
     assert!(lines.contains(&"kill failed".to_owned()), "{lines:?}");
     assert!(!lines.contains(&"serve visible".to_owned()), "{lines:?}");
     // Its own PID namespace: bwrap's init, the shell, ls and grep (and a command

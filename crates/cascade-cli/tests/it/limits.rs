@@ -158,7 +158,7 @@ fn wait_end(server: &Server, run_id: &str) -> Value {
         assert_eq!(status, 200, "{body}");
         if matches!(
             body["run"]["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
+            Some("succeeded" | "failed" | "cancelled")
         ) {
             return body;
         }
@@ -205,7 +205,7 @@ fn serve_refuses_a_20000_deep_chain_and_runs_a_20000_term_condition_over_the_api
         assert_eq!(status, 202, "{body}");
         let run_id = body["run_id"].as_str().unwrap().to_owned();
         let end = wait_end(&server, &run_id);
-        assert_eq!(end["run"]["status"], "completed", "{end}");
+        assert_eq!(end["run"]["status"], "succeeded", "{end}");
         assert_up(&mut server);
     }
 }

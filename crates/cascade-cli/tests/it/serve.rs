@@ -319,7 +319,7 @@ fn every_accepted_submission_survives_kill_9_of_the_server() {
         assert!(
             matches!(
                 run["run"]["status"].as_str(),
-                Some("queued" | "running" | "completed")
+                Some("queued" | "running" | "succeeded")
             ),
             "{run}"
         );

@@ -260,7 +260,7 @@ fn wire_of(event: &Value) -> Option<(String, String)> {
         "task_finished" => (
             task(),
             match event["state"].as_str().unwrap() {
-                "completed" => "COMPLETED",
+                "succeeded" => "COMPLETED",
                 "skipped" => "SKIPPED",
                 _ => "FAILED",
             }
@@ -406,7 +406,7 @@ async fn a_broker_killed_mid_run_does_not_fail_or_delay_it(kind: Kind) {
     let with = started.elapsed();
     assert_eq!(code, Some(0), "{events:?}");
     let finished = events.iter().filter(|e| e["event"] == "task_finished");
-    assert_eq!(finished.filter(|e| e["state"] == "completed").count(), 4);
+    assert_eq!(finished.filter(|e| e["state"] == "succeeded").count(), 4);
     // Generous: the end of a run gives telemetry at most a second by design.
     assert!(
         with < without + Duration::from_secs(3),
@@ -463,7 +463,7 @@ async fn a_cancel_through_the_broker_stops_the_run(kind: Kind) {
             .map(|e| e["state"].as_str().unwrap().to_owned())
     };
     assert_eq!(state("slow").as_deref(), Some("cancelled"));
-    assert_eq!(state("cleanup").as_deref(), Some("completed"));
+    assert_eq!(state("cleanup").as_deref(), Some("succeeded"));
     assert_eq!(events.last().unwrap()["outcome"], "cancelled");
 }
 
@@ -734,7 +734,7 @@ fn submit_and_wait(addr: &str, run: &str) -> String {
         let (_, body) = http(addr, "GET", &format!("/api/v1/runs/{run_id}"), "");
         if matches!(
             body["run"]["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
+            Some("succeeded" | "failed" | "cancelled")
         ) {
             return run_id;
         }
@@ -782,8 +782,8 @@ async fn serve_workers_publish_telemetry_and_metrics_show_the_run() {
     );
     let metrics = get_text(&server.addr, "/metrics");
     for (name, value) in [
-        ("cascade_runs{status=\"completed\"}", 1.0),
-        ("cascade_tasks{state=\"completed\"}", 1.0),
+        ("cascade_runs{status=\"succeeded\"}", 1.0),
+        ("cascade_tasks{state=\"succeeded\"}", 1.0),
         ("cascade_queue_depth", 0.0),
         ("cascade_workers", 1.0),
         ("cascade_telemetry_dropped_total", 0.0),
@@ -809,7 +809,7 @@ fn metrics_count_what_workers_could_not_publish() {
     // Started, pending, running, completed, stopped: none could go out.
     assert!(dropped >= 5.0, "{metrics}");
     assert_eq!(
-        series(&metrics, "cascade_runs{status=\"completed\"}"),
+        series(&metrics, "cascade_runs{status=\"succeeded\"}"),
         Some(1.0)
     );
 }
@@ -883,7 +883,7 @@ async fn pause_resume_and_cancel_through_mosquitto_reach_a_serve_worker() {
     control(&url, &["resume"]);
     assert_eq!(
         wait_status(&server.addr, &run_id, |s| s != "running"),
-        "completed"
+        "succeeded"
     );
     assert!(mark("after").exists(), "resumed, but `after` did not run");
 

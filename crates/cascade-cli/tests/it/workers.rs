@@ -49,7 +49,7 @@ pub(crate) fn wait_run(
 pub(crate) fn ended(body: &Value) -> bool {
     matches!(
         body["run"]["status"].as_str(),
-        Some("completed" | "failed" | "cancelled")
+        Some("succeeded" | "failed" | "cancelled")
     )
 }
 
@@ -108,8 +108,8 @@ fn two_scopes_run_side_by_side_in_two_workers_and_a_scope_reuses_its_worker() {
     );
     let a_run = wait_run(&server, &a, Duration::from_secs(20), ended);
     let b_run = wait_run(&server, &b, Duration::from_secs(20), ended);
-    assert_eq!(a_run["run"]["status"], "completed", "{a_run}");
-    assert_eq!(b_run["run"]["status"], "completed", "{b_run}");
+    assert_eq!(a_run["run"]["status"], "succeeded", "{a_run}");
+    assert_eq!(b_run["run"]["status"], "succeeded", "{b_run}");
     assert_eq!(a_run["run"]["worker_id"], "worker-project-a");
     assert_eq!(b_run["run"]["worker_id"], "worker-project-b");
     let first = worker(&server, "worker-project-a");
@@ -119,7 +119,7 @@ fn two_scopes_run_side_by_side_in_two_workers_and_a_scope_reuses_its_worker() {
 
     let again = submit(&server, &dag("proj-a-two", "echo again"));
     let again = wait_run(&server, &again, Duration::from_secs(20), ended);
-    assert_eq!(again["run"]["status"], "completed");
+    assert_eq!(again["run"]["status"], "succeeded");
     let reused = worker(&server, "worker-project-a");
     assert_eq!(
         reused["pid"], first["pid"],
@@ -167,8 +167,8 @@ fn a_worker_killed_mid_task_is_replaced_and_the_dag_completes_with_the_task_retr
     .unwrap();
     // Nothing stays Running beyond the lease and 5 seconds.
     let done = wait_run(&server, &run_id, lease + Duration::from_secs(5), ended);
-    assert_eq!(done["run"]["status"], "completed", "{done}");
-    assert_eq!(done["tasks"][0]["status"], "completed");
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    assert_eq!(done["tasks"][0]["status"], "succeeded");
     assert_eq!(
         done["tasks"][0]["attempt"], 2,
         "the task was retried: {done}"
@@ -314,7 +314,7 @@ fn the_pool_caps_workers_and_stops_the_least_recently_used_idle_one() {
     let first = worker(&server, "worker-project-e");
     let b = submit(&server, &dag("proj-f-one", "true"));
     let b = wait_run(&server, &b, Duration::from_secs(20), ended);
-    assert_eq!(b["run"]["status"], "completed");
+    assert_eq!(b["run"]["status"], "succeeded");
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(first["pid"].as_i64().unwrap()) {
         assert!(Instant::now() < deadline, "the idle worker was not stopped");
@@ -404,7 +404,7 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
     };
     let list = json(&["dag", "list", "--server", &url]);
     assert_eq!(list[0]["dag_id"], "proj-a-nightly");
-    assert_eq!(list[0]["status"], "completed");
+    assert_eq!(list[0]["status"], "succeeded");
     assert_eq!(list[0]["owner_node"], "test-node");
     assert_eq!(
         json(&["dag", "list", "--status", "failed", "--server", &url]),
@@ -413,7 +413,7 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
     let status = json(&["dag", "status", "proj-a-nightly", "--server", &url]);
     assert_eq!(status["scope"], "project:proj-a");
     assert_eq!(status["runs"][0]["run_id"], run_id.as_str());
-    assert_eq!(status["latest_tasks"][0]["status"], "completed");
+    assert_eq!(status["latest_tasks"][0]["status"], "succeeded");
     let logs = json(&["dag", "logs", "proj-a-nightly", "--server", &url]);
     assert!(!logs["logs"].as_array().unwrap().is_empty(), "{logs}");
     let workers = json(&["dag", "worker", "list", "--server", &url]);

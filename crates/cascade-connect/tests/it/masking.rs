@@ -2,7 +2,9 @@
 //! is, line by line, or JSON-escaped.
 
 use crate::{Broker, Inbox, Kind, connected, identity};
-use cascade_connect::payload::{Body, Header, Payload, TaskMetadata, TaskStateEvent, TaskStatus};
+use cascade_connect::payload::{
+    Body, Header, Payload, TaskMetadata, TaskStateEvent, TelemetryState,
+};
 use cascade_connect::{Masker, Telemetry, TelemetryOptions};
 use cascade_plan::{Event, EventKind, RunId, TaskId, TaskState};
 use std::sync::Arc;
@@ -104,7 +106,7 @@ fn the_leak_detector_finds_every_secret_unmasked() {
             body: Body::TaskStateEvent(TaskStateEvent {
                 task_id: "t".into(),
                 task_name: "t".into(),
-                state: TaskStatus::Failed,
+                state: TelemetryState::Failed,
                 duration_ms: None,
                 error: Some(format!("x {secret} y")),
                 metadata: TaskMetadata::default(),

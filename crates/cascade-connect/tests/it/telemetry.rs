@@ -85,7 +85,7 @@ fn run() -> Vec<Event> {
             task: task("build"),
             attempt: 2,
         },
-        finished("build", TaskState::Completed, 2, Some(0), 1200, None),
+        finished("build", TaskState::Succeeded, 2, Some(0), 1200, None),
         K::ResourceReleased {
             task: task("build"),
             resource: "cpu=500m,memory=256Mi".into(),

@@ -89,7 +89,7 @@ jobs:
         ran.summary.tasks,
         ran.logs()
     );
-    assert_eq!(ran.state("inside[0]"), TaskState::Completed);
+    assert_eq!(ran.state("inside[0]"), TaskState::Succeeded);
     let logs = ran.logs();
     assert!(
         logs.contains(&"inside[0]: hello box from /workspace".to_owned()),

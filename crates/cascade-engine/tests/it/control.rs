@@ -141,7 +141,7 @@ fn cancel_stops_the_run_like_the_token() {
     assert_eq!(ran.summary.outcome, RunOutcome::Cancelled);
     assert_eq!(ran.state("slow"), TaskState::Cancelled);
     assert_eq!(ran.state("after"), TaskState::Cancelled);
-    assert_eq!(ran.state("cleanup"), TaskState::Completed);
+    assert_eq!(ran.state("cleanup"), TaskState::Succeeded);
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn cancel_while_paused_still_ends_the_run() {
     );
     assert_eq!(ran.summary.outcome, RunOutcome::Cancelled);
     assert_eq!(ran.state("a"), TaskState::Cancelled);
-    assert_eq!(ran.state("cleanup"), TaskState::Completed);
+    assert_eq!(ran.state("cleanup"), TaskState::Succeeded);
 }
 
 #[test]

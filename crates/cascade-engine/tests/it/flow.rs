@@ -27,7 +27,7 @@ jobs:
     );
     assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
     for (i, name) in ["alpha", "beta", "gamma"].iter().enumerate() {
-        assert_eq!(ran.state(&format!("lint[{i}]")), TaskState::Completed);
+        assert_eq!(ran.state(&format!("lint[{i}]")), TaskState::Succeeded);
         assert!(
             ran.logs().contains(&format!("lint[{i}]: linting {name}")),
             "{:?}",
@@ -50,7 +50,7 @@ fn an_empty_fan_out_skips_the_job_and_its_dependents() {
     );
     assert_eq!(ran.state("lint"), TaskState::Skipped);
     assert_eq!(ran.state("after"), TaskState::Skipped);
-    assert_eq!(ran.state("always"), TaskState::Completed);
+    assert_eq!(ran.state("always"), TaskState::Succeeded);
     assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
 }
 
@@ -71,7 +71,7 @@ jobs:
         Setup::default(),
     );
     let flaky = ran.task("flaky");
-    assert_eq!(flaky.state, TaskState::Completed);
+    assert_eq!(flaky.state, TaskState::Succeeded);
     assert_eq!(flaky.attempts, 3);
     let retries: Vec<u32> = ran
         .events
@@ -140,13 +140,13 @@ fn always_runs_after_a_failure_and_success_is_skipped() {
     );
     assert_eq!(ran.state("build"), TaskState::Failed);
     assert_eq!(ran.state("deploy"), TaskState::Skipped);
-    assert_eq!(ran.state("cleanup"), TaskState::Completed);
+    assert_eq!(ran.state("cleanup"), TaskState::Succeeded);
     assert_eq!(
         ran.state("on-failure"),
-        TaskState::Completed,
+        TaskState::Succeeded,
         "failure() sees a failed ancestor"
     );
-    assert_eq!(ran.state("report"), TaskState::Completed);
+    assert_eq!(ran.state("report"), TaskState::Succeeded);
     // Without a status function, `if:` means `success() && (...)`, as in GitHub Actions.
     assert_eq!(ran.state("implicit"), TaskState::Skipped);
     assert_eq!(ran.summary.jobs["deploy"], JobResult::Skipped);
@@ -163,7 +163,7 @@ fn continue_on_error_keeps_the_run_green() {
         Setup::default(),
     );
     assert_eq!(ran.state("lint"), TaskState::Failed);
-    assert_eq!(ran.state("next"), TaskState::Completed);
+    assert_eq!(ran.state("next"), TaskState::Succeeded);
     assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
 }
 
@@ -179,8 +179,8 @@ fn cancellation_kills_running_jobs_and_still_runs_always_jobs() {
     assert_eq!(ran.summary.outcome, RunOutcome::Cancelled);
     assert_eq!(ran.state("long"), TaskState::Cancelled);
     assert_eq!(ran.state("next"), TaskState::Cancelled);
-    assert_eq!(ran.state("cleanup"), TaskState::Completed);
-    assert_eq!(ran.state("on-cancel"), TaskState::Completed);
+    assert_eq!(ran.state("cleanup"), TaskState::Succeeded);
+    assert_eq!(ran.state("on-cancel"), TaskState::Succeeded);
     assert!(ran.logs().contains(&"cleanup: cleanup".to_owned()));
 }
 
