@@ -691,14 +691,14 @@ async fn observe_shows_the_tasks_of_a_run_in_another_process() {
         .collect();
     let want: Vec<String> = [
         "ENGINE_STARTED",
-        "build PENDING",
-        "build RUNNING",
-        "build COMPLETED",
-        "test PENDING",
-        "test RUNNING",
-        "test FAILED",
-        "deploy PENDING",
-        "deploy SKIPPED",
+        "build pending",
+        "build running",
+        "build succeeded",
+        "test pending",
+        "test running",
+        "test failed",
+        "deploy pending",
+        "deploy skipped",
         "ENGINE_STOPPED",
     ]
     .iter()
