@@ -452,3 +452,94 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
             .contains("no DAG `nope`; `cascade dag list` lists the DAGs")
     );
 }
+
+/// Every `status`/`state` field under `value`, with its path.
+fn status_words(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                let at = format!("{path}.{key}");
+                match (key.as_str(), v) {
+                    ("status" | "state", Value::String(word)) => out.push((at, word.clone())),
+                    _ => status_words(v, &at, out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                status_words(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The one vocabulary (DESIGN §6): every run status and task state that the API, the
+/// `dag` commands and a local `cascade run`'s records show is a word of cascade-plan's
+/// `RunStatus` or `TaskState`, and a finished run is `succeeded` wherever it ran.
+#[test]
+fn every_status_word_shown_comes_from_the_one_vocabulary() {
+    use cascade_plan::{RunStatus, TaskState};
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(data.path(), &[]);
+    let dag = serde_json::json!({"dag_id": "words", "tasks": [
+        {"id": "a", "run": "true"},
+        {"id": "b", "run": "false", "needs": ["a"]},
+        {"id": "c", "run": "true", "needs": ["b"]},
+    ]});
+    let failing = submit(&server, &dag);
+    let passing = submit(
+        &server,
+        &serde_json::json!({"dag_id": "fine", "tasks": [{"id": "ok", "run": "true"}]}),
+    );
+    let mut seen = Vec::new();
+    for run_id in [&failing, &passing] {
+        let body = wait_run(&server, run_id, Duration::from_secs(60), ended);
+        status_words(&body, &format!("runs/{run_id}"), &mut seen);
+    }
+    let done = run(&server, &passing);
+    assert_eq!(done["run"]["status"], RunStatus::Succeeded.as_str());
+    let (_, dags) = http(&server.addr, "GET", "/api/v1/dags", "");
+    status_words(&dags, "dags", &mut seen);
+    let out = cascade()
+        .args(["dag", "list", "--output", "json", "--server"])
+        .arg(format!("http://{}", server.addr))
+        .env("CASCADE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    status_words(&listed, "dag list", &mut seen);
+    // A local run, recorded and read back.
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(
+        local.path().join("ci.yaml"),
+        "name: w\njobs:\n  a: { run: 'true' }\n  b: { needs: [a], run: 'false' }\n  c: { needs: [b], run: 'true' }\n",
+    )
+    .unwrap();
+    let ran = cascade()
+        .current_dir(local.path())
+        .args(["run", "ci.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(ran.status.code(), Some(1));
+    let out = cascade()
+        .current_dir(local.path())
+        .args(["runs", "--output", "json"])
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    status_words(&runs, "runs", &mut seen);
+    assert!(seen.len() >= 8, "{seen:?}");
+    for (path, word) in &seen {
+        assert!(
+            RunStatus::parse(word).is_some() || TaskState::parse(word).is_some(),
+            "{path} is `{word}`, not a word of RunStatus or TaskState"
+        );
+    }
+    for word in ["succeeded", "failed", "skipped"] {
+        assert!(
+            seen.iter().any(|(_, w)| w == word),
+            "no `{word}` in {seen:?}"
+        );
+    }
+}
