@@ -494,7 +494,7 @@ fn every_status_word_shown_comes_from_the_one_vocabulary() {
     );
     let mut seen = Vec::new();
     for run_id in [&failing, &passing] {
-        let body = wait_run(&server, run_id, Duration::from_secs(60), ended);
+        let body = wait_run(&server, run_id, Duration::from_mins(1), ended);
         status_words(&body, &format!("runs/{run_id}"), &mut seen);
     }
     let done = run(&server, &passing);
