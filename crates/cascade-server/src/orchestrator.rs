@@ -909,6 +909,22 @@ mod tests {
     use cascade_store::Queue;
     use cascade_test::git;
 
+    /// `stored` recorded in the orchestrator's event log and taken back, as the loop
+    /// takes it.
+    async fn queued(orchestrator: &Orchestrator, stored: cascade_store::NewEvent) -> EventRow {
+        orchestrator
+            .store
+            .call(move |s| s.record(&[stored]))
+            .await
+            .unwrap();
+        orchestrator
+            .store
+            .call(|s| s.take(1))
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
     /// A repository in `dir/app` with `ci.yaml` committed on `main`, and the
     /// orchestrator of a server that registers it as `acme/app`.
     fn orchestrator(dir: &std::path::Path, pipeline: &str) -> (Orchestrator, String) {
@@ -967,17 +983,7 @@ mod tests {
             },
         });
         let stored = incoming.stored();
-        orchestrator
-            .store
-            .call(move |s| s.record(&[stored]))
-            .await
-            .unwrap();
-        let event = orchestrator
-            .store
-            .call(|s| s.take(1))
-            .await
-            .unwrap()
-            .remove(0);
+        let event = queued(&orchestrator, stored).await;
         let Handled::Done(first) = orchestrator.handle(&event).await else {
             panic!("the push starts its pipeline");
         };
@@ -1021,17 +1027,7 @@ mod tests {
             event_type: None,
             payload: old,
         };
-        orchestrator
-            .store
-            .call(move |s| s.record(&[stored]))
-            .await
-            .unwrap();
-        let event = orchestrator
-            .store
-            .call(|s| s.take(1))
-            .await
-            .unwrap()
-            .remove(0);
+        let event = queued(&orchestrator, stored).await;
         let handled = orchestrator.handle(&event).await;
         assert!(
             matches!(&handled, Handled::Done(n) if n.starts_with("started run ")),
@@ -1091,17 +1087,7 @@ mod tests {
             (stored.kind.as_str(), stored.repo.as_deref()),
             ("pull_request", Some("acme/app"))
         );
-        orchestrator
-            .store
-            .call(move |s| s.record(&[stored]))
-            .await
-            .unwrap();
-        let event = orchestrator
-            .store
-            .call(|s| s.take(1))
-            .await
-            .unwrap()
-            .remove(0);
+        let event = queued(&orchestrator, stored).await;
         let incoming = Incoming::read(&event).unwrap();
         let Some(EventKind::PullRequest(pr)) = incoming.forge_event().map(|e| &e.kind) else {
             panic!("a pull request: {incoming:?}");
