@@ -44,6 +44,17 @@ pub fn cascade() -> Command {
     cmd
 }
 
+/// Runs `cmd` and asserts it succeeded, showing its stderr when it did not.
+pub fn succeeded(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Exit code, stdout and stderr of a run, as one snapshot-friendly text.
 pub fn transcript(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

@@ -77,15 +77,7 @@ fn recorded_run() -> tempfile::TempDir {
         "name: screens\njobs:\n  build:\n    run: echo building; echo 'a warning' >&2\n  flaky:\n    needs: [build]\n    retry: { limit: 1, backoff: 1s }\n    run: if [ -e marker ]; then echo second try; else touch marker; echo first try; exit 1; fi\n",
     )
     .unwrap();
-    let out = at(dir.path())
-        .args(["run", "ci.yaml", "--jobs", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::succeeded(at(dir.path()).args(["run", "ci.yaml", "--jobs", "1"]));
     dir
 }
 
@@ -163,16 +155,11 @@ fn logs_follow_a_running_run_to_its_end() {
 #[test]
 fn dag_list_and_status() {
     let dir = tempfile::tempdir().unwrap();
-    let out = at(dir.path())
-        .arg("dag")
-        .arg("submit")
-        .arg(crate::root().join("examples/dags/proj-a-nightly.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::succeeded(
+        at(dir.path())
+            .arg("dag")
+            .arg("submit")
+            .arg(crate::root().join("examples/dags/proj-a-nightly.json")),
     );
     assert_screen!("dag_list", transcript(at(dir.path()).args(["dag", "list"])));
     assert_screen!(
@@ -224,15 +211,7 @@ fn a_scheduled_pipeline_renders_as_a_schedule_event() {
         "on: { schedule: [{ cron: \"0 3 * * *\" }] }\njobs:\n  a: { run: echo a }\n",
     )
     .unwrap();
-    let out = at(dir.path())
-        .args(["argo", "render", "nightly.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = crate::succeeded(at(dir.path()).args(["argo", "render", "nightly.yaml"]));
     let yaml = String::from_utf8_lossy(&out.stdout);
     assert!(yaml.contains("kind: CronWorkflow"), "{yaml}");
     assert!(
