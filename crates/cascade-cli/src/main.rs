@@ -35,6 +35,10 @@ refused), 2 usage, 3 internal, 4 not found, 130 cancelled";
     after_help = EXIT_CODES
 )]
 struct Cli {
+    /// When to colour output: `auto` (on a terminal, unless `NO_COLOR` is set), `always`
+    /// or `never`
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    color: output::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
     // ring is the only rustls provider (no aws-lc-rs); clients fail to build without one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    output::set_color(cli.color);
     let result: CliResult = match cli.command {
         Command::Validate(args) => Ok(cmd::validate::run(&args)),
         Command::Graph(args) => cmd::graph::run(&args),

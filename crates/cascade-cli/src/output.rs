@@ -1,5 +1,6 @@
 //! Terminal output: data on stdout, everything else on stderr; miette rendering of
-//! diagnostics; `NO_COLOR` respected; job output made safe to show on a terminal.
+//! diagnostics; colour decided in one place ([`color`]: `--color`, `NO_COLOR`, whether
+//! the stream is a terminal); job output made safe to show on a terminal.
 
 use cascade_spec::SpecErrors;
 use miette::{GraphicalReportHandler, GraphicalTheme};
@@ -93,18 +94,115 @@ pub fn error(text: &str) {
     note(&format!("error: {text}"));
 }
 
-/// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
-pub fn stdout_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+/// `--color`: when output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (or `TERM=dumb`)
+    #[default]
+    Auto,
+    /// Always, even into a pipe or a file, and whatever `NO_COLOR` says
+    Always,
+    /// Never
+    Never,
 }
 
-fn color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+static COLOR: std::sync::OnceLock<ColorChoice> = std::sync::OnceLock::new();
+
+/// Sets `--color` for the whole process (once, at start; later calls change nothing).
+pub fn set_color(choice: ColorChoice) {
+    let _ = COLOR.set(choice);
+}
+
+/// Where text is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The one decision whether text written to `stream` is coloured: `--color`, then
+/// `NO_COLOR` and `TERM=dumb`, then whether the stream is a terminal.
+pub fn color(stream: Stream) -> bool {
+    let choice = COLOR.get().copied().unwrap_or_default();
+    let terminal = || match stream {
+        Stream::Stdout => std::io::stdout().is_terminal(),
+        Stream::Stderr => std::io::stderr().is_terminal(),
+    };
+    decide(
+        choice,
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+        terminal,
+    )
+}
+
+/// [`color`] without the process's state: an explicit `--color` wins over `NO_COLOR`
+/// (as no-color.org asks), `auto` colours only a terminal.
+fn decide(
+    choice: ColorChoice,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+    terminal: impl FnOnce() -> bool,
+) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            no_color.is_none_or(std::ffi::OsStr::is_empty)
+                && term.is_none_or(|t| t != "dumb")
+                && terminal()
+        }
+    }
+}
+
+/// What a piece of text says, and so its colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Succeeded: green.
+    Good,
+    /// Failed: red.
+    Bad,
+    /// Cancelled, or failed but allowed to: yellow.
+    Warn,
+    /// Skipped: dim.
+    Quiet,
+}
+
+impl Tone {
+    /// The tone of a task's final state.
+    pub fn of(state: cascade_plan::TaskState) -> Option<Self> {
+        use cascade_plan::TaskState;
+        match state {
+            TaskState::Pending | TaskState::Running => None,
+            TaskState::Failed => Some(Tone::Bad),
+            TaskState::Skipped => Some(Tone::Quiet),
+            TaskState::Cancelled => Some(Tone::Warn),
+            TaskState::Completed => Some(Tone::Good),
+        }
+    }
+
+    fn sgr(self) -> &'static str {
+        match self {
+            Tone::Good => "\x1b[32m",
+            Tone::Bad => "\x1b[31m",
+            Tone::Warn => "\x1b[33m",
+            Tone::Quiet => "\x1b[2m",
+        }
+    }
+}
+
+/// `text` in the colour of `tone` if output to `stream` is coloured ([`color`]).
+pub fn paint(text: &str, tone: Tone, stream: Stream) -> String {
+    if color(stream) {
+        format!("{}{text}\x1b[0m", tone.sgr())
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Renders every diagnostic of a file with miette (caret, help, code).
 pub fn render(errors: &SpecErrors) -> String {
-    let theme = if color() {
+    let theme = if color(Stream::Stderr) {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
@@ -136,8 +234,31 @@ pub fn duration_ms(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{duration, escape_controls};
+    use super::{ColorChoice, decide, duration, escape_controls};
+    use std::ffi::OsStr;
     use std::time::Duration;
+
+    #[test]
+    fn colour_is_decided_by_the_flag_then_no_color_then_the_terminal() {
+        let tty = || true;
+        let pipe = || false;
+        let set = Some(OsStr::new("1"));
+        let xterm = Some(OsStr::new("xterm"));
+        assert!(decide(ColorChoice::Auto, None, xterm, tty));
+        assert!(!decide(ColorChoice::Auto, None, xterm, pipe));
+        assert!(!decide(ColorChoice::Auto, set, xterm, tty));
+        // An empty NO_COLOR is unset; a dumb terminal has no colours.
+        assert!(decide(ColorChoice::Auto, Some(OsStr::new("")), xterm, tty));
+        assert!(!decide(
+            ColorChoice::Auto,
+            None,
+            Some(OsStr::new("dumb")),
+            tty
+        ));
+        // The flag, given on purpose, wins over the environment and the stream.
+        assert!(decide(ColorChoice::Always, set, xterm, pipe));
+        assert!(!decide(ColorChoice::Never, None, xterm, tty));
+    }
 
     #[test]
     fn durations_have_one_spelling() {

@@ -94,9 +94,15 @@ pub struct TaskSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub outcome: RunOutcome,
-    /// Jobs by result.
+    /// Jobs by result: succeeded with no failed task.
     pub passed: usize,
+    /// Jobs with a failed task, including those allowed to fail.
     pub failed: usize,
+    /// Of `failed`, jobs whose `continue_on_error` kept the run green (their result is
+    /// `success` to expressions, as in GitHub Actions).
+    pub allowed: usize,
+    /// Jobs cancelled, running or never started: not failures.
+    pub cancelled: usize,
     pub skipped: usize,
     pub tasks: Vec<TaskSummary>,
     pub jobs: IndexMap<String, JobResult>,
@@ -939,15 +945,25 @@ impl<'p> Dispatcher<'p> {
 
     fn summary(&self) -> Summary {
         let mut jobs = IndexMap::new();
-        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+        let (mut passed, mut failed, mut allowed, mut cancelled, mut skipped) = (0, 0, 0, 0, 0);
         for (planned, rt) in self.plan.jobs.iter().zip(&self.jobs) {
             let result = rt
                 .outcome
                 .as_ref()
                 .map_or(JobResult::Cancelled, |o| o.result);
+            let a_task_failed = rt
+                .tasks
+                .iter()
+                .any(|t| t.summary.state == TaskState::Failed);
             match result {
+                // `continue_on_error` made it a success; it still failed.
+                JobResult::Success if a_task_failed => {
+                    failed += 1;
+                    allowed += 1;
+                }
                 JobResult::Success => passed += 1,
-                JobResult::Failure | JobResult::Cancelled => failed += 1,
+                JobResult::Failure => failed += 1,
+                JobResult::Cancelled => cancelled += 1,
                 JobResult::Skipped => skipped += 1,
             }
             jobs.insert(planned.id.to_string(), result);
@@ -971,6 +987,8 @@ impl<'p> Dispatcher<'p> {
             outcome,
             passed,
             failed,
+            allowed,
+            cancelled,
             skipped,
             tasks: self
                 .jobs

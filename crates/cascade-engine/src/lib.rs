@@ -1,6 +1,6 @@
 //! Runs a [`cascade_plan::Plan`] on this machine: the dispatcher, processes in their own
 //! process groups (or a bubblewrap sandbox), retries, timeouts, outputs, secret masking,
-//! resource limits.
+//! resource limits; every task's processes die with the engine's ([`guard`]).
 //!
 //! The engine knows nothing of storage, terminals or connectors: it emits
 //! [`cascade_plan::Event`]s on a [`Bus`] and its caller decides who listens; commands
@@ -12,6 +12,7 @@ pub mod container;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod mask;
 pub mod outputs;
 pub mod process;

@@ -2,7 +2,7 @@
 //! capture through the masker, timeout and cancellation that kill the whole process group
 //! (SIGTERM, then SIGKILL after a grace period), and at the end of the attempt the
 //! processes it left behind (the group; outside the sandbox also daemons that left it,
-//! see [`crate::reaper`]).
+//! see [`crate::reaper`]). Every live group dies with this process ([`crate::guard`]).
 
 use crate::mask::Masker;
 use cascade_plan::Stream;
@@ -44,17 +44,9 @@ pub struct Launch {
     pub sandboxed: bool,
 }
 
-/// Process groups alive right now, so a hard stop can kill them all.
-static LIVE: std::sync::Mutex<std::collections::BTreeSet<i32>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
 /// SIGKILLs every live task's process group (a second Ctrl-C, before exiting).
 pub fn kill_all() {
-    if let Ok(live) = LIVE.lock() {
-        for &pgid in live.iter() {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
+    crate::guard::kill_all();
 }
 
 impl std::fmt::Debug for Launch {
@@ -194,8 +186,8 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
-    if let (Some(p), Ok(mut live)) = (pgid, LIVE.lock()) {
-        live.insert(p.as_raw());
+    if let Some(p) = pgid {
+        crate::guard::register(p);
     }
     let out = child.stdout.take().map(|s| {
         tokio::spawn(pump(
@@ -263,9 +255,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
 async fn clean_up(pgid: Option<Pid>, tracking: Option<&std::ffi::OsStr>) {
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);
-        if let Ok(mut live) = LIVE.lock() {
-            live.remove(&pgid.as_raw());
-        }
+        crate::guard::release(pgid);
         crate::reaper::disown(pgid.as_raw());
     }
     if let Some(marker) = tracking {

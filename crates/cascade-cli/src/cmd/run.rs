@@ -2,10 +2,11 @@
 
 use crate::Outcome;
 use crate::output;
+use crate::output::Tone;
 use crate::progress::{Mode, Progress};
 use anyhow::Context as _;
 use cascade_engine::{Bus, Secrets, Subscriber};
-use cascade_plan::{Event, RunId, RunOutcome};
+use cascade_plan::{Event, JobResult, RunId, RunOutcome, TaskState};
 use cascade_store::{RunMeta, Writer};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -168,7 +169,12 @@ pub fn run(args: &Args) -> crate::CliResult {
         RunOutput::Human if std::io::stderr().is_terminal() => Mode::Tty,
         RunOutput::Human => Mode::Plain,
     };
-    let progress = Arc::new(Progress::new(mode));
+    let logs = format!("cascade logs {run_id}{}", data_dir_flag(&args.data_dir));
+    let progress = Arc::new(Progress::new(
+        mode,
+        &plan,
+        follow_up(&logs, &run_id, broker.as_ref()),
+    ));
     let bus = Bus::new().with(store.clone()).with(progress.clone());
     let slots = args
         .parallelism
@@ -272,7 +278,12 @@ pub fn run(args: &Args) -> crate::CliResult {
         writer.close().context("cannot finish writing the run")?;
     }
     if mode != Mode::Json {
-        output::data(&summary_table(&summary, &run_id));
+        // The replay on stderr first, so the summary is the last thing on the screen.
+        let replay = progress.replay(&summary, &logs);
+        if !replay.is_empty() {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), replay.as_bytes());
+        }
+        output::data(&summary_table(&summary, &run_id, &logs));
     }
     Ok(match summary.outcome {
         RunOutcome::Succeeded => Outcome::Success,
@@ -296,9 +307,66 @@ fn random() -> u64 {
     h.finish()
 }
 
+/// What the user can do while the run goes: read its logs, cancel it.
+fn follow_up(
+    logs: &str,
+    run_id: &RunId,
+    broker: Option<&cascade_server::telemetry::Broker>,
+) -> Vec<String> {
+    let mut lines = vec![format!("  logs:   {logs}")];
+    match broker {
+        Some(broker) => {
+            let mut cancel = format!(
+                "  cancel: Ctrl-C, or cascade control cancel {run_id} --broker {}",
+                shell_word(&broker.url.to_string())
+            );
+            // The same org and project as this run, if the environment chose them.
+            for (flag, var) in [
+                ("--org", cascade_connect::topic::ORG_VAR),
+                ("--project", cascade_connect::topic::PROJECT_VAR),
+            ] {
+                if let Ok(value) = std::env::var(var) {
+                    cancel.push_str(&format!(" {flag} {}", shell_word(&value)));
+                }
+            }
+            lines.push(cancel);
+        }
+        None => lines.push("  cancel: Ctrl-C (twice: stop every task at once)".to_owned()),
+    }
+    lines
+}
+
+/// ` --data-dir DIR` when a follow-up command needs it to find this run: the directory
+/// is not the default, and not what `CASCADE_DATA_DIR` says already.
+fn data_dir_flag(data_dir: &Path) -> String {
+    let from_env = std::env::var_os("CASCADE_DATA_DIR").is_some_and(|d| Path::new(&d) == data_dir);
+    if data_dir == Path::new(".cascade") || from_env {
+        String::new()
+    } else {
+        format!(
+            " --data-dir {}",
+            shell_word(&data_dir.display().to_string())
+        )
+    }
+}
+
+/// A word a shell reads back as `text` (quoted only when it must be).
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// The summary table and the last line `N passed, N failed, N skipped`.
-fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId) -> String {
+fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId, logs: &str) -> String {
     use std::fmt::Write;
+    let paint = |text: &str, tone| output::paint(text, tone, output::Stream::Stdout);
     let mut out = String::new();
     let width = summary
         .tasks
@@ -313,37 +381,102 @@ fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId) -> String {
         "TASK", "STATE", "TIME", "TRY"
     );
     for t in &summary.tasks {
-        let note = match (&t.label, &t.error) {
+        let allowed = t.state == TaskState::Failed
+            && summary.jobs.get(t.id.job.as_str()) == Some(&JobResult::Success);
+        let mut note = match (&t.label, &t.error) {
             (_, Some(e)) => e.clone(),
             (Some(l), None) => l.clone(),
             (None, None) => String::new(),
         };
+        if allowed {
+            note.push_str(" (allowed by continue_on_error)");
+        }
         let time = if t.attempts == 0 {
             "-".to_owned()
         } else {
             crate::output::duration(t.duration)
         };
+        // Padded first: colour codes have no width on the screen.
+        let state = format!("{:<9}", t.state.as_str());
+        let state = match Tone::of(t.state) {
+            Some(_) if allowed => paint(&state, Tone::Warn),
+            Some(tone) => paint(&state, tone),
+            None => state,
+        };
         let row = format!(
-            "{:<width$}  {:<9}  {:>8}  {:>4}  {note}",
+            "{:<width$}  {state}  {:>8}  {:>4}  {note}",
             t.id.to_string(),
-            t.state.as_str(),
             time,
             t.attempts
         );
         let _ = writeln!(out, "{}", row.trim_end());
     }
+    let (word, tone) = match summary.outcome {
+        RunOutcome::Succeeded => ("succeeded", Tone::Good),
+        RunOutcome::Failed => ("failed", Tone::Bad),
+        RunOutcome::Cancelled => ("cancelled", Tone::Warn),
+    };
     let _ = writeln!(
         out,
-        "\nrun {run_id} {} in {} (logs: cascade logs {run_id})",
-        summary.outcome.as_str(),
+        "\nrun {run_id} {} in {} (logs: {logs})",
+        paint(word, tone),
         crate::output::duration(summary.duration)
     );
-    let _ = write!(
-        out,
-        "{} passed, {} failed, {} skipped",
-        summary.passed, summary.failed, summary.skipped
-    );
+    out.push_str(&tally(summary, &paint));
     out
+}
+
+/// `3 passed, 2 failed (1 allowed by continue_on_error), 0 skipped, 1 cancelled`: every
+/// job once; a count is coloured when it is not zero.
+fn tally(summary: &cascade_engine::Summary, paint: &dyn Fn(&str, Tone) -> String) -> String {
+    let count = |n: usize, text: &str, tone: Tone| {
+        if n == 0 {
+            text.to_owned()
+        } else {
+            paint(text, tone)
+        }
+    };
+    let failed = if summary.allowed > 0 {
+        let tone = if summary.failed > summary.allowed {
+            Tone::Bad
+        } else {
+            Tone::Warn
+        };
+        count(
+            summary.failed,
+            &format!(
+                "{} failed ({} allowed by continue_on_error)",
+                summary.failed, summary.allowed
+            ),
+            tone,
+        )
+    } else {
+        count(
+            summary.failed,
+            &format!("{} failed", summary.failed),
+            Tone::Bad,
+        )
+    };
+    let mut parts = vec![
+        count(
+            summary.passed,
+            &format!("{} passed", summary.passed),
+            Tone::Good,
+        ),
+        failed,
+        count(
+            summary.skipped,
+            &format!("{} skipped", summary.skipped),
+            Tone::Quiet,
+        ),
+    ];
+    if summary.cancelled > 0 {
+        parts.push(paint(
+            &format!("{} cancelled", summary.cancelled),
+            Tone::Warn,
+        ));
+    }
+    parts.join(", ")
 }
 
 /// `--jobs`: a whole number of at least 1 (0 would run nothing).

@@ -220,7 +220,7 @@ impl Printer {
         Printer {
             show,
             raw,
-            color: output::stdout_color(),
+            color: output::color(output::Stream::Stdout),
             headed: std::collections::HashSet::new(),
             printed: 0,
         }

@@ -399,3 +399,331 @@ fn a_second_ctrl_c_kills_every_task_before_exiting() {
         "a task outlived cascade"
     );
 }
+
+/// A pipeline with a failure, an allowed failure (a timeout) and what they hold up.
+const FAILING: &str = "jobs:\n  build: { run: 'for i in $(seq 1 25); do echo \"line $i\"; done; exit 3' }\n  lint: { run: 'echo linting; sleep 5', timeout: 300ms, continue_on_error: true }\n  deploy: { needs: [build], run: echo never }\n  docs: { needs: [lint], run: echo docs }\n";
+
+#[test]
+fn a_run_starts_with_its_id_and_ends_with_what_failed_and_an_honest_count() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ci.yaml"), FAILING).unwrap();
+    let transcript = crate::transcript(
+        cascade()
+            .args(["run", "ci.yaml", "-j", "1", "--kill-grace", "1"])
+            .current_dir(dir.path())
+            .env_remove("CASCADE_DATA_DIR"),
+    );
+    // The id comes first, with the commands that use it while the run goes.
+    let stderr = transcript.split("--- stderr\n").nth(1).unwrap();
+    let first = stderr.lines().next().unwrap();
+    let id = first
+        .strip_prefix("▶ run ")
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        stderr
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.ends_with(&format!("cascade logs {id}"))),
+        "{stderr}"
+    );
+    crate::assert_run_snapshot!(transcript);
+}
+
+#[test]
+fn the_follow_up_commands_carry_the_flags_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ci.yaml"), "jobs:\n  a: { run: echo hi }\n").unwrap();
+    let out = cascade()
+        .args([
+            "run",
+            "ci.yaml",
+            "--data-dir",
+            "my runs",
+            "--telemetry",
+            "mqtt://127.0.0.1:1",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CASCADE_DATA_DIR")
+        .env_remove("CASCADE_ORG_ID")
+        .env("CASCADE_PROJECT_ID", "web")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("▶ run "))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "  logs:   cascade logs {id} --data-dir 'my runs'\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  cancel: Ctrl-C, or cascade control cancel {id} --broker mqtt://127.0.0.1:1 --project web\n"
+        )),
+        "{stderr}"
+    );
+    // The hint works as printed.
+    let logs = cascade()
+        .args(["logs", id, "--data-dir", "my runs"])
+        .current_dir(dir.path())
+        .env_remove("CASCADE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("a │ hi"),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+}
+
+#[test]
+fn colour_follows_the_flag_then_no_color_then_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  a: { run: echo hi }\n  b: { run: exit 1 }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], no_color: bool| {
+        let mut cmd = cascade();
+        cmd.arg("run")
+            .arg("ci.yaml")
+            .args(args)
+            .current_dir(dir.path());
+        if !no_color {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // `always` wins over NO_COLOR: green success, red failure, on both streams.
+    let (stdout, stderr) = run(&["--color", "always"], true);
+    assert!(stdout.contains("\u{1b}[32m1 passed\u{1b}[0m"), "{stdout}");
+    assert!(stdout.contains("\u{1b}[31m1 failed\u{1b}[0m"), "{stdout}");
+    assert!(stderr.contains("\u{1b}[32m✓ a\u{1b}[0m"), "{stderr}");
+    assert!(stderr.contains("\u{1b}[31m✗ b\u{1b}[0m"), "{stderr}");
+    // The flag is global: it may come before the command.
+    let out = cascade()
+        .args(["--color", "always", "run", "ci.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+    // `never`, NO_COLOR, and `auto` into a pipe: no escape at all.
+    for (args, no_color) in [
+        (&["--color", "never"][..], false),
+        (&[][..], true),
+        (&[][..], false),
+    ] {
+        let (stdout, stderr) = run(args, no_color);
+        assert!(
+            !stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'),
+            "{args:?} NO_COLOR={no_color}: {stdout}{stderr}"
+        );
+    }
+    let out = cascade()
+        .args(["run", "ci.yaml", "--color", "sometimes"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[possible values: auto, always, never]")
+    );
+}
+
+/// Runs `cascade` with stdin, stdout and stderr on a pseudo-terminal; returns what the
+/// terminal received.
+fn on_a_terminal(cmd: &mut std::process::Command) -> (Option<i32>, String) {
+    use std::io::Read;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = cmd
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    // Our copies of the slave (the command keeps what it was given) are dropped, so the
+    // master reads an error once the child's are closed.
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut master = std::fs::File::from(pty.master);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    let code = child.wait().unwrap().code();
+    (code, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[test]
+fn on_a_terminal_the_total_is_known_from_the_start_and_grows_with_a_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // detect, each (one until it expands to three), last: 3 tasks, then 5.
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  detect: { run: \"sleep 0.5; echo '[1, 2, 3]'\", outputs: { p: stdout-json } }\n  each: { needs: [detect], for_each: '${{ needs.detect.outputs.p }}', run: 'sleep 0.3' }\n  last: { needs: [each], run: echo done }\n",
+    )
+    .unwrap();
+    let (code, screen) = on_a_terminal(
+        cascade()
+            .args(["run", "ci.yaml", "-j", "1"])
+            .current_dir(dir.path()),
+    );
+    assert_eq!(code, Some(0), "{screen}");
+    let totals: Vec<&str> = screen
+        .match_indices(" done · ")
+        .filter_map(|(at, _)| {
+            let counts = screen[..at]
+                .rsplit(|c: char| !c.is_ascii_digit() && c != '/')
+                .next()?;
+            counts.split_once('/').map(|(_, total)| total)
+        })
+        .collect();
+    let totals: Vec<u32> = totals.iter().map(|t| t.parse().unwrap()).collect();
+    // Never `0/0`, never shrinking: 3 from the first frame, 5 once `each` expanded.
+    assert_eq!(totals.first(), Some(&3), "{screen}");
+    assert_eq!(totals.last(), Some(&5), "{totals:?}");
+    assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+    // In colour on a terminal.
+    assert!(screen.contains("\u{1b}[32m✓ detect"), "{screen}");
+}
+
+#[test]
+fn after_ctrl_c_what_never_started_counts_as_cancelled_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  long: { run: 'echo started; sleep 30' }\n  next: { needs: [long], run: echo never }\n  cleanup: { needs: [long], if: always(), run: echo cleaned }\n",
+    )
+    .unwrap();
+    let mut child = cascade()
+        .args(["run", "ci.yaml", "--kill-grace", "1", "-j", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "run ended before the job started: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("long │ started") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains("⊘ next cancelled: the run was cancelled\n"),
+        "{rest}"
+    );
+    // Nothing failed, so nothing is replayed.
+    assert!(!rest.contains("✗"), "{rest}");
+    crate::assert_run_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn kill_9_of_cascade_run_takes_the_jobs_processes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The job's shell, a child and a grandchild, each writing its pid.
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  hold:\n    run: |\n      echo $$ > pids\n      sleep 300 &\n      echo $! >> pids\n      sh -c 'echo $$ >> pids; sleep 300 & echo $! >> pids; wait' &\n      echo started\n      wait\n",
+    )
+    .unwrap();
+    let mut child = cascade()
+        .args(["run", "ci.yaml", "--output", "json"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("\"started\"") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+    }
+    let read_pids = || -> Vec<i32> {
+        std::fs::read_to_string(dir.path().join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while read_pids().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", read_pids());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pids = read_pids();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    assert!(pids.iter().all(|&p| alive(p)), "{pids:?}");
+    child.kill().unwrap(); // SIGKILL: no handler of cascade runs.
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut left: Vec<i32> = pids.clone();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left.retain(|&p| alive(p));
+    }
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(left.is_empty(), "outlived cascade: {left:?} of {pids:?}");
+}
+
+#[test]
+fn jobs_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  a: { run: touch ran }\n",
+    )
+    .unwrap();
+    crate::assert_run_snapshot!(crate::transcript(
+        cascade()
+            .args(["run", "ci.yaml", "--jobs", "0"])
+            .current_dir(dir.path())
+    ));
+    assert!(!dir.path().join("ran").exists());
+}
