@@ -125,7 +125,10 @@ impl Counts {
             self.skipped
         );
         if self.cancelled > 0 {
-            text.push_str(&format!(" · {} cancelled", self.cancelled));
+            let _ = std::fmt::Write::write_fmt(
+                &mut text,
+                format_args!(" · {} cancelled", self.cancelled),
+            );
         }
         text
     }
@@ -251,7 +254,7 @@ impl Progress {
                 head.push_str(" (allowed by continue_on_error)");
             }
             if task.attempts > 1 {
-                head.push_str(&format!(", attempt {}", task.attempts));
+                let _ = write!(head, ", attempt {}", task.attempts);
             }
             let tail = tails.remove(&id).unwrap_or_default();
             let heading = match (tail.lines.len(), tail.count) {
@@ -269,6 +272,48 @@ impl Progress {
             out.insert(0, '\n');
         }
         out
+    }
+
+    /// An attempt started: its own spinner on a TTY, and a fresh tail.
+    fn started(&self, task: &TaskId, attempt: u32) {
+        if let Ok(mut tails) = self.tails.lock() {
+            tails.insert(task.to_string(), Tail::default());
+        }
+        if let Some(m) = &self.multi {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(if attempt > 1 {
+                format!("{task} (attempt {attempt})")
+            } else {
+                task.to_string()
+            });
+            bar.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut bars) = self.bars.lock()
+                && let Some(old) = bars.insert(task.to_string(), bar)
+            {
+                old.finish_and_clear();
+            }
+        } else if attempt > 1 {
+            self.line(&format!("  {task}: attempt {attempt}"));
+        }
+    }
+
+    /// One line of a task's output: shown now, and kept for the replay.
+    fn log(&self, task: &TaskId, line: &str) {
+        // A job's output may not drive the terminal (title, cursor, screen).
+        let line = output::escape_controls(line);
+        self.line(&format!("  {task} │ {line}"));
+        if let Ok(mut tails) = self.tails.lock() {
+            let tail = tails.entry(task.to_string()).or_default();
+            tail.count += 1;
+            if tail.lines.len() == REPLAY_LINES {
+                tail.lines.pop_front();
+            }
+            tail.lines.push_back(line.into_owned());
+        }
     }
 }
 
@@ -300,44 +345,8 @@ impl Subscriber for Progress {
                     c.pending(task);
                 }
             }
-            EventKind::TaskStarted { task, attempt } => {
-                if let Ok(mut tails) = self.tails.lock() {
-                    tails.insert(task.to_string(), Tail::default());
-                }
-                if let Some(m) = &self.multi {
-                    let bar = m.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.set_message(if *attempt > 1 {
-                        format!("{task} (attempt {attempt})")
-                    } else {
-                        task.to_string()
-                    });
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    if let Ok(mut bars) = self.bars.lock()
-                        && let Some(old) = bars.insert(task.to_string(), bar)
-                    {
-                        old.finish_and_clear();
-                    }
-                } else if *attempt > 1 {
-                    self.line(&format!("  {task}: attempt {attempt}"));
-                }
-            }
-            EventKind::TaskLog { task, line, .. } => {
-                // A job's output may not drive the terminal (title, cursor, screen).
-                let line = output::escape_controls(line);
-                self.line(&format!("  {task} │ {line}"));
-                if let Ok(mut tails) = self.tails.lock() {
-                    let tail = tails.entry(task.to_string()).or_default();
-                    tail.count += 1;
-                    if tail.lines.len() == REPLAY_LINES {
-                        tail.lines.pop_front();
-                    }
-                    tail.lines.push_back(line.into_owned());
-                }
-            }
+            EventKind::TaskStarted { task, attempt } => self.started(task, *attempt),
+            EventKind::TaskLog { task, line, .. } => self.log(task, line),
             EventKind::TaskRetrying {
                 task,
                 attempt,
@@ -450,7 +459,7 @@ mod tests {
     #[test]
     fn the_total_is_known_from_the_start_and_grows_only_with_a_dynamic_fan_out() {
         let plan = plan(
-            "jobs:\n  detect: { run: echo '[1,2,3]', outputs: { p: stdout-json } }\n  test: { matrix: { os: [a, b] }, run: echo }\n  each: { needs: [detect], for_each: '${{ needs.detect.outputs.p }}', run: echo }\n  last: { needs: [each], run: echo }\n",
+            "jobs:\n  detect: { run: \"echo '[1,2,3]'\", outputs: { p: stdout-json } }\n  test: { matrix: { os: [a, b] }, run: echo }\n  each: { needs: [detect], for_each: '${{ needs.detect.outputs.p }}', run: echo }\n  last: { needs: [each], run: echo }\n",
         );
         let mut counts = Counts::new(&plan);
         // detect + test (2) + each (1 until it expands) + last.

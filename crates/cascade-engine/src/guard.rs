@@ -22,6 +22,7 @@
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
@@ -92,7 +93,10 @@ fn tell(live: &mut Live, op: char, pgid: i32) {
     let Some((child, mut stdin)) = start() else {
         return;
     };
-    let all: String = live.groups.iter().map(|g| format!("+ {g}\n")).collect();
+    let mut all = String::new();
+    for g in &live.groups {
+        let _ = writeln!(all, "+ {g}");
+    }
     if stdin.write_all(all.as_bytes()).is_ok() {
         live.guard = Some((child, stdin));
     }

@@ -313,6 +313,7 @@ fn follow_up(
     run_id: &RunId,
     broker: Option<&cascade_server::telemetry::Broker>,
 ) -> Vec<String> {
+    use std::fmt::Write as _;
     let mut lines = vec![format!("  logs:   {logs}")];
     match broker {
         Some(broker) => {
@@ -326,7 +327,7 @@ fn follow_up(
                 ("--project", cascade_connect::topic::PROJECT_VAR),
             ] {
                 if let Ok(value) = std::env::var(var) {
-                    cancel.push_str(&format!(" {flag} {}", shell_word(&value)));
+                    let _ = write!(cancel, " {flag} {}", shell_word(&value));
                 }
             }
             lines.push(cancel);
