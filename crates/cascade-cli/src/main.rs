@@ -35,8 +35,8 @@ refused), 2 usage, 3 internal, 4 not found, 130 cancelled";
     after_help = EXIT_CODES
 )]
 struct Cli {
-    /// When to colour output: `auto` (on a terminal, unless `NO_COLOR` is set), `always`
-    /// or `never`
+    /// When to colour: `auto` (a terminal, without `NO_COLOR` or `TERM=dumb`), `always`
+    /// (even into a pipe, whatever `NO_COLOR` says) or `never`
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
     color: output::ColorChoice,
     #[command(subcommand)]

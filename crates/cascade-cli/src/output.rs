@@ -97,12 +97,13 @@ pub fn error(text: &str) {
 /// `--color`: when output is coloured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ColorChoice {
-    /// On a terminal, unless `NO_COLOR` is set (or `TERM=dumb`)
+    // Plain comments, not docs: documented variants would turn every command's `--help`
+    // into the long form. The flag's own doc says what each means.
+    // On a terminal, unless `NO_COLOR` is set (or `TERM=dumb`).
     #[default]
     Auto,
-    /// Always, even into a pipe or a file, and whatever `NO_COLOR` says
+    // Always, even into a pipe or a file, and whatever `NO_COLOR` says.
     Always,
-    /// Never
     Never,
 }
 
@@ -177,7 +178,7 @@ impl Tone {
             TaskState::Failed => Some(Tone::Bad),
             TaskState::Skipped => Some(Tone::Quiet),
             TaskState::Cancelled => Some(Tone::Warn),
-            TaskState::Completed => Some(Tone::Good),
+            TaskState::Succeeded => Some(Tone::Good),
         }
     }
 

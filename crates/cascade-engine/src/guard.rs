@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::Mutex;
 
 /// The guard's program: keeps the set of live groups; at end of file kills them. Group
@@ -106,7 +106,7 @@ fn tell(live: &mut Live, op: char, pgid: i32) {
 /// environment, no output.
 fn start() -> Option<(Child, ChildStdin)> {
     use std::os::unix::process::CommandExt as _;
-    let mut command = Command::new("/bin/sh");
+    let mut command = crate::process::new_std_command("/bin/sh");
     command
         .args(["-c", SCRIPT])
         .env_clear()
@@ -125,20 +125,21 @@ fn start() -> Option<(Child, ChildStdin)> {
 #[cfg(test)]
 mod tests {
     use super::SCRIPT;
+    use crate::process::new_std_command;
     use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     /// The script against real groups: what was released survives the end of its input,
     /// what is still registered is killed.
     #[test]
     fn at_end_of_input_the_guard_kills_the_groups_still_registered() {
         let spawn = || {
-            std::os::unix::process::CommandExt::process_group(Command::new("sleep").arg("30"), 0)
+            std::os::unix::process::CommandExt::process_group(new_std_command("sleep").arg("30"), 0)
                 .spawn()
                 .unwrap()
         };
         let (mut kept, mut released, mut registered) = (spawn(), spawn(), spawn());
-        let mut guard = Command::new("/bin/sh")
+        let mut guard = new_std_command("/bin/sh")
             .args(["-c", SCRIPT])
             .stdin(Stdio::piped())
             .spawn()

@@ -278,6 +278,18 @@ pub fn new_command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Comm
     command
 }
 
+/// [`new_command`] for a blocking caller (the guard of [`crate::guard`], tests): the same
+/// one place, a `std` command.
+pub fn new_std_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the workspace's process builder: every other spawn goes through here"
+    )]
+    let mut command = std::process::Command::new(program);
+    command.stdin(Stdio::null());
+    command
+}
+
 /// The command of one attempt: its own process group, only the given environment, no
 /// stdin, output piped.
 fn command(launch: &Launch, program: &OsString, args: &[OsString]) -> tokio::process::Command {

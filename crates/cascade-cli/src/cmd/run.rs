@@ -1,6 +1,6 @@
 //! `cascade run FILE`: plan and run a pipeline on this machine.
 
-use crate::Outcome;
+use crate::{CliError, Outcome};
 use crate::output;
 use crate::output::Tone;
 use crate::progress::{Mode, Progress};
@@ -89,40 +89,18 @@ impl Subscriber for StoreSink {
 )]
 pub fn run(args: &Args) -> crate::CliResult {
     let pipeline = super::load_or_report(&args.file)?;
-    let config = match super::trigger::load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Failure);
-        }
-    };
-    let trigger = match args
+    let config = super::trigger::load_config(args.config.as_deref()).map_err(CliError::failure)?;
+    let trigger = args
         .trigger
         .trigger(args.base.as_deref(), args.head.as_deref())
-    {
-        Ok(t) => t,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Usage);
-        }
-    };
-    let plan = match cascade_plan::plan(&pipeline, &trigger, &args.jobs_selected) {
-        Ok(p) => p,
-        Err(e) => {
-            output::error(&format!(
-                "{e}; see `cascade validate {}`",
-                args.file.display()
-            ));
-            return Ok(Outcome::Failure);
-        }
-    };
+        .map_err(CliError::usage)?;
+    let plan = cascade_plan::plan(&pipeline, &trigger, &args.jobs_selected).map_err(|e| {
+        CliError::caused(Outcome::Failure, &e)
+            .hint(format!("see `cascade validate {}`", args.file.display()))
+    })?;
+    // A bad or unsafe secrets file is the user's to fix, like an invalid pipeline.
     let mut secrets = match args.secrets_file.as_deref().map(Secrets::from_file) {
-        Some(Ok(s)) => s,
-        // A bad or unsafe secrets file is the user's to fix, like an invalid pipeline.
-        Some(Err(e)) => {
-            output::error(&e.to_string());
-            return Ok(Outcome::Failure);
-        }
+        Some(s) => s.map_err(|e| CliError::caused(Outcome::Failure, &e))?,
         None => Secrets::default(),
     };
     let declared: Vec<&str> = plan
@@ -130,22 +108,15 @@ pub fn run(args: &Args) -> crate::CliResult {
         .iter()
         .flat_map(|j| j.secrets.iter().map(String::as_str))
         .collect();
-    if let Err(e) = secrets.resolve(declared, &|name| std::env::var(name).ok()) {
-        output::error(&e.to_string());
-        return Ok(Outcome::Failure);
-    }
-    let broker = match args
+    secrets
+        .resolve(declared, &|name| std::env::var(name).ok())
+        .map_err(|e| CliError::caused(Outcome::Failure, &e))?;
+    let broker = args
         .telemetry
         .as_ref()
         .map(super::control::broker)
         .transpose()
-    {
-        Ok(b) => b,
-        Err(message) => {
-            output::error(&message);
-            return Ok(Outcome::Usage);
-        }
-    };
+        .map_err(CliError::usage)?;
     if !args.containers && plan.jobs.iter().any(|j| j.image.is_some()) {
         output::note("note: `image:` is ignored without --containers; jobs run on this machine");
     }
@@ -182,17 +153,13 @@ pub fn run(args: &Args) -> crate::CliResult {
         .max(1);
     let workspace = std::env::current_dir().context("cannot read the current directory")?;
     let sandbox = if args.sandbox {
-        match cascade_engine::Sandbox::configured(
+        let sandbox = cascade_engine::Sandbox::configured(
             &config.sandbox,
             std::env::var_os("PATH").as_deref(),
             false,
-        ) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                output::error(&e.to_string());
-                return Ok(Outcome::Failure);
-            }
-        }
+        )
+        .map_err(|e| CliError::caused(Outcome::Failure, &e))?;
+        Some(Arc::new(sandbox))
     } else {
         None
     };
@@ -257,13 +224,7 @@ pub fn run(args: &Args) -> crate::CliResult {
             broker.url
         ));
     }
-    let summary = match summary {
-        Ok(s) => s,
-        Err(e) => {
-            output::error(&e.to_string());
-            return Ok(Outcome::Failure);
-        }
-    };
+    let summary = summary.map_err(|e| CliError::caused(Outcome::Failure, &e))?;
     for task in &summary.tasks {
         if !task.outputs.is_empty() {
             store.0.outputs(
@@ -285,11 +246,7 @@ pub fn run(args: &Args) -> crate::CliResult {
         }
         output::data(&summary_table(&summary, &run_id, &logs));
     }
-    Ok(match summary.outcome {
-        RunOutcome::Succeeded => Outcome::Success,
-        RunOutcome::Failed => Outcome::Failure,
-        RunOutcome::Cancelled => Outcome::Cancelled,
-    })
+    Ok(Outcome::of_run(summary.outcome))
 }
 
 fn absolute(path: &Path, base: &Path) -> PathBuf {
@@ -412,11 +369,12 @@ fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId, logs: &str) 
         );
         let _ = writeln!(out, "{}", row.trim_end());
     }
-    let (word, tone) = match summary.outcome {
-        RunOutcome::Succeeded => ("succeeded", Tone::Good),
-        RunOutcome::Failed => ("failed", Tone::Bad),
-        RunOutcome::Cancelled => ("cancelled", Tone::Warn),
+    let tone = match summary.outcome {
+        RunOutcome::Succeeded => Tone::Good,
+        RunOutcome::Failed => Tone::Bad,
+        RunOutcome::Cancelled => Tone::Warn,
     };
+    let word = summary.outcome.as_str();
     let _ = writeln!(
         out,
         "\nrun {run_id} {} in {} (logs: {logs})",
