@@ -161,11 +161,7 @@ fn dag_submission(text: &str, value: &serde_json::Value) -> Result<Submission, A
         definition: value.clone(),
         scope,
         target_node: dag.target_node.clone(),
-        priority: match dag.priority {
-            cascade_spec::dag::Priority::Low => 0,
-            cascade_spec::dag::Priority::Normal => 1,
-            cascade_spec::dag::Priority::High => 2,
-        },
+        priority: dag.priority,
         trigger: "api".to_owned(),
     })
 }
@@ -239,7 +235,7 @@ fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError
         definition: value.clone(),
         scope,
         target_node: None,
-        priority: 1,
+        priority: cascade_spec::dag::Priority::Normal,
         trigger: "api".to_owned(),
     })
 }

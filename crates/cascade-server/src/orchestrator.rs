@@ -571,7 +571,7 @@ impl Orchestrator {
             definition,
             scope: scope.clone(),
             target_node: None,
-            priority: 1,
+            priority: cascade_spec::dag::Priority::Normal,
             trigger: s.incoming.event_name().to_owned(),
         };
         // The origin first: a run is never left without one for the reporter.

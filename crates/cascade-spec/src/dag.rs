@@ -41,8 +41,10 @@ const DAG_TASK: Form = Form {
     json: true,
 };
 
-/// Queue priority of a submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+/// Queue priority of a submission: the word everywhere it is shown (`low`, `normal`,
+/// `high`), its [`rank`](Priority::rank) only in the store's queue order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
     #[default]
@@ -56,6 +58,25 @@ impl Priority {
             Priority::Low => "low",
             Priority::Normal => "normal",
             Priority::High => "high",
+        }
+    }
+
+    /// The number the queue orders by (higher runs first).
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+        }
+    }
+
+    /// The priority of a stored rank; a rank outside 0..=2 (none is written) is the
+    /// nearest one.
+    pub fn from_rank(rank: i64) -> Self {
+        match rank {
+            ..=0 => Priority::Low,
+            1 => Priority::Normal,
+            2.. => Priority::High,
         }
     }
 }

@@ -692,7 +692,7 @@ mod tests {
                 definition: serde_json::json!({"tasks": [{"id": "a", "run": "true"}]}),
                 scope: cascade_spec::Scope::Global,
                 target_node: None,
-                priority: 1,
+                priority: cascade_spec::dag::Priority::Normal,
                 trigger: "api".into(),
             })
             .unwrap();

@@ -26,7 +26,7 @@ pub struct Submission {
     pub scope: Scope,
     pub target_node: Option<String>,
     /// Higher runs first.
-    pub priority: i64,
+    pub priority: cascade_spec::dag::Priority,
     pub trigger: String,
 }
 
@@ -492,7 +492,7 @@ fn insert(tx: &Connection, s: &Submission) -> Result<Enqueued, StoreError> {
          ON CONFLICT (dag_id) DO UPDATE SET tasks = excluded.tasks, scope_type = excluded.scope_type,
            scope_id = excluded.scope_id, target_node = excluded.target_node, priority = excluded.priority",
     )?
-    .execute(params![s.dag_id, definition, s.scope.kind(), s.scope.id(), s.target_node, s.priority, now])?;
+    .execute(params![s.dag_id, definition, s.scope.kind(), s.scope.id(), s.target_node, s.priority.rank(), now])?;
     tx.prepare_cached(
         "INSERT INTO dag_runs (run_id, dag_id, trigger, status, definition, created_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
     )?
@@ -501,7 +501,7 @@ fn insert(tx: &Connection, s: &Submission) -> Result<Enqueued, StoreError> {
         "INSERT INTO worker_queue (run_id, worker_id, status, priority, scope, target_node, created_at)
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![s.run_id, worker_id, s.priority, s.scope.to_string(), s.target_node, now])?;
+    .execute(params![s.run_id, worker_id, s.priority.rank(), s.scope.to_string(), s.target_node, now])?;
     Ok(Enqueued {
         run_id: s.run_id.clone(),
         worker_id,
@@ -525,7 +525,7 @@ mod tests {
             definition: serde_json::json!({"tasks": [{"id": "a", "run": "true"}]}),
             scope: Scope::parse(scope).unwrap(),
             target_node: node.map(Into::into),
-            priority,
+            priority: cascade_spec::dag::Priority::from_rank(priority),
             trigger: "api".into(),
         }
     }

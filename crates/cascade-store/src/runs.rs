@@ -94,7 +94,7 @@ pub struct DagRow {
     pub dag_id: String,
     pub scope: String,
     pub target_node: Option<String>,
-    pub priority: i64,
+    pub priority: cascade_spec::dag::Priority,
     pub created_at: String,
     /// Status of its latest run.
     pub status: Option<RunStatus>,
@@ -367,7 +367,7 @@ fn dag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DagRow> {
         dag_id: r.get(0)?,
         scope: id.map_or_else(|| kind.clone(), |id| format!("{kind}:{id}")),
         target_node: r.get(3)?,
-        priority: r.get(4)?,
+        priority: cascade_spec::dag::Priority::from_rank(r.get(4)?),
         created_at: r.get(5)?,
         status: status::run_status_opt(r, 6)?,
         owner_node: r.get(7)?,
