@@ -26,6 +26,7 @@ mod run;
 mod screens;
 mod serve;
 mod telemetry;
+mod validate;
 mod workers;
 
 use std::path::{Path, PathBuf};
