@@ -323,9 +323,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub struct LogQuery {
     /// A job (all its copies) or one task (`build[1]`).
     task: Option<String>,
+    /// Only the lines after this `seq` (the last one already read): what a client
+    /// following a run asks for each time it looks again.
+    #[serde(default)]
+    after: i64,
 }
 
-/// `GET /api/v1/runs/{run_id}/logs[?task=JOB]`: the run's log lines, in order.
+/// `GET /api/v1/runs/{run_id}/logs[?task=JOB][&after=SEQ]`: the run's log lines, in order.
 pub async fn run_logs(
     State(app): Shared,
     Extension(who): Extension<Principal>,
@@ -337,7 +341,7 @@ pub async fn run_logs(
     let found = blocking(move || {
         read(&app, |r| {
             r.run(&id)?;
-            r.logs(&id, query.task.as_deref())
+            r.logs_after(&id, query.task.as_deref(), query.after)
         })
     })
     .await?;

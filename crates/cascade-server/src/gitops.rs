@@ -157,7 +157,7 @@ impl GitOpsOptions {
 /// secret it names; `Ok(None)` when its repository has no status API configured.
 fn status_target(
     options: &GitOpsOptions,
-    target: &crate::reporter::StatusTarget,
+    target: &crate::reporter::StatusRoute,
 ) -> Result<Option<cascade_git::status::StatusTarget>, ReportError> {
     let Some(api) = &target.api_url else {
         return Ok(None);

@@ -422,7 +422,7 @@ impl Orchestrator {
     /// dispatcher.
     fn origin(&self, s: &Start<'_>, run_id: &str, name: &str) -> Origin {
         let status_target = s.incoming.sha().map(|sha| {
-            crate::reporter::StatusTarget {
+            crate::reporter::StatusRoute {
                 forge: s.repo.forge,
                 api_url: s.repo.api_url.clone(),
                 repo: s.repo_name.to_owned(),

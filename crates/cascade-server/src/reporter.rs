@@ -27,11 +27,13 @@ pub type StatusSender = Arc<
         + Sync,
 >;
 
-/// Where a run's commit statuses go: kept with its origin (`run_origins.status_target`,
-/// as JSON) by the orchestrator, read back by the reporter. It names the token's secret,
-/// never the token. Rows written before this type had the same fields.
+/// Where a run's commit statuses go, by name: kept with its origin
+/// (`run_origins.status_target`, as JSON) by the orchestrator, read back by the reporter,
+/// which resolves it to a `cascade_git::StatusTarget` (with the token) only to send. It
+/// names the token's secret, never the token. Rows written before this type had the same
+/// fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusTarget {
+pub struct StatusRoute {
     pub forge: Forge,
     /// The forge's API base (the repository's `api_url`); `None`: no statuses are sent.
     pub api_url: Option<String>,
@@ -45,7 +47,7 @@ pub struct StatusTarget {
     pub sha: String,
 }
 
-impl StatusTarget {
+impl StatusRoute {
     /// The text stored in `run_origins.status_target`.
     pub fn stored(&self) -> String {
         // Strings only: serialising cannot fail.
@@ -70,7 +72,7 @@ impl StatusTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusPost {
     /// Where it goes: the run origin's target.
-    pub target: StatusTarget,
+    pub target: StatusRoute,
     pub context: String,
     /// `pending`, `success`, `failure` or `error`.
     pub state: String,
@@ -205,7 +207,7 @@ impl Reporter {
         let Some(stored) = state.origin.status_target.as_deref() else {
             return true;
         };
-        let target = match StatusTarget::read(stored) {
+        let target = match StatusRoute::read(stored) {
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(
@@ -461,15 +463,15 @@ mod tests {
         }
     }
 
-    /// Targets as the orchestrator wrote them before `StatusTarget` was a type (a
+    /// Targets as the orchestrator wrote them before `StatusRoute` was a type (a
     /// `json!` object with every key, `null` where unset) read as they meant.
     #[test]
     fn old_status_targets_read_and_new_ones_round_trip() {
         let old = r#"{"forge":"gitlab","api_url":"https://gitlab.example/api/v4","repo":"acme/app","project_id":"42","token_secret":"GL_TOKEN","sha":"abc"}"#;
-        let target = StatusTarget::read(old).unwrap();
+        let target = StatusRoute::read(old).unwrap();
         assert_eq!(
             target,
-            StatusTarget {
+            StatusRoute {
                 forge: Forge::GitLab,
                 api_url: Some("https://gitlab.example/api/v4".into()),
                 repo: "acme/app".into(),
@@ -479,15 +481,15 @@ mod tests {
             }
         );
         assert_eq!(target.api_repo(), "42");
-        assert_eq!(StatusTarget::read(&target.stored()).unwrap(), target);
+        assert_eq!(StatusRoute::read(&target.stored()).unwrap(), target);
         let none = r#"{"forge":"github","api_url":null,"repo":"acme/app","project_id":null,"token_secret":null,"sha":"abc"}"#;
-        let github = StatusTarget::read(none).unwrap();
+        let github = StatusRoute::read(none).unwrap();
         assert_eq!(
             (github.api_url.as_deref(), github.api_repo()),
             (None, "acme/app")
         );
         // A target naming no commit is refused, not read as an empty sha.
-        assert!(StatusTarget::read(r#"{"forge":"github","repo":"acme/app"}"#).is_err());
+        assert!(StatusRoute::read(r#"{"forge":"github","repo":"acme/app"}"#).is_err());
     }
 
     #[test]

@@ -668,18 +668,19 @@ fn logs(args: &LogsArgs) -> CliResult {
             .map(str::to_owned)
             .ok_or_else(|| CliError::not_found(format!("DAG `{}` has no runs yet", args.dag_id)))?
     };
-    let mut path = format!("/api/v1/runs/{}/logs", escape(&run_id));
-    if let Some(task) = &args.task {
-        let _ = write!(path, "?task={}", escape(task));
-    }
-    let read = || {
+    // Each look asks only for the lines after the last one seen (`after=SEQ`).
+    let read = |after: i64| {
+        let mut path = format!("/api/v1/runs/{}/logs?after={after}", escape(&run_id));
+        if let Some(task) = &args.task {
+            let _ = write!(path, "&task={}", escape(task));
+        }
         source.read(&path, |r| {
             r.run(&run_id)?;
-            Ok(json!({"run_id": run_id, "logs": r.logs(&run_id, args.task.as_deref())?}))
+            Ok(json!({"run_id": run_id, "logs": r.logs_after(&run_id, args.task.as_deref(), after)?}))
         })
     };
     if args.target.output == ListFormat::Json {
-        output::json(&read()?);
+        output::json(&read(0)?);
         return Ok(Outcome::Success);
     }
     let mut printer = super::runs::Printer::new(args.show, false);
@@ -690,7 +691,7 @@ fn logs(args: &LogsArgs) -> CliResult {
             && super::runs::still_going(&str_of(
                 &run_and_tasks(&source, &run_id)?["run"]["status"],
             ));
-        let answer = read()?;
+        let answer = read(seen)?;
         for l in answer["logs"].as_array().into_iter().flatten() {
             let seq = l["seq"].as_i64().unwrap_or(0);
             if seq <= seen {

@@ -1,8 +1,8 @@
 //! The API's trust model on a real `serve` (DESIGN §8): tokens, roles, scopes, TLS, and
 //! what an unauthenticated caller gets (nothing but `/healthz` and the signed hooks).
 
-use crate::cascade;
 use crate::serve::{Server, auth_line, http, http_as, serve_with};
+use crate::{cascade, succeeded};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -163,24 +163,19 @@ fn the_admin_token_is_written_once_private_and_the_data_dir_is_closed() {
         "{stderr}"
     );
     // `--data-dir` names where the admin token is, so the server's own admin needs no flag.
-    let out = cascade()
-        .args([
-            "dag",
-            "list",
-            "--output",
-            "json",
-            "--server",
-            &url,
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env_remove("CASCADE_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        cascade()
+            .args([
+                "dag",
+                "list",
+                "--output",
+                "json",
+                "--server",
+                &url,
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .env_remove("CASCADE_TOKEN"),
     );
 }
 

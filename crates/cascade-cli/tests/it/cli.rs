@@ -1,6 +1,6 @@
 //! `cascade validate`, `graph` and `schema` as a user runs them.
 
-use crate::{cascade, transcript};
+use crate::{cascade, succeeded, transcript};
 
 #[test]
 fn validate_every_example() {
@@ -208,20 +208,15 @@ fn bad_jobs_and_server_values_are_usage_errors_that_say_what_was_expected() {
 fn dag_cancel_takes_a_dag_id_and_submit_names_where_to_follow_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = cascade()
-        .args([
-            "dag",
-            "submit",
-            "examples/dags/proj-a-nightly.json",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        cascade()
+            .args([
+                "dag",
+                "submit",
+                "examples/dags/proj-a-nightly.json",
+                "--data-dir",
+            ])
+            .arg(&data),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -231,22 +226,17 @@ fn dag_cancel_takes_a_dag_id_and_submit_names_where_to_follow_it() {
         )),
         "{stderr}"
     );
-    let out = cascade()
-        .args([
-            "dag",
-            "cancel",
-            "proj-a-nightly",
-            "--output",
-            "json",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        cascade()
+            .args([
+                "dag",
+                "cancel",
+                "proj-a-nightly",
+                "--output",
+                "json",
+                "--data-dir",
+            ])
+            .arg(&data),
     );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["status"], "cancelled", "{answer}");

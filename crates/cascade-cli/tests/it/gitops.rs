@@ -2,8 +2,8 @@
 //! here, signed webhooks, and the forge's status API and a callback receiver as a local
 //! HTTP server that records requests (the contract tests, named `contract_…`).
 
-use crate::cascade;
 use crate::serve::{Server, http};
+use crate::{cascade, succeeded};
 use cascade_test::git;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -550,22 +550,17 @@ fn contract_a_dispatch_chain_runs_to_its_callback_with_one_failure_retried() {
         shared.path().display()
     );
     let server = serve(dir.path(), &config, &[]);
-    let out = cascade()
-        .args([
-            "dispatch",
-            "task:start",
-            "--payload",
-            r#"{"task_id": "T-42"}"#,
-            "--server",
-            &format!("http://{}", server.addr),
-        ])
-        .env("CASCADE_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        cascade()
+            .args([
+                "dispatch",
+                "task:start",
+                "--payload",
+                r#"{"task_id": "T-42"}"#,
+                "--server",
+                &format!("http://{}", server.addr),
+            ])
+            .env("CASCADE_TOKEN", &server.token),
     );
     let got = callbacks.wait(
         Duration::from_mins(1),

@@ -3,6 +3,7 @@
 
 use crate::gitops::{Recorder, events, repo, serve_env};
 use crate::serve::{http, http_as};
+use crate::succeeded;
 use crate::workers::{ended, submit, wait_run};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -275,25 +276,20 @@ fn a_dispatch_starts_only_pipelines_of_its_tokens_scopes_and_needs_submit() {
     let server = serve_env(dir.path(), &config, &[], &[]);
     let data = dir.path().join("data");
     let token = |role: &str, scope: &str| {
-        let out = crate::cascade()
-            .args([
-                "token",
-                "create",
-                "--name",
-                &format!("{role}-{}", scope.replace(':', "-")),
-                "--role",
-                role,
-                "--scope",
-                scope,
-                "--data-dir",
-            ])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            crate::cascade()
+                .args([
+                    "token",
+                    "create",
+                    "--name",
+                    &format!("{role}-{}", scope.replace(':', "-")),
+                    "--role",
+                    role,
+                    "--scope",
+                    scope,
+                    "--data-dir",
+                ])
+                .arg(&data),
         );
         format!(
             "Authorization: Bearer {}\r\n",

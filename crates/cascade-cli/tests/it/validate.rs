@@ -7,7 +7,11 @@ use crate::{cascade, transcript};
 fn validate(yaml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ci.yaml"), yaml).unwrap();
-    transcript(cascade().current_dir(dir.path()).args(["validate", "ci.yaml"]))
+    transcript(
+        cascade()
+            .current_dir(dir.path())
+            .args(["validate", "ci.yaml"]),
+    )
 }
 
 /// A job with a mistake of its own is still a job: `build` needing it is fine, and the

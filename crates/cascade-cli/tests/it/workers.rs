@@ -2,9 +2,9 @@
 //! reuse, a worker killed mid-task, the lock on a worker id, cancel, the pool's cap, the
 //! parent's death, and the `cascade dag` commands against the server and the data dir.
 
-use crate::cascade;
 use crate::isolation::{config_binding, shared_dir};
 use crate::serve::{Server, http, serve_with};
+use crate::{cascade, succeeded};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -365,23 +365,18 @@ fn dag_commands_work_against_the_server_and_the_data_dir() {
     let data = tempfile::tempdir().unwrap();
     let server = serve_with(data.path(), &[]);
     let url = format!("http://{}", server.addr);
-    let out = cascade()
-        .args([
-            "dag",
-            "submit",
-            "examples/dags/proj-a-nightly.json",
-            "--output",
-            "json",
-            "--server",
-            &url,
-        ])
-        .env("CASCADE_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        cascade()
+            .args([
+                "dag",
+                "submit",
+                "examples/dags/proj-a-nightly.json",
+                "--output",
+                "json",
+                "--server",
+                &url,
+            ])
+            .env("CASCADE_TOKEN", &server.token),
     );
     let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
     let run_id = submitted["run_id"].as_str().unwrap().to_owned();
@@ -542,4 +537,88 @@ fn every_status_word_shown_comes_from_the_one_vocabulary() {
             "no `{word}` in {seen:?}"
         );
     }
+}
+
+/// `cascade dag logs --follow` against a server: started while the task runs (after its
+/// first line, before its second, written 3 s later), it prints each line once and returns
+/// when the run ends. The API's `after=SEQ` gives only the lines after one already seen.
+#[test]
+fn dag_logs_follow_prints_each_line_once_and_ends_with_the_run() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(data.path(), &[]);
+    let dag = serde_json::json!({"dag_id": "follow", "tasks": [{"id": "talk",
+        "run": "echo one; sleep 3; echo two"}]});
+    let run_id = submit(&server, &dag);
+    // The first line is there before the follower starts.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs"),
+        "",
+    )
+    .1["logs"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "no log line came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut follower = cascade()
+        .args(["dag", "logs", "follow", "--follow", "--server"])
+        .arg(format!("http://{}", server.addr))
+        .env("CASCADE_TOKEN", &server.token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while follower.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = follower.kill();
+            panic!("`dag logs --follow` did not end with the run");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" │ "))
+        .map(|l| l.rsplit(" │ ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(lines, ["one", "two"], "{stdout}");
+    assert!(ended(&wait_run(
+        &server,
+        &run_id,
+        Duration::from_secs(30),
+        ended
+    )));
+    // `after=SEQ`: the lines after the first one.
+    let (_, all) = http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs"),
+        "",
+    );
+    let first = all["logs"][0]["seq"].as_i64().unwrap();
+    let (status, later) = http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs?after={first}"),
+        "",
+    );
+    assert_eq!(status, 200, "{later}");
+    let texts: Vec<&str> = later["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["line"].as_str())
+        .collect();
+    assert_eq!(texts, ["two"], "{later}");
 }
