@@ -1,9 +1,9 @@
 //! `cascade run FILE`: plan and run a pipeline on this machine.
 
+use crate::{CliError, Outcome};
 use crate::output;
 use crate::output::Tone;
 use crate::progress::{Mode, Progress};
-use crate::{CliError, Outcome};
 use anyhow::Context as _;
 use cascade_engine::{Bus, Secrets, Subscriber};
 use cascade_plan::{Event, JobResult, RunId, RunOutcome, TaskState};
