@@ -713,7 +713,7 @@ fn output_params(plan: &Plan, job: &PlannedJob) -> Vec<Parameter> {
 }
 
 fn format_cpu(milli: u32) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         format!("{}", milli / 1000)
     } else {
         format!("{milli}m")

@@ -237,7 +237,7 @@ fn job_lines(out: &mut String, job: &JobDoc) {
 fn resources(r: &ResourcesDoc) -> String {
     let mut parts = Vec::new();
     if let Some(m) = r.cpu_milli {
-        parts.push(if m % 1000 == 0 {
+        parts.push(if m.is_multiple_of(1000) {
             format!("cpu {}", m / 1000)
         } else {
             format!("cpu {m}m")
@@ -256,7 +256,7 @@ fn resources(r: &ResourcesDoc) -> String {
         ];
         let text = units
             .iter()
-            .find(|(size, _)| bytes % size == 0)
+            .find(|(size, _)| bytes.is_multiple_of(*size))
             .map_or_else(
                 || bytes.to_string(),
                 |(size, unit)| format!("{}{unit}", bytes / size),
