@@ -526,9 +526,7 @@ fn job_parts(
             .map(|t| i64::try_from(t.as_secs().max(1)).unwrap_or(i64::MAX)),
         ..Template::default()
     };
-    if let Some(runner) = &job.runner {
-        apply_runner(&mut template, job, runner, config)?;
-    }
+    apply_runner(&mut template, job, config)?;
     let (with_items, with_param) = cx.fan_out()?;
     let (depends, when) = cx.depends()?;
     let task = DagTask {
@@ -638,31 +636,40 @@ fn retry_strategy(r: &cascade_spec::model::Retry) -> RetryStrategy {
     }
 }
 
-/// A runner alias → requests/limits, node selector and tolerations.
+/// A runner alias and the job's own `resources:` (which wins field by field) → requests
+/// and limits (the same amounts: a job gets what it asked for, no more); the alias's node
+/// selector and tolerations. A job with neither gets no `resources`.
 fn apply_runner(
     template: &mut Template,
     job: &PlannedJob,
-    runner: &str,
     config: &AdminConfig,
 ) -> Result<(), RenderError> {
-    let r = config
-        .runner(runner)
-        .map_err(|unknown| RenderError::UnknownRunner {
-            job: job.id.to_string(),
-            runner: runner.to_owned(),
-            known: unknown.known(),
-        })?;
-    let amounts = BTreeMap::from([
-        ("cpu".to_owned(), Quantity(format_cpu(r.cpu))),
-        ("memory".to_owned(), Quantity(r.memory.clone())),
-    ]);
-    if let Some(c) = template.container.as_mut() {
+    let unknown = |unknown: cascade_spec::config::UnknownRunner| RenderError::UnknownRunner {
+        job: job.id.to_string(),
+        runner: unknown.name.clone(),
+        known: unknown.known(),
+    };
+    let wanted = config
+        .job_resources(job.runner.as_deref(), job.resources.as_ref())
+        .map_err(unknown)?;
+    let mut amounts = BTreeMap::new();
+    if let Some(cpu) = wanted.cpu_milli {
+        amounts.insert("cpu".to_owned(), Quantity(format_cpu(cpu)));
+    }
+    if let Some(memory) = wanted.memory {
+        amounts.insert("memory".to_owned(), Quantity(memory));
+    }
+    if let (Some(c), false) = (template.container.as_mut(), amounts.is_empty()) {
         c.resources = Some(ResourceRequirements {
             requests: Some(amounts.clone()),
             limits: Some(amounts),
             ..ResourceRequirements::default()
         });
     }
+    let Some(name) = &job.runner else {
+        return Ok(());
+    };
+    let r = config.runner(name).map_err(unknown)?;
     template.node_selector = r
         .node_selector
         .iter()
@@ -705,11 +712,11 @@ fn output_params(plan: &Plan, job: &PlannedJob) -> Vec<Parameter> {
         .collect()
 }
 
-fn format_cpu(cpu: f64) -> String {
-    if cpu.fract() == 0.0 {
-        format!("{cpu:.0}")
+fn format_cpu(milli: u32) -> String {
+    if milli.is_multiple_of(1000) {
+        format!("{}", milli / 1000)
     } else {
-        format!("{:.0}m", cpu * 1000.0)
+        format!("{milli}m")
     }
 }
 

@@ -51,8 +51,8 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Print what a run would do (jobs, edges, fan-outs, env, secrets), as text or JSON
     Plan(cmd::plan::Args),
-    /// Print the JSON Schema of ci.yaml for editor completion
-    Schema,
+    /// Print the JSON Schema of ci.yaml, or of DAG JSON with --dag, for editor completion
+    Schema(cmd::schema::Args),
     /// Run a pipeline on this machine
     Run(Box<cmd::run::Args>),
     /// List recorded runs
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     let result: CliResult = match cli.command {
         Command::Validate(args) => Ok(cmd::validate::run(&args)),
         Command::Graph(args) => cmd::graph::run(&args),
-        Command::Schema => cmd::schema::run(),
+        Command::Schema(args) => cmd::schema::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Runs(args) => cmd::runs::runs(&args),
         Command::Logs(args) => cmd::runs::logs(&args),

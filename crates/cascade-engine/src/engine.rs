@@ -239,27 +239,28 @@ fn home_dir(options: &Options) -> PathBuf {
     options.run_dir.join("home")
 }
 
-/// The weight of each job; an unknown runner alias is an error before anything runs.
+/// The weight of each job: its runner alias's CPU and memory, each overridden by its own
+/// `resources:`; a field neither gives weighs nothing. An unknown runner alias is an error
+/// before anything runs. A weight above the capacity is not an error: the job runs alone
+/// ([`Resources::clamp`]).
 fn check_runners(plan: &Plan, config: &AdminConfig) -> Result<Vec<Weight>, EngineError> {
     plan.jobs
         .iter()
-        .map(|job| match &job.runner {
-            None => Ok(Weight {
-                cpu_milli: 0,
-                memory_mib: 0,
-            }),
-            Some(name) => config
-                .runner(name)
+        .map(|job| {
+            config
+                .job_resources(job.runner.as_deref(), job.resources.as_ref())
                 .map(|r| Weight {
-                    cpu_milli: millis(r.cpu),
-                    memory_mib: u32::try_from(memory_bytes(&r.memory).unwrap_or(0) / (1024 * 1024))
-                        .unwrap_or(u32::MAX),
+                    cpu_milli: r.cpu_milli.unwrap_or(0),
+                    memory_mib: u32::try_from(
+                        r.memory.as_deref().and_then(memory_bytes).unwrap_or(0) / (1024 * 1024),
+                    )
+                    .unwrap_or(u32::MAX),
                 })
                 .map_err(|unknown| EngineError::UnknownRunner {
                     job: job.id.to_string(),
-                    runner: name.clone(),
+                    runner: unknown.name.clone(),
                     known: unknown.known(),
-                }),
+                })
         })
         .collect()
 }

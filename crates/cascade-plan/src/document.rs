@@ -195,11 +195,24 @@ pub struct JobDoc {
     pub continue_on_error: bool,
     /// The runner alias (`runner:`), resolved by the admin config; `null` when unset.
     pub runner: Option<String>,
+    /// The job's own `resources:`, each field overriding the runner alias's; `null` when
+    /// the job sets neither.
+    pub resources: Option<ResourcesDoc>,
     /// The container image (`image:`), `null` when unset.
     pub image: Option<String>,
     /// Job-level path filter (`paths:`), sorted: the job is skipped when a known change
     /// touches none of them. Empty: never skipped for that reason.
     pub paths: Vec<String>,
+}
+
+/// `resources:` of a job, in canonical units.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ResourcesDoc {
+    /// CPU in millicores (`cpu: 2` is 2000, `cpu: 500m` is 500); `null`: the runner
+    /// alias's, or none.
+    pub cpu_milli: Option<u32>,
+    /// Memory in bytes (`memory: 1Gi` is 1073741824); `null`: the runner alias's, or none.
+    pub memory_bytes: Option<u64>,
 }
 
 /// A job's script after expressions were taken out of the shell text.
@@ -355,6 +368,13 @@ fn job_doc(pipeline: &Pipeline, plan: &Plan, job: &PlannedJob) -> JobDoc {
         timeout_ms: job.timeout.map(millis),
         continue_on_error: job.continue_on_error,
         runner: job.runner.clone(),
+        resources: job.resources.as_ref().map(|r| ResourcesDoc {
+            cpu_milli: r.cpu_milli,
+            memory_bytes: r
+                .memory
+                .as_deref()
+                .and_then(cascade_spec::config::memory_bytes),
+        }),
         image: job.image.clone(),
         paths: sorted(spec.map(|s| s.paths.clone()).unwrap_or_default()),
     }
@@ -535,6 +555,38 @@ mod tests {
         assert_eq!(a["jobs"][1]["needs"], serde_json::json!(["a", "c"]));
         assert_eq!(a["jobs"][0]["if"], "success()");
         assert_eq!(a["jobs"][2]["timeout_ms"], 60_000);
+    }
+
+    #[test]
+    fn resources_are_in_canonical_units_whatever_the_spelling() {
+        let a = doc(
+            "jobs:\n  both: { run: x, runner: small, resources: { cpu: 2, memory: 1Gi } }\n  cpu: { run: x, resources: { cpu: 0.5 } }\n  none: { run: x, resources: {} }\n",
+        );
+        let b = doc(
+            "jobs:\n  both: { run: x, runner: small, resources: { cpu: '2000m', memory: 1024Mi } }\n  cpu: { run: x, resources: { cpu: 500m } }\n  none: { run: x }\n",
+        );
+        assert_eq!(a, b);
+        let resources: Vec<(&str, &serde_json::Value)> = a["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| (j["id"].as_str().unwrap(), &j["resources"]))
+            .collect();
+        let kib = 1024_u64;
+        assert_eq!(
+            resources,
+            [
+                (
+                    "both",
+                    &serde_json::json!({"cpu_milli": 2000, "memory_bytes": kib * kib * kib})
+                ),
+                (
+                    "cpu",
+                    &serde_json::json!({"cpu_milli": 500, "memory_bytes": null})
+                ),
+                ("none", &serde_json::Value::Null),
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::error::PlanError;
 use crate::script::{self, Script};
 use crate::trigger::{Trigger, resolve_inputs};
 use cascade_spec::expr::{Expr, Template};
-use cascade_spec::model::{ForEach, Job, OutputSource, Retry, Shell};
+use cascade_spec::model::{ForEach, Job, OutputSource, Resources, Retry, Shell};
 use cascade_spec::{JobId, Pipeline};
 use indexmap::IndexMap;
 use std::time::Duration;
@@ -56,6 +56,10 @@ pub struct PlannedJob {
     pub timeout: Option<Duration>,
     pub continue_on_error: bool,
     pub runner: Option<String>,
+    /// The job's own `resources:`, not yet merged with its runner alias (the admin
+    /// config's [`job_resources`](cascade_spec::config::AdminConfig::job_resources) does
+    /// that where the config is known).
+    pub resources: Option<Resources>,
     pub image: Option<String>,
     /// Set when the job is known to be skipped before the run starts.
     pub skip: Option<String>,
@@ -142,6 +146,7 @@ fn planned(
         timeout: job.timeout,
         continue_on_error: job.continue_on_error,
         runner: job.runner.as_ref().map(|r| r.value.clone()),
+        resources: job.resources.clone(),
         image: job.image.clone(),
         skip,
     })

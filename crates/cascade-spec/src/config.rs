@@ -2,6 +2,7 @@
 //! and secret mappings. Pipelines name runners and secrets; only this file says what they
 //! are, so a pipeline author cannot ask for more than an admin allowed.
 
+use crate::model::Resources;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -496,6 +497,31 @@ impl AdminConfig {
         })
     }
 
+    /// The CPU and memory a job gets: its runner alias's, each overridden by the job's own
+    /// `resources:` (a field the job leaves out keeps the alias's value; with no alias it
+    /// stays unset). The error is an unknown alias.
+    pub fn job_resources(
+        &self,
+        runner: Option<&str>,
+        own: Option<&Resources>,
+    ) -> Result<Resources, UnknownRunner> {
+        let alias = match runner {
+            Some(name) => {
+                let r = self.runner(name)?;
+                Resources {
+                    cpu_milli: Some(cpu_millis(r.cpu)),
+                    memory: Some(r.memory.clone()),
+                }
+            }
+            None => Resources::default(),
+        };
+        let own = own.cloned().unwrap_or_default();
+        Ok(Resources {
+            cpu_milli: own.cpu_milli.or(alias.cpu_milli),
+            memory: own.memory.or(alias.memory),
+        })
+    }
+
     /// The JSON Schema of cascade.toml.
     pub fn schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(AdminConfig)).unwrap_or_default()
@@ -553,6 +579,17 @@ impl UnknownRunner {
     pub fn known(&self) -> String {
         self.known.join(", ")
     }
+}
+
+/// Millicores of a CPU count in cores (`1.5` is 1500), rounded, within `u32`.
+pub fn cpu_millis(cores: f64) -> u32 {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped to the u32 range first"
+    )]
+    let m = (cores * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32;
+    m
 }
 
 /// Bytes of a Kubernetes memory quantity (`512Mi`, `2Gi`, `1G`, `1000`).
@@ -780,6 +817,44 @@ mod tests {
             assert!(fields[name]["description"].is_string(), "{name}: {fields}");
         }
         assert_eq!(fields.as_object().map(serde_json::Map::len), Some(4));
+    }
+
+    #[test]
+    fn a_jobs_resources_override_its_runner_field_by_field() {
+        let c = AdminConfig::default();
+        let r = |cpu_milli: Option<u32>, memory: Option<&str>| Resources {
+            cpu_milli,
+            memory: memory.map(str::to_owned),
+        };
+        // `medium` is 2 cores, 4Gi.
+        assert_eq!(
+            c.job_resources(Some("medium"), None).unwrap(),
+            r(Some(2000), Some("4Gi"))
+        );
+        assert_eq!(
+            c.job_resources(Some("medium"), Some(&r(Some(500), None)))
+                .unwrap(),
+            r(Some(500), Some("4Gi"))
+        );
+        assert_eq!(
+            c.job_resources(Some("medium"), Some(&r(None, Some("1Gi"))))
+                .unwrap(),
+            r(Some(2000), Some("1Gi"))
+        );
+        assert_eq!(
+            c.job_resources(None, Some(&r(None, Some("1Gi")))).unwrap(),
+            r(None, Some("1Gi"))
+        );
+        assert_eq!(c.job_resources(None, None).unwrap(), r(None, None));
+        assert_eq!(
+            c.job_resources(Some("huge"), Some(&r(Some(1), Some("1Mi"))))
+                .unwrap_err()
+                .name,
+            "huge",
+            "an unknown alias is an error even when both fields are overridden"
+        );
+        assert_eq!(cpu_millis(1.5), 1500);
+        assert_eq!(cpu_millis(-1.0), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The DAG JSON form (DESIGN §3): `{"dag_id", "scope", "target_node", "priority",
-//! "tasks": [{"id", "run", "needs", "env", "retry": {"limit", "delay"}, "timeout"}]}`.
+//! "tasks": [{"id", "run", "needs", "env", "retry": {"limit", "delay"}, "timeout",
+//! "resources": {"cpu", "memory"}}]}`.
 //!
 //! JSON is YAML, so a DAG file is read into the same span-keeping node tree as ci.yaml
 //! and walked here; problems get the same line:column diagnostics. The result is a
@@ -24,6 +25,7 @@ pub const TASK_FIELDS: &[&str] = &[
     "timeout",
     "image",
     "runner",
+    "resources",
     "secrets",
     "if",
     "continue_on_error",

@@ -8,8 +8,12 @@
 
 use crate::diagnostic::{Code, Diagnostic, suggest};
 use crate::expr::{self, Segment, Template};
-use crate::model::{Condition, ForEach, Job, JobId, Located, OutputSource, Retry, Shell, Text};
-use crate::parse::{Fields, MAX_MATRIX_JOBS, Walker, is_env_name, is_identifier, locate};
+use crate::model::{
+    Condition, ForEach, Job, JobId, Located, OutputSource, Resources, Retry, Shell, Text,
+};
+use crate::parse::{
+    Fields, MAX_MATRIX_JOBS, RESOURCE_FIELDS, Walker, is_env_name, is_identifier, locate,
+};
 use crate::source::{Node, Span, Value};
 use indexmap::IndexMap;
 
@@ -60,7 +64,7 @@ pub(crate) const PIPELINE_JOB: Form = Form {
 const JOB_HABITS: &[(&str, &str)] = &[
     (
         "runs-on",
-        "Cascade has no `runs-on`: the same job runs on the local engine, a server worker or Argo; pick resources with `runner:` (an alias from cascade.toml, e.g. `runner: small`) and a container with `image:`",
+        "Cascade has no `runs-on`: the same job runs on the local engine, a server worker or Argo; pick resources with `runner:` (an alias from cascade.toml, e.g. `runner: small`) or `resources: { cpu: 2, memory: 4Gi }`, and a container with `image:`",
     ),
     (
         "environment",
@@ -239,6 +243,9 @@ impl Walker<'_> {
                 span: n.span,
             })
         });
+        let resources = f
+            .get("resources")
+            .and_then(|n| self.resources(form, n, &context));
         if for_each.is_some() && !matrix.is_empty() {
             let span = f.key("for_each").map_or(span, |k| k.span);
             self.push(
@@ -257,6 +264,7 @@ impl Walker<'_> {
             name,
             image,
             runner,
+            resources,
             // Only a job with no problem leaves the crate, and such a job has a `run`.
             run: run.unwrap_or_else(|| Text {
                 raw: String::new(),
@@ -276,6 +284,102 @@ impl Walker<'_> {
             continue_on_error,
             paths,
         }
+    }
+
+    /// `resources`: `{ cpu, memory }`, each optional; `None` when neither is given.
+    fn resources(&mut self, form: &Form, node: &Node, context: &str) -> Option<Resources> {
+        let context = format!("`resources` of {context}");
+        let f = self.fields(node, RESOURCE_FIELDS, &context)?;
+        let cpu_milli = f.get("cpu").and_then(|n| self.cpu(form, n, &context));
+        let memory = f.get("memory").and_then(|n| self.memory(form, n, &context));
+        (cpu_milli.is_some() || memory.is_some()).then_some(Resources { cpu_milli, memory })
+    }
+
+    /// `cpu`: cores (`2`, `0.5`, `"1.5"`) or millicores (`"500m"`), in millicores.
+    fn cpu(&mut self, form: &Form, node: &Node, context: &str) -> Option<u32> {
+        let example = format!(
+            "write cores or millicores, e.g. `{}` or `{}`",
+            form.example("cpu", "2"),
+            form.example("cpu", "500m")
+        );
+        let parsed = match &node.value {
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "a core count beyond 2^52 is refused as too large anyway"
+            )]
+            Value::Int(n) => Ok(*n as f64 * 1000.0),
+            Value::Float(f) => Ok(f * 1000.0),
+            Value::Str(s) => cpu_text_millis(s.trim()),
+            _ => {
+                self.wrong_type(
+                    node,
+                    "a number of cores or a quantity like `500m`",
+                    &format!("`cpu` of {context}"),
+                );
+                return None;
+            }
+        };
+        let problem = match parsed {
+            Err(()) => "is not a CPU quantity".to_owned(),
+            Ok(m) if m.is_nan() || m <= 0.0 => "must be more than zero".to_owned(),
+            Ok(m) if (m - m.round()).abs() > 1e-6 => {
+                "is finer than a millicore (`1m`, 0.001 cores)".to_owned()
+            }
+            Ok(m) if m > f64::from(u32::MAX) => "is more CPU than any machine has".to_owned(),
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked positive, whole and within u32 above"
+            )]
+            Ok(m) => return Some(m.round() as u32),
+        };
+        let shown = node.scalar_text().unwrap_or_default();
+        self.push(
+            Diagnostic::new(
+                Code::BadValue,
+                node.span,
+                format!("`cpu` of {context}: `{shown}` {problem}"),
+                "invalid cpu",
+            )
+            .help(example),
+        );
+        None
+    }
+
+    /// `memory`: a Kubernetes quantity (`512Mi`, `1Gi`, `1G`) or a number of bytes, kept as
+    /// written.
+    fn memory(&mut self, form: &Form, node: &Node, context: &str) -> Option<String> {
+        let text = match &node.value {
+            Value::Int(n) => n.to_string(),
+            Value::Str(s) => s.trim().to_owned(),
+            _ => {
+                self.wrong_type(
+                    node,
+                    "a quantity like `512Mi` or `1Gi`",
+                    &format!("`memory` of {context}"),
+                );
+                return None;
+            }
+        };
+        let problem = match crate::config::memory_bytes(&text) {
+            Some(0) => "must be more than zero",
+            Some(_) => return Some(text),
+            None if text.starts_with('-') => "must be more than zero",
+            None => "is not a memory quantity",
+        };
+        self.push(
+            Diagnostic::new(
+                Code::BadValue,
+                node.span,
+                format!("`memory` of {context}: `{text}` {problem}"),
+                "invalid memory",
+            )
+            .help(format!(
+                "write a number with a unit (Ki, Mi, Gi, Ti, or k, M, G, T), e.g. `{}`",
+                form.example("memory", "512Mi")
+            )),
+        );
+        None
     }
 
     /// `needs`: one id or a list of ids, each once.
@@ -638,6 +742,22 @@ impl Walker<'_> {
     }
 }
 
+/// Millicores of a CPU text: `500m`, or cores (`2`, `0.5`, `-1`: sign kept for the check).
+fn cpu_text_millis(text: &str) -> Result<f64, ()> {
+    let (number, factor) = match text.strip_suffix('m') {
+        Some(milli) => (milli, 1.0),
+        None => (text, 1000.0),
+    };
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    if digits.is_empty()
+        || !digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        || !digits.chars().any(|c| c.is_ascii_digit())
+    {
+        return Err(());
+    }
+    number.parse::<f64>().map(|n| n * factor).map_err(|_| ())
+}
+
 /// An expression that may give a list at run time.
 fn could_be_list(e: &expr::Expr) -> bool {
     match e {
@@ -647,5 +767,84 @@ fn could_be_list(e: &expr::Expr) -> bool {
             terms.iter().any(could_be_list)
         }
         expr::Expr::Literal { .. } | expr::Expr::Not { .. } | expr::Expr::Binary { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Resources;
+    use crate::{parse_dag, parse_pipeline};
+
+    fn yaml_resources(value: &str) -> Option<Resources> {
+        let text = format!("jobs:\n  a:\n    run: make\n    resources: {value}\n");
+        parse_pipeline("ci.yaml", &text).unwrap().jobs["a"]
+            .resources
+            .clone()
+    }
+
+    #[test]
+    fn cpu_in_cores_or_millicores_and_memory_as_written() {
+        let r = |cpu_milli, memory: Option<&str>| {
+            Some(Resources {
+                cpu_milli,
+                memory: memory.map(str::to_owned),
+            })
+        };
+        assert_eq!(
+            yaml_resources("{ cpu: 2, memory: 512Mi }"),
+            r(Some(2000), Some("512Mi"))
+        );
+        assert_eq!(yaml_resources("{ cpu: 500m }"), r(Some(500), None));
+        assert_eq!(yaml_resources("{ cpu: 0.25 }"), r(Some(250), None));
+        assert_eq!(yaml_resources("{ cpu: \"1.5\" }"), r(Some(1500), None));
+        assert_eq!(yaml_resources("{ memory: 1Gi }"), r(None, Some("1Gi")));
+        assert_eq!(
+            yaml_resources("{ memory: 1048576 }"),
+            r(None, Some("1048576"))
+        );
+        // Neither field: nothing to override, the same as no `resources:`.
+        assert_eq!(yaml_resources("{}"), None);
+    }
+
+    #[test]
+    fn a_dag_task_takes_resources_with_json_help() {
+        let dag = parse_dag(
+            "d.json",
+            r#"{"tasks": [{"id": "a", "run": "make", "resources": {"cpu": "500m", "memory": "1Gi"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            dag.pipeline.jobs["a"].resources,
+            Some(Resources {
+                cpu_milli: Some(500),
+                memory: Some("1Gi".to_owned()),
+            })
+        );
+        let e = parse_dag(
+            "d.json",
+            "{\"tasks\": [\n {\"id\": \"a\", \"run\": \"make\",\n  \"resources\": {\"cpu\": -1, \"memroy\": \"1Gi\"}}]}",
+        )
+        .unwrap_err();
+        let found: Vec<String> = e
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let at = e.line_column(d);
+                format!(
+                    "{}:{} {} | {}",
+                    at.line,
+                    at.column,
+                    d.message,
+                    d.help.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "3:24 `cpu` of `resources` of task `a`: `-1` must be more than zero | write cores or millicores, e.g. `\"cpu\": 2` or `\"cpu\": \"500m\"`",
+                "3:28 unknown field `memroy` in `resources` of task `a` | did you mean `memory`?",
+            ]
+        );
     }
 }

@@ -18,6 +18,17 @@ pub struct Located<T> {
     pub span: Span,
 }
 
+/// What a job asks for (`resources: { cpu: 2, memory: 1Gi }`): its weight on the local
+/// engine and its container's requests and limits on Argo. A field left out comes from the
+/// job's runner alias, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// CPU in millicores (`cpu: 2` is 2000, `cpu: 500m` is 500), more than zero.
+    pub cpu_milli: Option<u32>,
+    /// Memory as written, a Kubernetes quantity (`512Mi`, `1Gi`) of more than zero bytes.
+    pub memory: Option<String>,
+}
+
 /// A job id: `[A-Za-z_][A-Za-z0-9_-]*`, at most 100 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId(String);
@@ -245,6 +256,9 @@ pub struct Job {
     pub name: Option<String>,
     pub image: Option<String>,
     pub runner: Option<Located<String>>,
+    /// `resources:`, overriding the runner alias's values field by field; `None` when
+    /// the job has no `resources:` or it sets neither field.
+    pub resources: Option<Resources>,
     pub run: Text,
     pub shell: Shell,
     pub needs: Vec<Located<JobId>>,

@@ -77,6 +77,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "name",
     "image",
     "runner",
+    "resources",
     "run",
     "shell",
     "needs",
@@ -92,6 +93,8 @@ pub const JOB_FIELDS: &[&str] = &[
     "paths",
 ];
 pub const RETRY_FIELDS: &[&str] = &["limit", "backoff", "max_backoff", "on_exit_codes"];
+/// The fields of a job's `resources:` (the same in ci.yaml and DAG JSON).
+pub const RESOURCE_FIELDS: &[&str] = &["cpu", "memory"];
 const PULL_REQUEST_TYPES: &[&str] = &[
     "opened",
     "synchronize",

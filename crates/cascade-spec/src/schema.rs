@@ -1,8 +1,9 @@
-//! The JSON Schema of ci.yaml (for editor completion), generated with schemars.
+//! The JSON Schemas of ci.yaml (for editor completion) and of a DAG JSON submission (the
+//! body of `POST /api/v1/dag/execute`, DESIGN §3), generated with schemars.
 //!
-//! These types describe the file for the schema only; parsing walks the node tree in
-//! `parse.rs`. A test compares every object's properties with the field lists the parser
-//! accepts, so the two cannot drift apart.
+//! These types describe the files for the schemas only; parsing walks the node tree in
+//! `parse.rs`, `dag.rs` and `job.rs`. A test compares every object's properties with the
+//! field lists the parsers accept, so the two cannot drift apart.
 #![expect(
     dead_code,
     reason = "the types exist to be described by schemars, never built"
@@ -224,6 +225,36 @@ enum Condition {
     Fixed(bool),
 }
 
+/// What a job asks for; a field left out comes from its runner alias, if any.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct ResourcesField {
+    /// CPU, more than zero: cores (`2`, `0.5`) or millicores (`"500m"`). The job's weight
+    /// on the local engine (a job asking for more than the engine's capacity runs alone)
+    /// and its container's requests and limits on Argo.
+    cpu: Option<CpuField>,
+    /// Memory, more than zero: a Kubernetes quantity (`"512Mi"`, `"1Gi"`, `"1G"`) or bytes.
+    memory: Option<MemoryField>,
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum CpuField {
+    /// Cores, in steps of at least 0.001.
+    Cores(#[schemars(extend("exclusiveMinimum" = 0))] f64),
+    /// Cores (`"1.5"`) or millicores (`"500m"`).
+    Quantity(#[schemars(regex(pattern = r"^[0-9]*\.?[0-9]+m?$"))] String),
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum MemoryField {
+    /// Bytes.
+    Bytes(#[schemars(range(min = 1))] u64),
+    /// A number with a unit: `Ki`, `Mi`, `Gi`, `Ti` (powers of 1024) or `k`, `M`, `G`, `T`.
+    Quantity(#[schemars(regex(pattern = r"^[0-9]*\.?[0-9]+(Ki|Mi|Gi|Ti|k|K|M|G|T)?$"))] String),
+}
+
 /// One job.
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -234,6 +265,8 @@ struct JobField {
     image: Option<String>,
     /// Runner alias from the admin config (`cascade.toml`).
     runner: Option<String>,
+    /// CPU and memory, overriding the runner alias's values field by field.
+    resources: Option<ResourcesField>,
     /// The script; `${{ }}` values reach it as environment variables, never as shell text.
     run: String,
     /// `sh` (default) or `bash`.
@@ -268,10 +301,95 @@ pub fn pipeline_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(PipelineFile)).unwrap_or_default()
 }
 
+/// A DAG submission (the body of `POST /api/v1/dag/execute`, `cascade dag submit`).
+#[derive(JsonSchema)]
+#[schemars(title = "Cascade DAG submission (DAG JSON)", deny_unknown_fields)]
+struct DagFile {
+    /// The DAG's id: letters, digits, `_`, `-`, `.` and `:`, at most 128 characters.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.:-]{1,128}$"))]
+    dag_id: Option<String>,
+    /// Where it may run: `global`, `project:<id>`, `user:<name>`, `type:<worker type>` or
+    /// `node:<worker id>`; unset: inferred from the tasks' `env.PROJECT_ID`, then the
+    /// `dag_id`.
+    scope: Option<String>,
+    /// The worker that should run it.
+    target_node: Option<String>,
+    /// Queue priority; default `normal`.
+    priority: Option<PriorityField>,
+    /// The tasks, at least one; ids are unique.
+    #[schemars(length(min = 1))]
+    tasks: Vec<TaskField>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum PriorityField {
+    Low,
+    Normal,
+    High,
+}
+
+/// One task: a job of the pipeline the DAG becomes.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct TaskField {
+    /// The task id (`[A-Za-z_][A-Za-z0-9_-]*`, at most 100 characters), named by `needs`.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"))]
+    id: String,
+    /// The script; `${{ }}` values reach it as environment variables, never as shell text.
+    run: String,
+    /// Tasks that must finish first.
+    needs: Option<Needs>,
+    /// Environment of this task.
+    env: Option<BTreeMap<String, Scalar>>,
+    /// Retries with exponential backoff.
+    retry: Option<DagRetryField>,
+    /// Time limit, e.g. `10m`.
+    timeout: Option<String>,
+    /// Container image (Argo backend, or containers on a worker).
+    image: Option<String>,
+    /// Runner alias from the admin config (`cascade.toml`).
+    runner: Option<String>,
+    /// CPU and memory, overriding the runner alias's values field by field.
+    resources: Option<ResourcesField>,
+    /// Secrets passed as environment variables (from the secret store).
+    secrets: Option<Vec<String>>,
+    /// Condition: `success()` (default), `failure()`, `always()`, `cancelled()`, comparisons.
+    #[serde(rename = "if")]
+    condition: Option<Condition>,
+    /// A failure of this task does not fail the DAG.
+    continue_on_error: Option<bool>,
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum DagRetryField {
+    /// Retries after the first attempt (0–100).
+    Limit(#[schemars(range(max = 100))] u32),
+    Policy(DagRetryPolicy),
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct DagRetryPolicy {
+    /// Retries after the first attempt (0–100).
+    #[schemars(range(max = 100))]
+    limit: u32,
+    /// Delay before the first retry (default `1s`), doubling each time.
+    delay: Option<String>,
+    /// Longest delay between retries.
+    max_delay: Option<String>,
+}
+
+/// The JSON Schema (draft 2020-12) of a DAG JSON submission.
+pub fn dag_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(DagFile)).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse;
+    use crate::{dag, parse};
 
     fn properties(schema: &serde_json::Value, pointer: &str) -> Vec<String> {
         let mut names: Vec<String> = schema
@@ -312,12 +430,51 @@ mod tests {
             ),
             ("/$defs/JobField/properties", parse::JOB_FIELDS),
             ("/$defs/RetryPolicy/properties", parse::RETRY_FIELDS),
+            ("/$defs/ResourcesField/properties", parse::RESOURCE_FIELDS),
         ];
         for (pointer, fields) in cases {
             assert_eq!(
                 properties(&schema, pointer),
                 sorted(fields),
                 "drift at {pointer}"
+            );
+        }
+    }
+
+    #[test]
+    fn dag_schema_matches_the_fields_the_dag_parser_accepts() {
+        let schema = dag_schema();
+        let cases = [
+            ("/properties", dag::DAG_FIELDS),
+            ("/$defs/TaskField/properties", dag::TASK_FIELDS),
+            ("/$defs/DagRetryPolicy/properties", dag::DAG_RETRY_FIELDS),
+            ("/$defs/ResourcesField/properties", parse::RESOURCE_FIELDS),
+        ];
+        for (pointer, fields) in cases {
+            assert_eq!(
+                properties(&schema, pointer),
+                sorted(fields),
+                "drift at {pointer}"
+            );
+        }
+        assert_eq!(
+            schema.pointer("/required"),
+            Some(&serde_json::json!(["tasks"]))
+        );
+        assert_eq!(
+            schema.pointer("/$defs/TaskField/required"),
+            Some(&serde_json::json!(["id", "run"]))
+        );
+        for pointer in [
+            "/additionalProperties",
+            "/$defs/TaskField/additionalProperties",
+            "/$defs/DagRetryPolicy/additionalProperties",
+            "/$defs/ResourcesField/additionalProperties",
+        ] {
+            assert_eq!(
+                schema.pointer(pointer),
+                Some(&serde_json::json!(false)),
+                "{pointer}"
             );
         }
     }

@@ -122,6 +122,36 @@ fn runner_secret_retry_and_timeout() {
 }
 
 #[test]
+fn resources_are_requests_and_limits_overriding_the_runner_field_by_field() {
+    let w = rules(&Trigger::manual());
+    // No runner: what the job asks for, nothing else.
+    let detect = template(&w, "job-detect");
+    let own = serde_json::json!({"cpu": "250m", "memory": "128Mi"});
+    assert_eq!(
+        detect["container"]["resources"],
+        serde_json::json!({"requests": own, "limits": own})
+    );
+    assert!(detect.get("nodeSelector").is_none());
+    // Runner `gpu` (500m, 2Gi, a node selector): the job's memory wins, the rest stays.
+    let fan = template(&w, "job-fan");
+    let merged = serde_json::json!({"cpu": "500m", "memory": "4Gi"});
+    assert_eq!(
+        fan["container"]["resources"],
+        serde_json::json!({"requests": merged, "limits": merged})
+    );
+    assert_eq!(
+        fan["nodeSelector"],
+        serde_json::json!({"accelerator": "a100"})
+    );
+    // Neither: no resources at all.
+    assert!(
+        template(&w, "job-never")["container"]
+            .get("resources")
+            .is_none()
+    );
+}
+
+#[test]
 fn untrusted_values_never_reach_command_or_args() {
     let mut trigger = Trigger::manual();
     trigger

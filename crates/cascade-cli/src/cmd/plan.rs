@@ -5,7 +5,7 @@
 
 use crate::output::{self, Format};
 use crate::{CliError, CliResult, Outcome};
-use cascade_plan::document::{self, FanOutDoc, JobDoc, PlanDocument, RetryDoc};
+use cascade_plan::document::{self, FanOutDoc, JobDoc, PlanDocument, ResourcesDoc, RetryDoc};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -222,12 +222,48 @@ fn job_lines(out: &mut String, job: &JobDoc) {
     if let Some(r) = &job.runner {
         line("runner", r.clone());
     }
+    if let Some(r) = &job.resources {
+        line("resources", resources(r));
+    }
     if let Some(i) = &job.image {
         line("image", i.clone());
     }
     if !job.paths.is_empty() {
         line("paths", job.paths.join(", "));
     }
+}
+
+/// `cpu 500m, memory 1Gi` (the fields the job sets; the rest come from its runner).
+fn resources(r: &ResourcesDoc) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = r.cpu_milli {
+        parts.push(if m.is_multiple_of(1000) {
+            format!("cpu {}", m / 1000)
+        } else {
+            format!("cpu {m}m")
+        });
+    }
+    if let Some(bytes) = r.memory_bytes {
+        let units = [
+            (1 << 40, "Ti"),
+            (1 << 30, "Gi"),
+            (1 << 20, "Mi"),
+            (1 << 10, "Ki"),
+            (1_000_000_000_000, "T"),
+            (1_000_000_000, "G"),
+            (1_000_000, "M"),
+            (1_000, "k"),
+        ];
+        let text = units
+            .iter()
+            .find(|(size, _)| bytes.is_multiple_of(*size))
+            .map_or_else(
+                || bytes.to_string(),
+                |(size, unit)| format!("{}{unit}", bytes / size),
+            );
+        parts.push(format!("memory {text}"));
+    }
+    parts.join(", ")
 }
 
 fn fan_out(fan_out: &FanOutDoc) -> Option<(&'static str, String)> {

@@ -108,6 +108,20 @@ fn schema_is_valid_json_and_describes_jobs() {
 }
 
 #[test]
+fn schema_dag_is_the_schema_of_dag_json() {
+    let out = cascade().args(["schema", "--dag"]).output().unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema, cascade_spec::schema::dag_schema());
+    assert_eq!(schema["title"], "Cascade DAG submission (DAG JSON)");
+    assert!(
+        schema
+            .pointer("/$defs/TaskField/properties/resources")
+            .is_some()
+    );
+}
+
+#[test]
 fn empty_listings_in_a_fresh_directory_are_empty_lists() {
     let dir = tempfile::tempdir().unwrap();
     for args in [

@@ -1,6 +1,6 @@
 //! DAG behaviour: fan-out from a real job's output, fan-in, retries, timeouts, `if:`.
 
-use crate::{Setup, run};
+use crate::{Ran, Setup, run};
 use cascade_plan::{EventKind, JobResult, RunOutcome, TaskState};
 use std::time::Duration;
 
@@ -301,4 +301,118 @@ fn runner_weights_limit_what_runs_at_once() {
     }
     assert_eq!((acquired, peak), (4, 2));
     assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+}
+
+/// When each task started and finished, from the events' timestamps.
+fn spans(ran: &Ran) -> std::collections::BTreeMap<String, (jiff::Timestamp, jiff::Timestamp)> {
+    let mut started = std::collections::BTreeMap::new();
+    let mut spans = std::collections::BTreeMap::new();
+    for e in &ran.events {
+        match &e.kind {
+            EventKind::TaskStarted { task, .. } => {
+                started.insert(task.to_string(), e.ts);
+            }
+            EventKind::TaskFinished { task, .. } => {
+                spans.insert(task.to_string(), (started[&task.to_string()], e.ts));
+            }
+            _ => {}
+        }
+    }
+    spans
+}
+
+#[test]
+fn a_jobs_own_resources_are_its_weight() {
+    // Capacity: 4 slots but 2 CPUs; each job asks for 2 CPUs, so they run one after the
+    // other even though slots are free. `big` asks for more than the capacity: like an
+    // oversized runner alias it is not refused but runs alone.
+    let ran = run(
+        "jobs:\n  a: { resources: { cpu: 2 }, run: 'sleep 0.2' }\n  b: { resources: { cpu: 2000m, memory: 1Gi }, run: 'sleep 0.2' }\n  big: { resources: { cpu: 8 }, run: 'sleep 0.2' }\n",
+        Setup {
+            slots: 4,
+            cpu_milli: 2000,
+            ..Setup::default()
+        },
+    );
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+    let spans = spans(&ran);
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    let mut ordered: Vec<_> = spans.iter().collect();
+    ordered.sort_by_key(|(_, (start, _))| *start);
+    for pair in ordered.windows(2) {
+        let ((first, (_, end)), (next, (start, _))) = (pair[0], pair[1]);
+        assert!(
+            end <= start,
+            "{next} started at {start} before {first} finished at {end}"
+        );
+    }
+    let acquired: std::collections::BTreeMap<String, (String, u32, u32)> = ran
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ResourceAcquired {
+                task,
+                resource,
+                amount,
+                capacity,
+                ..
+            } => Some((task.to_string(), (resource.clone(), *amount, *capacity))),
+            _ => None,
+        })
+        .collect();
+    let released = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ResourceReleased { .. }))
+        .count();
+    assert_eq!(
+        acquired,
+        std::collections::BTreeMap::from([
+            (
+                "a".to_owned(),
+                ("cpu=2000m,memory=0Mi".to_owned(), 2000, 2000)
+            ),
+            (
+                "b".to_owned(),
+                ("cpu=2000m,memory=1024Mi".to_owned(), 2000, 2000)
+            ),
+            (
+                "big".to_owned(),
+                ("cpu=8000m,memory=0Mi".to_owned(), 8000, 2000)
+            ),
+        ])
+    );
+    assert_eq!(released, 3);
+}
+
+#[test]
+fn resources_override_the_runner_alias_field_by_field() {
+    // `small` is 1 CPU and 1Gi: the job keeps the memory and asks for half a CPU, so four
+    // copies fit in 2 CPUs at once (with the alias alone only two would).
+    let ran = run(
+        "jobs:\n  light: { runner: small, resources: { cpu: 500m }, matrix: { i: [1, 2, 3, 4] }, run: 'sleep 0.3' }\n",
+        Setup {
+            slots: 4,
+            cpu_milli: 2000,
+            ..Setup::default()
+        },
+    );
+    assert_eq!(ran.summary.outcome, RunOutcome::Succeeded);
+    let mut in_use_peak = 0;
+    for e in &ran.events {
+        if let EventKind::ResourceAcquired {
+            resource,
+            amount,
+            in_use,
+            ..
+        } = &e.kind
+        {
+            assert_eq!(
+                (resource.as_str(), *amount),
+                ("cpu=500m,memory=1024Mi", 500)
+            );
+            in_use_peak = in_use_peak.max(*in_use);
+        }
+    }
+    assert_eq!(in_use_peak, 2000, "all four ran at once");
 }

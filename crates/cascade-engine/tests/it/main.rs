@@ -69,6 +69,8 @@ pub struct Setup {
     pub trigger: Trigger,
     pub secrets: Secrets,
     pub slots: u32,
+    /// CPU capacity in millicores (4 cores unless a test says otherwise).
+    pub cpu_milli: u32,
     pub cancel_after: Option<Duration>,
     pub grace: Duration,
     /// Extra variables in the environment the engine inherits.
@@ -86,6 +88,7 @@ impl Default for Setup {
             trigger: Trigger::manual(),
             secrets: Secrets::default(),
             slots: 4,
+            cpu_milli: 4000,
             cancel_after: None,
             grace: Duration::from_millis(500),
             env: Vec::new(),
@@ -107,7 +110,7 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
         run_dir: dir.path().join(".run"),
         capacity: cascade_engine::Capacity {
             slots: setup.slots,
-            cpu_milli: 4000,
+            cpu_milli: setup.cpu_milli,
             memory_mib: 8192,
         },
         grace: setup.grace,

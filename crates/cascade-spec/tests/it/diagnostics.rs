@@ -40,6 +40,7 @@ fixtures!(
     bad_expression_syntax,
     bad_matrix,
     bad_pull_request_type,
+    bad_resources,
     bad_retry,
     bad_shell,
     bad_timezone,

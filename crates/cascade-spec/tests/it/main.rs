@@ -12,6 +12,7 @@ mod diagnostics;
 mod examples;
 mod hostile;
 mod random;
+mod schemas;
 
 use std::path::{Path, PathBuf};
 
