@@ -17,7 +17,9 @@ class Env(str):
     def __new__(cls, name: str) -> Env:
         value = os.environ.get(name)
         if value is None:
-            raise KeyError(f"{name} is not set; declare it with secrets=[{name!r}] or cs.Env({name!r}) in the task")
+            raise KeyError(
+                f"{name} is not set; declare it with secrets=[{name!r}] or cs.Env({name!r}) in the task"
+            )
         return super().__new__(cls, value)
 
 
