@@ -22,6 +22,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 
+# The variables of a Python job (not `CASCADE_*`: the pipeline parser reserves those names
+# and the engine sets `CASCADE_TASK` to the task id).
+TASK_VAR = "CSPY_TASK"
+ARG_VAR = "CSPY_ARG_"
 _HINT = (
     "a LazyResult is a value that exists only when the run happens; pass it to another "
     "task (as an argument, to .map() or to .after()) and use the value inside that task"
@@ -486,9 +490,9 @@ def _env(value: dict[str, str] | None, site: _Site) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not key:
             raise site.error(f"env= takes a dict of names to strings, found the key {key!r}")
-        if key.startswith("CASCADE_"):
+        if key.startswith(("CASCADE_", "CSPY_")):
             raise site.error(
-                f"env= cannot set {key}: names starting with CASCADE_ belong to cascade"
+                f"env= cannot set {key}: names starting with CASCADE_ or CSPY_ belong to cascade"
             )
         if not isinstance(item, str):
             raise site.error(f"env= value of {key} must be a string, found {type(item).__name__}")

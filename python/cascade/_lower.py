@@ -1,8 +1,10 @@
 """Lowering: the graph of task calls -> a pipeline document (the mapping a ci.yaml holds).
 
 One task call is one job whose command is `python3 -m cascade.runner`; the job's
-`CASCADE_TASK` says which function to call and where each argument comes from (see
-/work/notes/sdk-contract.md, "Lowering"). A `.map()` is a job with `for_each`; a map
+`CSPY_TASK` says which function to call and where each argument comes from
+(`CSPY_ARG_n` hold the argument bindings). Not the contract's `CASCADE_TASK`/`CASCADE_ARG_n`:
+the pipeline parser reserves every `CASCADE_` name, and the engine already sets
+`CASCADE_TASK` to the task id. A `.map()` is a job with `for_each`; a map
 over a lazy list mixed with other lists gets a builtin zip job in front of it.
 """
 
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._graph import MISSING, BuildError, LazyResult, Param, Task
+from ._graph import ARG_VAR, MISSING, TASK_VAR, BuildError, LazyResult, Param, Task
 
 RUN = "python3 -m cascade.runner"
 ZIP_ENTRY = "cascade._builtins:zip_lists"
@@ -201,7 +203,7 @@ class _Lowering:
 
         def bind(text: str) -> str:
             if text not in bindings:
-                bindings[text] = f"CASCADE_ARG_{len(bindings)}"
+                bindings[text] = f"{ARG_VAR}{len(bindings)}"
                 env[bindings[text]] = text
             return bindings[text]
 
@@ -272,7 +274,7 @@ class _Lowering:
         spec_json: dict[str, Any] = {"entry": entry[0], "args": args, "async": task.is_async}
         if entry[1] is not None:
             spec_json["path"] = entry[1]
-        job_env = {"CASCADE_TASK": _spec_text(spec_json), **env, **task.env}
+        job_env = {TASK_VAR: _spec_text(spec_json), **env, **task.env}
         lowered: dict[str, Any] = {}
         if needs:
             lowered["needs"] = sorted(needs)
@@ -317,14 +319,14 @@ class _Lowering:
                     if value.is_mapped
                     else f"${{{{ needs.{ref}.outputs.result }}}}"
                 )
-                env[f"CASCADE_ARG_{n}"] = text
+                env[f"{ARG_VAR}{n}"] = text
                 args[param] = {
-                    "env": f"CASCADE_ARG_{n}",
+                    "env": f"{ARG_VAR}{n}",
                     "kind": "fanin" if value.is_mapped else "value",
                 }
             elif isinstance(value, Param):
-                env[f"CASCADE_ARG_{n}"] = f"${{{{ inputs.{value.name} }}}}"
-                args[param] = {"env": f"CASCADE_ARG_{n}", "kind": "param"}
+                env[f"{ARG_VAR}{n}"] = f"${{{{ inputs.{value.name} }}}}"
+                args[param] = {"env": f"{ARG_VAR}{n}", "kind": "param"}
             else:
                 args[param] = {"kind": "const", "value": value}
         job: dict[str, Any] = {}
@@ -334,13 +336,13 @@ class _Lowering:
             job["if"] = AFTER_MAP
         spec = {"entry": ZIP_ENTRY, "args": args, "async": False}
         job["run"] = RUN
-        job["env"] = {"CASCADE_TASK": _spec_text(spec), **{k: env[k] for k in sorted(env)}}
+        job["env"] = {TASK_VAR: _spec_text(spec), **{k: env[k] for k in sorted(env)}}
         job["outputs"] = {"result": "file"}
         return zip_id, job
 
 
 def _spec_text(spec: dict[str, Any]) -> str:
-    """The CASCADE_TASK value: the JSON text, or base64 of it when it holds `${{` (which an
+    """The CSPY_TASK value: the JSON text, or base64 of it when it holds `${{` (which an
     env value would otherwise read as an expression)."""
     text = json.dumps(spec, separators=(",", ":"))
     if "${{" in text:

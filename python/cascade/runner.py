@@ -1,7 +1,7 @@
 """`python -m cascade.runner`: runs one task of a run (the command of every Python job).
 
-The job's `CASCADE_TASK` names the function (`entry`) and says where each argument comes
-from (`args`); upstream values arrive as JSON text in the `CASCADE_ARG_n` variables. The
+The job's `CSPY_TASK` names the function (`entry`) and says where each argument comes
+from (`args`); upstream values arrive as JSON text in the `CSPY_ARG_n` variables. The
 runner checks them against the function's annotations, calls it (awaiting a coroutine),
 and writes the return value as JSON to the file named by `$CASCADE_OUTPUT` as the output
 `result`. Standard output is only log, so a `print` never becomes the result.
@@ -17,6 +17,8 @@ import os
 import sys
 from types import ModuleType
 from typing import Any
+
+from ._graph import TASK_VAR
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 
@@ -247,11 +249,11 @@ def _write_result(text: str) -> None:
 
 
 def run() -> int:
-    """Runs the task `CASCADE_TASK` describes; the process's exit code."""
-    text = os.environ.get("CASCADE_TASK")
+    """Runs the task `CSPY_TASK` describes; the process's exit code."""
+    text = os.environ.get(TASK_VAR)
     if not text:
         sys.stderr.write(
-            "error: CASCADE_TASK is not set; this module runs one task of a cascade run "
+            f"error: {TASK_VAR} is not set; this module runs one task of a cascade run "
             "(the jobs `cascade run` starts set it); to call a task by hand, call task.fn(...)\n"
         )
         return 2
@@ -270,9 +272,7 @@ def run() -> int:
         sys.stderr.write(f"error: {e}\n")
         return 1
     except (ValueError, KeyError, TypeError) as e:
-        sys.stderr.write(
-            f"error: CASCADE_TASK is not a task description ({type(e).__name__}: {e})\n"
-        )
+        sys.stderr.write(f"error: {TASK_VAR} is not a task description ({type(e).__name__}: {e})\n")
         return 1
     sys.stdout.flush()
     try:
