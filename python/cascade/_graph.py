@@ -230,7 +230,8 @@ class LazyResult(Generic[T]):
         self._args = args
         # For a `.map()`: parameter name -> a list literal, a LazyResult or a Param.
         self._mapped = mapped
-        self._after: list[tuple[LazyResult[Any], _Site]] = []
+        # (dependency, where .after() was called, build order of that call)
+        self._after: list[tuple[LazyResult[Any], _Site, int]] = []
         self._site = site
 
     @property
@@ -255,7 +256,8 @@ class LazyResult(Generic[T]):
                 )
             if dep is self:
                 raise site.error(f"task '{self._task.name}' cannot run after itself")
-            self._after.append((dep, site))
+            LazyResult._count += 1
+            self._after.append((dep, site, LazyResult._count))
         return self
 
     def __repr__(self) -> str:
@@ -398,6 +400,12 @@ class Task(Generic[P, R]):
 
         if self._signature is None:
             self._signature = inspect.signature(self.fn)
+        unknown = [k for k in kwargs if k not in self._signature.parameters]
+        if unknown:
+            params = ", ".join(self._signature.parameters) or "none"
+            raise site.error(
+                f"task '{self.name}' has no parameter '{unknown[0]}' (its parameters: {params})"
+            )
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as e:

@@ -10,6 +10,7 @@ over a lazy list mixed with other lists gets a builtin zip job in front of it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -81,7 +82,7 @@ def _deps(node: LazyResult[Any]) -> list[LazyResult[Any]]:
     out = [v for v in node._args.values() if isinstance(v, LazyResult)]
     if node._mapped:
         out += [v for v in node._mapped.values() if isinstance(v, LazyResult)]
-    out += [dep for dep, _ in node._after]
+    out += [dep for dep, _, _ in node._after]
     return out
 
 
@@ -139,16 +140,27 @@ class _Lowering:
         return sorted(seen.values(), key=lambda n: n._seq)
 
     def _check_acyclic(self, nodes: list[LazyResult[Any]]) -> None:
-        # Data edges always point to an earlier call; only .after() can close a cycle.
+        """Data edges always point to an earlier call; only .after() can close a cycle, and
+        the latest .after() of the cycle is reported (the one that closed it)."""
         state: dict[int, int] = {}
 
         def visit(node: LazyResult[Any], path: list[LazyResult[Any]]) -> None:
             state[id(node)] = 1
             for dep in _deps(node):
                 if state.get(id(dep)) == 1:
-                    cycle = [*path[path.index(dep) :], node, dep] if dep in path else [node, dep]
+                    cycle = (
+                        [*path[[id(n) for n in path].index(id(dep)) :], node, dep]
+                        if any(n is dep for n in path)
+                        else [node, dep]
+                    )
                     names = " -> ".join(n._task.name for n in cycle)
-                    site = next((s for d, s in node._after if d is dep), node._site)
+                    edges = [
+                        (seq, site)
+                        for waiter, waited in itertools.pairwise(cycle)
+                        for d, site, seq in waiter._after
+                        if d is waited
+                    ]
+                    site = max(edges, key=lambda e: e[0])[1] if edges else node._site
                     raise site.error(f"the tasks wait for each other in a cycle: {names}")
                 if id(dep) not in state:
                     visit(dep, [*path, node])
@@ -268,7 +280,7 @@ class _Lowering:
                 args[param] = spec
             else:
                 args[param] = whole(value)
-        for dep, _ in node._after:
+        for dep, _, _ in node._after:
             need(dep)
         entry = _entry(task.fn)
         spec_json: dict[str, Any] = {"entry": entry[0], "args": args, "async": task.is_async}

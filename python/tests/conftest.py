@@ -32,7 +32,6 @@ def env_for_runs() -> dict[str, str]:
     job's `python3` is the interpreter (and the package) under test."""
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.pop("PYTHONPATH", None)
     env["NO_COLOR"] = "1"
     return env
 
@@ -75,7 +74,9 @@ class Run:
         self.cwd = cwd
         db = sqlite3.connect(cwd / ".cascade" / "cascade.db")
         try:
-            (run_id,) = db.execute("SELECT run_id FROM dag_runs ORDER BY created_at DESC LIMIT 1").fetchone()
+            (run_id,) = db.execute(
+                "SELECT run_id FROM dag_runs ORDER BY created_at DESC LIMIT 1"
+            ).fetchone()
             self.run_id: str = run_id
             rows = db.execute(
                 "SELECT task_id, status, attempt, output, error FROM task_executions WHERE run_id = ?",
@@ -86,7 +87,12 @@ class Run:
         self.tasks: dict[str, dict[str, Any]] = {}
         for task_id, status, attempt, output, error in rows:
             outputs = json.loads(output) if output else {}
-            self.tasks[task_id] = {"state": status, "attempt": attempt, "outputs": outputs, "error": error}
+            self.tasks[task_id] = {
+                "state": status,
+                "attempt": attempt,
+                "outputs": outputs,
+                "error": error,
+            }
 
     def result(self, task_id: str) -> Any:
         """The task's return value (its `result` output, decoded)."""
@@ -101,7 +107,9 @@ class Run:
         args = [cascade_bin(), "logs", "--data-dir", ".cascade", self.run_id]
         if job is not None:
             args.append(job)
-        proc = subprocess.run(args, cwd=self.cwd, capture_output=True, text=True, env=env_for_runs(), timeout=60)
+        proc = subprocess.run(
+            args, cwd=self.cwd, capture_output=True, text=True, env=env_for_runs(), timeout=60
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout + proc.stderr
 
