@@ -16,7 +16,8 @@ REPO_PYTHON = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(
-    os.environ.get("CASCADE_TEST_INSTALLED") != "1", reason="scripts/python-test runs this against the wheel"
+    os.environ.get("CASCADE_TEST_INSTALLED") != "1",
+    reason="scripts/python-test runs this against the wheel",
 )
 def test_cascade_is_imported_from_the_venv_not_the_source_tree() -> None:
     location = Path(cascade.__file__).resolve()
@@ -33,7 +34,9 @@ def test_cascade_is_imported_from_the_venv_not_the_source_tree() -> None:
     assert version.returncode == 0 and version.stdout.startswith("cascade ")
 
 
-def test_cascade_bin_wins_and_a_wrong_one_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cascade_bin_wins_and_a_wrong_one_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     fake = tmp_path / "cascade-fake"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
@@ -44,7 +47,9 @@ def test_cascade_bin_wins_and_a_wrong_one_is_an_error(monkeypatch: pytest.Monkey
         find_binary()
 
 
-def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_binary_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("CASCADE_BIN", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(sysconfig, "get_path", lambda name: str(tmp_path))
@@ -54,7 +59,9 @@ def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_the_runner_without_a_task_says_what_it_is() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CSPY_TASK"}
-    proc = subprocess.run([sys.executable, "-m", "cascade.runner"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cascade.runner"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 2
     assert "CSPY_TASK is not set" in proc.stderr
     assert "task.fn" in proc.stderr

@@ -99,7 +99,10 @@ def test_import_errors_point_at_the_line(project: Project) -> None:
     project.write("raises.py", "import cascade\n\nraise ValueError('at import')\n")
     raised = project.render("raises.py:f")
     assert raised.code == 1
-    assert raised.stderr.splitlines()[-1] == "raises.py:3: error: cannot import raises.py: ValueError: at import"
+    assert (
+        raised.stderr.splitlines()[-1]
+        == "raises.py:3: error: cannot import raises.py: ValueError: at import"
+    )
     missing = project.render("missing.py:f")
     assert missing.code == 1
     assert missing.stderr.startswith("missing.py:1: error: no such file")
@@ -108,7 +111,10 @@ def test_import_errors_point_at_the_line(project: Project) -> None:
 def test_usage_errors_exit_2() -> None:
     for args in ([], ["render"], ["render", "no-colon"], ["draw", "x.py:f"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "cascade", *args], capture_output=True, text=True, env=env_for_runs()
+            [sys.executable, "-m", "cascade", *args],
+            capture_output=True,
+            text=True,
+            env=env_for_runs(),
         )
         assert proc.returncode == 2, args
         assert "usage: python -m cascade render path/file.py:function" in proc.stderr

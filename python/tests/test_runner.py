@@ -277,8 +277,9 @@ cs_unmapped = cs.unmapped
     )
     rendered = project.render("ci/pipeline.py:main")
     assert rendered.code == 0, rendered.stderr
-    assert '"entry":"helpers:produce","args":{"n":{"kind":"const","value":2}},"async":false,"path":"ci"' in str(
-        rendered.document["jobs"]["produce"]["env"]["CSPY_TASK"]
+    assert (
+        '"entry":"helpers:produce","args":{"n":{"kind":"const","value":2}},"async":false,"path":"ci"'
+        in str(rendered.document["jobs"]["produce"]["env"]["CSPY_TASK"])
     )
     run = project.run("ci/pipeline.py:main")
     assert run.code == 0, run.output
