@@ -12,15 +12,34 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
+# `typing` costs more to import than the rest of a task process's start together, so
+# it is only seen by type checkers; at run time `Generic[...]` is a stand-in and
+# `overload` the identity (annotations are strings: `from __future__ import annotations`).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import inspect
+    from collections.abc import Callable, Coroutine
+    from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
-T = TypeVar("T")
-R = TypeVar("R")
-P = ParamSpec("P")
+    T = TypeVar("T")
+    R = TypeVar("R")
+    P = ParamSpec("P")
+else:
+    T = R = P = None
+
+    class Generic:
+        """Subscripting a class gives the class itself (`cs.LazyResult[int]` in an
+        annotation that Python evaluates)."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, params: object) -> type:
+            return cls
+
+    def overload(fn: object) -> object:
+        return fn
+
 
 # The variables of a Python job (not `CASCADE_*`: the pipeline parser reserves those names
 # and the engine sets `CASCADE_TASK` to the task id).

@@ -14,10 +14,13 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from ._graph import ARG_VAR, MISSING, TASK_VAR, BuildError, LazyResult, Param, Task
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 RUN = "python3 -m cascade.runner"
 ZIP_ENTRY = "cascade._builtins:zip_lists"

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from types import ModuleType
-from typing import Any
 
 from ._graph import TASK_VAR
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 
