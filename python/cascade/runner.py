@@ -277,7 +277,10 @@ def run() -> int:
     except (ValueError, KeyError, TypeError) as e:
         sys.stderr.write(f"error: {TASK_VAR} is not a task description ({type(e).__name__}: {e})\n")
         return 1
-    sys.stdout.flush()
+    # Each line reaches the task log as it is printed, not when the process exits.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
     try:
         result = fn(**kwargs)
         if spec.get("async") or hasattr(result, "__await__"):

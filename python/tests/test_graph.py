@@ -246,3 +246,15 @@ def test_secrets_are_the_union_of_the_option_and_env_reads() -> None:
 @cs.task(secrets=["B_TOKEN"])
 def reads_secret() -> int:
     return len(cs.Env("A_TOKEN"))
+
+
+@cs.task(name="double_2")
+def named_like_a_second_call(x: int) -> int:
+    return x
+
+
+def test_numbered_ids_skip_ids_in_use() -> None:
+    taken = named_like_a_second_call(1)
+    first = double(taken)
+    second = double(first)
+    assert list(cs.render(second)["jobs"]) == ["double_2", "double", "double_3"]

@@ -51,7 +51,9 @@ def test_golden(case: str) -> None:
 def test_binary_accepts_golden_document(case: str, tmp_path: Path) -> None:
     document = json.loads((GOLDEN / f"{case}.json").read_text())["document"]
     doc = write_document(document, tmp_path / f"{case}.yaml")
-    for args in (["validate", doc.name], ["plan", doc.name, "--output", "json"]):
+    inputs = document["on"]["workflow_dispatch"]["inputs"]
+    given = [f"--input={name}=x" for name, spec in inputs.items() if spec.get("required")]
+    for args in (["validate", doc.name], ["plan", doc.name, "--output", "json", *given]):
         proc = subprocess.run(
             [cascade_bin(), *args],
             cwd=tmp_path,

@@ -110,7 +110,7 @@ def ordering() -> cs.LazyResult[str]:
 def params() -> cs.LazyResult[str]:
     names = cs.Param("names", default=["a", "b"])
     linted = lint.map(package_name=names, strict=cs.unmapped(cs.Param("strict", default=False)))
-    return marker(linted)
+    return marker(linted).after(echo(cs.Param("tag")))
 
 
 def options() -> list[cs.LazyResult[object]]:
