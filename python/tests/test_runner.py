@@ -299,3 +299,29 @@ def dollar():
     run = project.run("p.py:dollar")
     assert run.code == 0, run.output
     assert run.result("join") == "${{ secrets.NOPE }},}} ${{ inputs.x"
+
+
+def test_map_over_a_map_and_over_a_param(project: Project) -> None:
+    project.write(
+        "p.py",
+        pipelines(
+            """
+def map_of_map():
+    first = shout.map(name=produce(2), suffix=cs.unmapped("1"))
+    return join(shout.map(name=first))
+
+def over_param():
+    return join(greet.map(who=cs.Param("who", default=["x", "y"]), times=cs.unmapped(1)))
+"""
+        ),
+    )
+    run = project.run("p.py:map_of_map")
+    assert run.code == 0, run.output
+    assert [run.result("shout[0]"), run.result("shout[1]")] == ["P01", "P11"]
+    assert run.result("join") == "P01!,P11!"
+    default = project.run("p.py:over_param")
+    assert default.code == 0, default.output
+    assert default.result("join") == "hi x,hi y"
+    given = project.run("p.py:over_param", "--input", 'who=["ann"]')
+    assert given.code == 0, given.output
+    assert given.result("join") == "hi ann"
