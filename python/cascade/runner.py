@@ -240,6 +240,38 @@ def check(fn: Any, kwargs: dict[str, Any], task: str) -> dict[str, Any]:
     return out
 
 
+def _print_exception(e: BaseException) -> None:
+    """The traceback on stderr, without the frames of this runner and of asyncio: the
+    user's frames are what matter."""
+    import traceback
+
+    internal = [os.path.abspath(__file__)]
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio.__file__:
+        internal.append(os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep)
+    summary = traceback.TracebackException.from_exception(e)
+    for exc in _chain(summary):
+        frames = [
+            f
+            for f in exc.stack
+            if not any(os.path.abspath(f.filename).startswith(i) for i in internal)
+        ]
+        exc.stack = traceback.StackSummary.from_list(frames)
+    sys.stderr.write("".join(summary.format()))
+
+
+def _chain(summary: Any) -> list[Any]:
+    out: list[Any] = []
+    todo = [summary]
+    while todo:
+        exc = todo.pop()
+        if exc is None or any(exc is seen for seen in out):
+            continue
+        out.append(exc)
+        todo += [exc.__cause__, exc.__context__]
+    return out
+
+
 def _write_result(text: str) -> None:
     path = os.environ.get("CASCADE_OUTPUT")
     if not path:
@@ -293,11 +325,8 @@ def run() -> int:
                 f"error: task '{task}' called sys.exit() instead of returning a value\n"
             )
             return 1
-        import traceback
-
         sys.stdout.flush()
-        # The first frame is this function: the user's frames are what matter.
-        traceback.print_exception(type(e), e, e.__traceback__.tb_next if e.__traceback__ else None)
+        _print_exception(e)
         return 130 if isinstance(e, KeyboardInterrupt) else 1
     try:
         out = json.dumps(result, allow_nan=False)
