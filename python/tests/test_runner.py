@@ -50,6 +50,12 @@ def boom(x: int) -> int:
     raise RuntimeError(f"boom {x}")
 
 
+@cs.task
+async def aboom() -> int:
+    await asyncio.sleep(0)
+    raise ValueError("async boom")
+
+
 @cs.task(retry=cs.Retry(limit=2, backoff="10ms"))
 def flaky(marker: str) -> int:
     path = Path(marker)
@@ -199,6 +205,9 @@ def test_task_exception_fails_the_run_and_skips_dependents(project: Project) -> 
             """
 def failing():
     return inc(boom(1))
+
+def failing_async():
+    return aboom()
 """
         ),
     )
@@ -209,7 +218,10 @@ def failing():
     logs = run.logs("boom")
     assert "RuntimeError: boom 1" in logs
     assert "Traceback" in logs
-    assert "cascade/runner.py" not in logs.split("Traceback", 1)[1].splitlines()[1]
+    assert "cascade/runner.py" not in logs
+    async_logs = project.run("p.py:failing_async").logs("aboom")
+    assert "ValueError: async boom" in async_logs
+    assert "asyncio" not in async_logs.replace("await asyncio.sleep(0)", "")
 
 
 def test_retry_runs_the_task_again(project: Project) -> None:
