@@ -305,12 +305,18 @@ def test_a_constant_holding_an_expression_reaches_the_task_as_text(project: Proj
             """
 def dollar():
     return join(["${{ secrets.NOPE }}", "}} ${{ inputs.x"])
+
+def dollar_items():
+    return join(shout.map(name=["${{ item }}", "x"], suffix=cs.unmapped("${{")))
 """
         ),
     )
     run = project.run("p.py:dollar")
     assert run.code == 0, run.output
     assert run.result("join") == "${{ secrets.NOPE }},}} ${{ inputs.x"
+    items = project.run("p.py:dollar_items")
+    assert items.code == 0, items.output
+    assert items.result("join") == "${{ ITEM }}${{,X${{"
 
 
 def test_map_over_a_map_and_over_a_param(project: Project) -> None:

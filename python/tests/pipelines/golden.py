@@ -122,4 +122,4 @@ def resources() -> cs.LazyResult[int]:
 
 
 def dollar() -> cs.LazyResult[str]:
-    return echo("${{ secrets.NOPE }}", extra={"k": "}} ${{"})
+    return echo("${{ secrets.NOPE }}", extra={"k": "}} ${{"}).after(echo.map(text=["${{ item }}"]))
