@@ -1,12 +1,14 @@
 """Lowering: the graph of task calls -> a pipeline document (the mapping a ci.yaml holds).
 
-One task call is one job whose command is `python3 -m cascade.runner`; the job's
-`CSPY_TASK` says which function to call and where each argument comes from
-(`CSPY_ARG_n` hold the argument bindings). Not the contract's `CASCADE_TASK`/`CASCADE_ARG_n`:
-the pipeline parser reserves every `CASCADE_` name, and the engine already sets
-`CASCADE_TASK` to the task id. A `.map()` is a job with `for_each`; a map
-over a lazy list mixed with other lists gets a builtin zip job in front of it.
-"""
+One task call is one job whose command is `python3 -m cascade.runner`. Its `CSPY_TASK`
+says which function to call and where each argument comes from; the `CSPY_ARG_n`
+variables bind the arguments that exist only at run time (`${{ needs.X.outputs.result }}`,
+the map item, `${{ inputs.p }}`). Not `CASCADE_*` names: the pipeline parser reserves
+them and the engine sets `CASCADE_TASK` to the task id.
+
+A `.map()` is a job with `for_each`: literal lists become a list of JSON texts (a static
+`for_each` item is a string to the parser), one lazy list `fromJSON(...)` of it, and a
+lazy list zipped with others gets a builtin zip job in front of the map."""
 
 from __future__ import annotations
 
