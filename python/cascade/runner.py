@@ -62,8 +62,9 @@ def load_path(path: str) -> ModuleType:
     return module
 
 
-def resolve(entry: str, path: str | None = None) -> Any:
-    """The function an entry names: `path/file.py:qualname` or `package.module:qualname`."""
+def resolve(entry: str, path: str | None = None) -> tuple[Any, str]:
+    """The function an entry names (`path/file.py:qualname` or `package.module:qualname`)
+    and the task's name (`name=` of `@cs.task`, else the function's)."""
     module_ref, sep, qualname = entry.rpartition(":")
     if not sep or not module_ref or not qualname:
         raise TaskError(
@@ -87,7 +88,8 @@ def resolve(entry: str, path: str | None = None) -> Any:
     fn = getattr(obj, "fn", obj)
     if not callable(fn):
         raise TaskError(f"{entry} is a {type(fn).__name__}, not a function")
-    return fn
+    name = getattr(obj, "name", None) or getattr(fn, "__name__", None)
+    return fn, name if isinstance(name, str) else entry
 
 
 def _decode(param: str, arg: dict[str, Any]) -> Any:
@@ -299,8 +301,7 @@ def run() -> int:
 
             spec = json.loads(base64.b64decode(spec["b64"]))
         entry = spec["entry"]
-        fn = resolve(entry, spec.get("path"))
-        task = getattr(fn, "__name__", entry)
+        fn, task = resolve(entry, spec.get("path"))
         kwargs = {param: _decode(param, arg) for param, arg in spec.get("args", {}).items()}
         kwargs = check(fn, kwargs, task)
     except TaskError as e:

@@ -72,7 +72,7 @@ def sleepy() -> str:
     return "late"
 
 
-@cs.task
+@cs.task(name="no_json")
 def not_json() -> object:
     return {1, 2}
 
@@ -270,7 +270,8 @@ def bad():
     )
     run = project.run("p.py:bad")
     assert run.code != 0
-    assert "task 'not_json' returned a set, which is not JSON" in run.logs("not_json")
+    # The task's name (name=), as the job id says, not the function's.
+    assert "task 'no_json' returned a set, which is not JSON" in run.logs("no_json")
 
 
 def test_tasks_from_an_imported_module_next_to_the_pipeline(project: Project) -> None:
