@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Generator, Mapping, Sequence
 from typing import IO, Any, NoReturn, TextIO, TypeAlias, overload
 
 __all__ = ["PendingShell", "ShellError", "ShellResult", "shell"]
@@ -712,8 +712,10 @@ class _Spec:
 
     async def run_async(self) -> ShellResult:
         stdout, stderr = _Sink(sys.stdout, keep=True), _Sink(sys.stderr, keep=False)
-        try:
-            proc = await asyncio.create_subprocess_exec(
+        # Shielded: a cancellation that lands while the child is being started must
+        # still find the child, to stop it.
+        starting = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -722,9 +724,17 @@ class _Spec:
                 env=self.env,
                 start_new_session=True,
             )
+        )
+        try:
+            proc = await asyncio.shield(starting)
         except OSError as e:
             self._start_failed(e)
-        assert proc.stdout is not None and proc.stderr is not None
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                started = await starting
+                _signal_group(started.pid, signal.SIGKILL)
+                await _settle(started, None)
+            raise
 
         async def finish(p: asyncio.subprocess.Process) -> int:
             assert p.stdout is not None and p.stderr is not None
@@ -748,10 +758,22 @@ class _Spec:
             # Cancelled (the task is being stopped): take the command down with it.
             _signal_group(proc.pid, signal.SIGKILL)
             done.cancel()
+            await _settle(proc, done)
             raise
         for sink in (stdout, stderr):
             sink.close()
         return self._finish(returncode, stdout, stderr, timed_out)
+
+
+async def _settle(proc: asyncio.subprocess.Process, done: asyncio.Future[int] | None) -> None:
+    """After a kill on the way out: reap the child and let its pipes close, so nothing
+    is left to the event loop's shutdown. Bounded, and never raises over the error
+    that is being propagated."""
+    waits: list[Awaitable[object]] = [proc.wait()]
+    if done is not None:
+        waits.append(done)
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), KILL_GRACE)
 
 
 def _tail_block(tail: str) -> str:
