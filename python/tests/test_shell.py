@@ -92,7 +92,7 @@ def test_values_are_quoted_so_nothing_is_injected(tmp_path: Path, value: str) ->
 
 
 def test_list_values_become_several_quoted_words(tmp_path: Path) -> None:
-    files = ["a b", "c;touch MARK", Path("d")]
+    files: list[str | Path] = ["a b", "c;touch MARK", Path("d")]
     out = shell("printf '[%s]' {files} {n} {f}", files=files, n=3, f=1.5, cwd=tmp_path)
     assert out == "[a b][c;touch MARK][d][3][1.5]"
     assert shell("printf '[%s]' x {none}", none=[]) == "[x]"
@@ -165,7 +165,7 @@ def test_wrong_argument_shapes_are_errors() -> None:
     with pytest.raises(TypeError, match="given with a list command"):
         shell(["echo", "x"], p="1")  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"value of \{p\} is a dict"):
-        shell("echo {p}", p={"a": 1})  # type: ignore[arg-type]
+        shell("echo {p}", p={"a": 1})  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"value of \{p\} is a bool"):
         shell("echo {p}", p=True)
     with pytest.raises(TypeError, match="item 1 of the command list is a int"):
@@ -173,7 +173,7 @@ def test_wrong_argument_shapes_are_errors() -> None:
     with pytest.raises(ValueError, match="command list is empty"):
         shell([])
     with pytest.raises(TypeError, match="found bytes"):
-        shell(b"echo")  # type: ignore[call-overload]
+        shell(b"echo")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="env= takes strings"):
         shell("true", env={"A": 1})  # type: ignore[dict-item]
 
