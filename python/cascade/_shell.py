@@ -295,11 +295,13 @@ class PendingShell:
     def __del__(self) -> None:
         state = getattr(self, "_state", "awaited")
         if state == "new":
-            warnings.warn(
-                f"cs.shell({self._spec.display!r}) was never awaited, so it did not run; {_HINT}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            with contextlib.suppress(Exception):  # interpreter shutdown
+                warnings.warn(
+                    f"cs.shell({self._spec.display!r}) was never awaited, so it did not "
+                    f"run; {_HINT}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
 
 # ---------------------------------------------------------------------------------------
@@ -757,7 +759,6 @@ class _Spec:
         except BaseException:
             # Cancelled (the task is being stopped): take the command down with it.
             _signal_group(proc.pid, signal.SIGKILL)
-            done.cancel()
             await _settle(proc, done)
             raise
         for sink in (stdout, stderr):
@@ -766,14 +767,13 @@ class _Spec:
 
 
 async def _settle(proc: asyncio.subprocess.Process, done: asyncio.Future[int] | None) -> None:
-    """After a kill on the way out: reap the child and let its pipes close, so nothing
-    is left to the event loop's shutdown. Bounded, and never raises over the error
-    that is being propagated."""
-    waits: list[Awaitable[object]] = [proc.wait()]
-    if done is not None:
-        waits.append(done)
+    """After a kill on the way out: reap the child and read its pipes to the end, so no
+    transport is left open for the event loop's shutdown. `done` is the task already
+    reading them, if there is one. Bounded by `KILL_GRACE` (a process outside the group
+    may hold the pipes), and never raises over the error being propagated."""
+    waiter: Awaitable[object] = done if done is not None else proc.communicate()
     with contextlib.suppress(BaseException):
-        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), KILL_GRACE)
+        await asyncio.wait_for(waiter, KILL_GRACE)
 
 
 def _tail_block(tail: str) -> str:
