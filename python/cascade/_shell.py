@@ -536,7 +536,8 @@ def _check_placement(
         elif c == "<" and skeleton.startswith("<<", i) and not skeleton.startswith("<<<", i):
             m = _HEREDOC.match(skeleton, i)
             if m is not None:
-                pending.append((m.group(3), m.group(1) == "-"))
+                # `<<\EOF` quotes the delimiter like `<<'EOF'`; the word is EOF.
+                pending.append((m.group(3).replace("\\", ""), m.group(1) == "-"))
                 i = m.end()
                 continue
         elif c == "\n":

@@ -159,6 +159,8 @@ def test_quotes_in_comments_and_finished_here_documents_do_not_confuse_the_check
     )
     assert out == 'it\'s "here"\n$(touch MARK)\na b $(touch MARK)\n'
     assert not (tmp_path / "MARK").exists()
+    out = shell("cat <<-\\END\n\tit's\n\tEND\necho {v}", v="a'b")
+    assert out == "it's\na'b\n"
 
 
 def test_wrong_argument_shapes_are_errors() -> None:
