@@ -9,18 +9,23 @@ which is why the name must be a string literal there.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import os
-import re
-import textwrap
-import types
-from collections.abc import Callable, Iterator, Mapping
+
+# A task process imports this package: ast and inspect are imported by declared_names
+# (at build time), typing only by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
+    from collections.abc import Callable, Iterator, Mapping
 
 __all__ = ["Env", "MissingEnv", "UndeclarableEnv", "declared_names"]
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MODULE_NAMES = ("cs", "cascade")
+
+
+def _is_name(text: object) -> bool:
+    """An environment variable name: ASCII letters, digits and _, not starting with a digit."""
+    return isinstance(text, str) and text.isascii() and text.isidentifier()
 
 
 class MissingEnv(KeyError):
@@ -63,7 +68,7 @@ def Env(name: str, default: str | None = None) -> str:
     `cs.Env("NAME")` written with a literal name in the task's body. Secrets are masked
     in the task log by the engine; do not print them anyway.
     """
-    if not isinstance(name, str) or _NAME.match(name) is None:
+    if not _is_name(name):
         raise ValueError(
             f"cs.Env: {name!r} is not an environment variable name; expected letters, "
             "digits and _ (not starting with a digit), such as 'PYPI_TOKEN'"
@@ -90,6 +95,8 @@ def declared_names(fn: Callable[..., object]) -> list[str]:
     the file and line, for a call whose name is not a string literal (`cs.Env(name)`):
     the engine must know every name before the task runs.
     """
+    import inspect
+
     target = inspect.unwrap(fn)
     try:
         lines, first = inspect.getsourcelines(target)
@@ -110,6 +117,9 @@ def declared_names(fn: Callable[..., object]) -> list[str]:
 
 def _parse(source: str) -> tuple[list[ast.stmt], int] | None:
     """The body of the function in `source`, and how many lines were added before it."""
+    import ast
+    import textwrap
+
     try:
         module, offset = ast.parse(textwrap.dedent(source)), 0
     except SyntaxError:
@@ -128,6 +138,8 @@ def _parse(source: str) -> tuple[list[ast.stmt], int] | None:
 
 
 def _env_calls(body: list[ast.stmt], scope: Mapping[str, object]) -> Iterator[ast.Call]:
+    import ast
+
     for stmt in body:
         for node in ast.walk(stmt):
             if isinstance(node, ast.Call) and _is_env(node.func, scope):
@@ -135,6 +147,9 @@ def _env_calls(body: list[ast.stmt], scope: Mapping[str, object]) -> Iterator[as
 
 
 def _is_env(func: ast.expr, scope: Mapping[str, object]) -> bool:
+    import ast
+    import types
+
     if isinstance(func, ast.Name):
         if func.id in scope:
             return scope[func.id] is Env
@@ -149,6 +164,8 @@ def _is_env(func: ast.expr, scope: Mapping[str, object]) -> bool:
 
 
 def _literal_name(call: ast.Call, file: str, line: int) -> str:
+    import ast
+
     shown = ast.unparse(call)
     arg: ast.expr | None = call.args[0] if call.args else None
     if arg is None:
@@ -165,7 +182,7 @@ def _literal_name(call: ast.Call, file: str, line: int) -> str:
             "source before the task runs; write the name literally, or list it in "
             "@cs.task(secrets=[...]) and read it with os.environ",
         )
-    if _NAME.match(arg.value) is None:
+    if not _is_name(arg.value):
         raise UndeclarableEnv(
             file,
             line,

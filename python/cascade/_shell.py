@@ -29,29 +29,27 @@ tracking marker and the engine still stops what it leaves behind when the task e
 
 from __future__ import annotations
 
-import asyncio
-import codecs
-import collections
-import contextlib
 import os
-import re
-import shlex
-import signal
-import string
-import subprocess
 import sys
-import threading
-import time
-import warnings
-from collections.abc import Awaitable, Generator, Mapping, Sequence
-from typing import IO, Any, NoReturn, TextIO, TypeAlias, overload
+
+# A task process imports this package, so nothing costly is imported here: asyncio,
+# subprocess and the rest are imported when a command runs (asyncio only for an awaited
+# one), and typing only by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    import signal
+    import subprocess
+    from collections.abc import Awaitable, Generator, Mapping, Sequence
+    from typing import IO, Any, NoReturn, TextIO, TypeAlias, overload
+
+    ShellValue: TypeAlias = str | int | float | os.PathLike[str]
+    """A value a `{name}` placeholder takes: quoted as one shell word."""
+
+    StrPath: TypeAlias = str | os.PathLike[str]
+
 
 __all__ = ["PendingShell", "ShellError", "ShellResult", "shell"]
-
-ShellValue: TypeAlias = "str | int | float | os.PathLike[str]"
-"""A value a `{name}` placeholder takes: quoted as one shell word."""
-
-StrPath: TypeAlias = "str | os.PathLike[str]"
 
 TAIL_LINES = 20
 """How many lines of stderr a `ShellError` keeps."""
@@ -160,29 +158,30 @@ def _rebuild_error(
     )
 
 
-@overload
-def shell(
-    cmd: str,
-    /,
-    *,
-    check: bool = True,
-    cwd: StrPath | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | str | None = None,
-    **values: ShellValue | Sequence[ShellValue],
-) -> ShellResult: ...
+if TYPE_CHECKING:  # the overloads, for the type checker only (typing is not imported)
 
+    @overload
+    def shell(
+        cmd: str,
+        /,
+        *,
+        check: bool = True,
+        cwd: StrPath | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | str | None = None,
+        **values: ShellValue | Sequence[ShellValue],
+    ) -> ShellResult: ...
 
-@overload
-def shell(
-    cmd: Sequence[StrPath],
-    /,
-    *,
-    check: bool = True,
-    cwd: StrPath | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | str | None = None,
-) -> ShellResult: ...
+    @overload
+    def shell(
+        cmd: Sequence[StrPath],
+        /,
+        *,
+        check: bool = True,
+        cwd: StrPath | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | str | None = None,
+    ) -> ShellResult: ...
 
 
 def shell(
@@ -228,13 +227,18 @@ def shell(
     docstring explains why and what a sync helper called from async code must do.
     """
     spec = _Spec.build(cmd, check=check, cwd=cwd, env=env, timeout=timeout, values=values)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not _loop_running():
         return spec.run_sync()
     # The static type promises a ShellResult: that is what awaiting this gives.
     pending: Any = PendingShell(spec)
     return pending  # type: ignore[no-any-return]
+
+
+def _loop_running() -> bool:
+    """Whether an asyncio event loop runs in this thread (none can if asyncio was never
+    imported, so a sync task never imports it)."""
+    aio = sys.modules.get("asyncio")
+    return aio is not None and aio._get_running_loop() is not None
 
 
 class PendingShell:
@@ -293,6 +297,9 @@ class PendingShell:
         self._misuse()
 
     def __del__(self) -> None:
+        import contextlib
+        import warnings
+
         state = getattr(self, "_state", "awaited")
         if state == "new":
             with contextlib.suppress(Exception):  # interpreter shutdown
@@ -322,18 +329,20 @@ def _parse_timeout(timeout: float | str | None) -> float | None:
     return seconds
 
 
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+_DURATION_PART = r"(\d+)(ms|s|m|h|d)"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _parse_duration(text: str) -> float:
     """The engine's duration syntax: `500ms`, `30s`, `10m`, `1h30m`, `2d`."""
+    import re
+
     rest = text.strip()
     total = 0.0
     if not rest:
         raise ValueError("cs.shell: timeout= is an empty string; write seconds or e.g. '30s'")
     while rest:
-        m = _DURATION_PART.match(rest)
+        m = re.match(_DURATION_PART, rest)
         if m is None:
             raise ValueError(
                 f"cs.shell: timeout={text!r} is not a duration; expected numbers with "
@@ -347,6 +356,8 @@ def _parse_duration(text: str) -> float:
 def _check_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
     if env is None:
         return None
+    from collections.abc import Mapping
+
     if not isinstance(env, Mapping):
         raise TypeError(
             f"cs.shell: env= takes a mapping of names to strings, found {type(env).__name__}"
@@ -378,6 +389,8 @@ def _quote_value(name: str, value: object) -> str:
 
 
 def _quote_one(name: str, value: object) -> str:
+    import shlex
+
     if isinstance(value, bool) or not isinstance(value, (str, int, float, os.PathLike)):
         raise TypeError(
             f"cs.shell: the value of {{{name}}} is a {type(value).__name__}; expected a "
@@ -391,6 +404,8 @@ def _quote_one(name: str, value: object) -> str:
 
 def _fill(template: str, values: Mapping[str, object]) -> str:
     """The template with every placeholder replaced by its quoted value."""
+    import string
+
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as e:
@@ -439,7 +454,7 @@ def _fill(template: str, values: Mapping[str, object]) -> str:
     return "".join(out)
 
 
-_HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([^\s'\"<>;&|()\x00]+)\2")
+_HEREDOC = r"<<(-?)[ \t]*(['\"]?)([^\s'\"<>;&|()\x00]+)\2"
 _WORD_START = " \t\n;&|()<>"
 
 
@@ -454,6 +469,8 @@ def _check_placement(
     a here-document body ignores quotes. The template's literal text is scanned with
     sh's quoting rules, each placeholder standing as a NUL byte.
     """
+    import re
+
     fields = [f for _, f, _, _ in parts if f is not None]
     skeleton = "".join(lit + ("\x00" if f is not None else "") for lit, f, _, _ in parts)
     state = "plain"  # plain | single | double | comment | heredoc
@@ -534,7 +551,7 @@ def _check_placement(
         elif c == "#" and (i == 0 or skeleton[i - 1] in _WORD_START):
             state = "comment"
         elif c == "<" and skeleton.startswith("<<", i) and not skeleton.startswith("<<<", i):
-            m = _HEREDOC.match(skeleton, i)
+            m = re.compile(_HEREDOC).match(skeleton, i)
             if m is not None:
                 # `<<\EOF` quotes the delimiter like `<<'EOF'`; the word is EOF.
                 pending.append((m.group(3).replace("\\", ""), m.group(1) == "-"))
@@ -583,6 +600,8 @@ class _Spec:
         timeout: float | str | None,
         values: Mapping[str, object],
     ) -> _Spec:
+        import shlex
+
         shown: str | list[str]
         if isinstance(cmd, str):
             filled = _fill(cmd, values)
@@ -639,6 +658,8 @@ class _Spec:
     def _finish(
         self, returncode: int, stdout: _Sink, stderr: _Sink, timed_out: bool
     ) -> ShellResult:
+        import signal
+
         out = stdout.text()
         if timed_out:
             raise ShellError(
@@ -669,6 +690,11 @@ class _Spec:
         return ShellResult(out, returncode=returncode, cmd=self.cmd)
 
     def run_sync(self) -> ShellResult:
+        import signal
+        import subprocess
+        import threading
+        import time
+
         stdout, stderr = _Sink(sys.stdout, keep=True), _Sink(sys.stderr, keep=False)
         try:
             proc = subprocess.Popen(
@@ -714,6 +740,11 @@ class _Spec:
         return self._finish(proc.returncode, stdout, stderr, timed_out)
 
     async def run_async(self) -> ShellResult:
+        import asyncio
+        import contextlib
+        import signal
+        import subprocess
+
         stdout, stderr = _Sink(sys.stdout, keep=True), _Sink(sys.stderr, keep=False)
         # Shielded: a cancellation that lands while the child is being started must
         # still find the child, to stop it.
@@ -772,6 +803,9 @@ async def _settle(proc: asyncio.subprocess.Process, done: asyncio.Future[int] | 
     transport is left open for the event loop's shutdown. `done` is the task already
     reading them, if there is one. Bounded by `KILL_GRACE` (a process outside the group
     may hold the pipes), and never raises over the error being propagated."""
+    import asyncio
+    import contextlib
+
     waiter: Awaitable[object] = done if done is not None else proc.communicate()
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(waiter, KILL_GRACE)
@@ -784,16 +818,24 @@ def _tail_block(tail: str) -> str:
 
 
 def _left(deadline: float | None) -> float | None:
+    import time
+
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    import contextlib
+
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
 def _stop_group_sync(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the command's process group, SIGKILL after `KILL_GRACE`."""
+    import contextlib
+    import signal
+    import subprocess
+
     _signal_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=KILL_GRACE)
@@ -802,6 +844,10 @@ def _stop_group_sync(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def _stop_group_async(proc: asyncio.subprocess.Process) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
     _signal_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(proc.wait(), KILL_GRACE)
@@ -813,6 +859,9 @@ class _Sink:
     """One output stream of the child: echoed line by line, and kept (all or the tail)."""
 
     def __init__(self, echo: TextIO | None, *, keep: bool) -> None:
+        import codecs
+        import collections
+
         self._echo = echo
         self._keep = keep
         self._chunks: list[bytes] = []

@@ -533,3 +533,36 @@ def test_both_forms_type_check_strictly_and_a_list_with_values_does_not(tmp_path
     assert ok.returncode == 0, ok.stdout + ok.stderr
     ko = subprocess.run([*args, str(bad)], env=env, capture_output=True, text=True)
     assert ko.returncode == 1 and "call-overload" in ko.stdout, ko.stdout + ko.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Import cost (a task process imports the package)
+
+
+def _imports(code: str) -> set[str]:
+    """The modules `code` imports beyond what the bare interpreter does."""
+
+    def listed(*args: str) -> set[str]:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", *args],
+            env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line
+        }
+
+    return listed("-c", code) - listed("-c", "pass")
+
+
+def test_importing_shell_and_env_is_cheap_and_a_sync_command_does_not_import_asyncio() -> None:
+    assert _imports("import cascade._shell") <= {"cascade", "cascade._shell", "__future__"}
+    assert _imports("import cascade._env") <= {"cascade", "cascade._env", "__future__"}
+    used = _imports("import cascade._shell as s; s.shell('true'); s.shell(['true'])")
+    assert "subprocess" in used  # the listing is real
+    assert not {"asyncio", "typing", "inspect"} & used
