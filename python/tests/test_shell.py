@@ -561,8 +561,10 @@ def _imports(code: str) -> set[str]:
 
 
 def test_importing_shell_and_env_is_cheap_and_a_sync_command_does_not_import_asyncio() -> None:
-    assert _imports("import cascade._shell") <= {"cascade", "cascade._shell", "__future__"}
-    assert _imports("import cascade._env") <= {"cascade", "cascade._env", "__future__"}
+    costly = {"asyncio", "typing", "inspect", "ast", "subprocess"}
+    loaded = _imports("import cascade._shell, cascade._env")
+    assert "cascade._shell" in loaded and "cascade._env" in loaded  # the listing is real
+    assert not costly & loaded
     used = _imports("import cascade._shell as s; s.shell('true'); s.shell(['true'])")
     assert "subprocess" in used  # the listing is real
     assert not {"asyncio", "typing", "inspect"} & used
