@@ -15,9 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cascade import _shell as _shell_module
 from cascade._shell import ShellError, ShellResult, shell
 
-PYTHON_DIR = Path(__file__).resolve().parents[1]
+# Where the `cascade` under test was imported from (the source tree's python/, or the
+# site-packages of the venv it is installed in): child interpreters get the same one.
+PACKAGE_ROOT = Path(_shell_module.__file__).resolve().parents[1]
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
@@ -221,7 +224,7 @@ print("returned", repr(out), flush=True)
 def test_output_streams_line_by_line_while_the_command_runs(tmp_path: Path, mode: str) -> None:
     script = tmp_path / "stream.py"
     script.write_text(textwrap.dedent(STREAMING_SCRIPT))
-    env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
     env.pop("PYTHONUNBUFFERED", None)  # the flushing is cs.shell's, not the interpreter's
     with subprocess.Popen(
         [sys.executable, str(script), mode],
@@ -527,8 +530,10 @@ def test_both_forms_type_check_strictly_and_a_list_with_values_does_not(tmp_path
     good.write_text(TYPED_USE)
     bad = tmp_path / "bad.py"
     bad.write_text('from cascade._shell import shell\nshell(["echo"], p="x")\n')
-    env = {**os.environ, "MYPYPATH": str(PYTHON_DIR)}
-    args = ["mypy", "--strict", "--no-incremental", "--namespace-packages"]
+    env = dict(os.environ)
+    if "site-packages" not in PACKAGE_ROOT.parts:  # mypy refuses site-packages there
+        env["MYPYPATH"] = str(PACKAGE_ROOT)
+    args = ["mypy", "--strict", "--no-incremental", "--python-executable", sys.executable]
     ok = subprocess.run([*args, str(good)], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     ko = subprocess.run([*args, str(bad)], env=env, capture_output=True, text=True)
@@ -545,7 +550,7 @@ def _imports(code: str) -> set[str]:
     def listed(*args: str) -> set[str]:
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", *args],
-            env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)},
+            env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
             capture_output=True,
             text=True,
             timeout=60,
