@@ -6,7 +6,7 @@ decides what `shell()` does:
 
 - No running loop in this thread (a sync task, a script, a thread started with
   `asyncio.to_thread`): the command runs at once and `shell()` returns a `ShellResult`,
-  a `str` holding the command's stdout (awaiting it just gives it back).
+  a `str` holding the command's stdout.
 - A running loop in this thread (an `async def` task): `shell()` checks its arguments
   and returns a pending command that runs, through asyncio's subprocess support and
   without blocking the loop, when it is awaited (`out = await cs.shell(...)`). Using
@@ -70,8 +70,15 @@ class ShellResult(str):
 
     A `str`, so it is used as one (`out.splitlines()`, returned from a task as JSON);
     `returncode` tells a `check=False` caller how the command ended and `cmd` is the
-    command as run. Awaiting a `ShellResult` returns it, so code that awaits
-    `cs.shell(...)` works whether it ran at once or later.
+    command as run.
+
+    To the type checker a `ShellResult` is also awaitable (giving itself), which is how
+    `await cs.shell(...)` in an async task and `out: str = cs.shell(...)` in a sync one
+    both type-check with one return type. At run time it is a plain `str`, not an
+    awaitable: where code can await, a loop is running and `shell()` returned a
+    `PendingShell` instead, and a str that looked awaitable would fool every runner or
+    framework that awaits what a function returned (a sync task may return
+    `cs.shell(...)` itself).
     """
 
     returncode: int
@@ -83,9 +90,9 @@ class ShellResult(str):
         self.cmd = cmd
         return self
 
-    def __await__(self) -> Generator[Any, None, ShellResult]:
-        yield from ()
-        return self
+    if TYPE_CHECKING:
+
+        def __await__(self) -> Generator[Any, None, ShellResult]: ...
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_result, (str(self), self.returncode, self.cmd))
