@@ -21,11 +21,10 @@ from __future__ import annotations
 from ._env import Env
 from ._graph import BuildError, LazyResult, Param, Retry, Task, task, unmapped
 from ._lower import render
+from ._shell import ShellError, shell
 
-# The other parts of the SDK (cs.run/submit, cs.shell, connectors) are re-exported here as
-# they land: `from ._run import RunFailed, run, submit`, `from ._shell import ShellError,
-# shell`, and `Connector`/`connectors`. Keep the imports of those modules cheap (no
-# asyncio at module level): a task process imports this package.
+# Keep the imports of these modules cheap (no asyncio, typing or inspect at module level):
+# every task process imports this package.
 
 __all__ = [
     "BuildError",
@@ -33,8 +32,10 @@ __all__ = [
     "LazyResult",
     "Param",
     "Retry",
+    "ShellError",
     "Task",
     "render",
+    "shell",
     "task",
     "unmapped",
 ]

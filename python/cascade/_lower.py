@@ -393,6 +393,11 @@ def _entry(fn: Callable[..., Any]) -> tuple[str, str | None]:
 
 
 def _declared(task: Task[..., Any]) -> list[str]:
-    from ._env import declared_names
+    """The names the task's body reads with `cs.Env("NAME")`; a name that is not a literal
+    is a build error at its line (the engine must know every name before the run)."""
+    from ._env import UndeclarableEnv, declared_names
 
-    return declared_names(task.fn)
+    try:
+        return declared_names(task.fn)
+    except UndeclarableEnv as e:
+        raise BuildError(e.detail, e.file, e.line) from e

@@ -118,3 +118,27 @@ def test_usage_errors_exit_2() -> None:
         )
         assert proc.returncode == 2, args
         assert "usage: python -m cascade render path/file.py:function" in proc.stderr
+
+
+ENV_BY_VARIABLE = """\
+import cascade as cs
+
+
+@cs.task
+def deploy() -> str:
+    name = "TOKEN"
+    return cs.Env(name)
+
+
+def pipeline():
+    return deploy()
+"""
+
+
+def test_an_env_name_that_is_not_a_literal_is_an_error_at_its_line(project: Project) -> None:
+    project.write("pipe.py", ENV_BY_VARIABLE)
+    rendered = project.render("pipe.py:pipeline")
+    assert rendered.code == 1
+    last = rendered.stderr.splitlines()[-1]
+    assert last.startswith("pipe.py:7: error: "), last
+    assert "literal" in last, last
