@@ -1,9 +1,9 @@
 //! `cascade run FILE`: plan and run a pipeline on this machine.
 
-use crate::{CliError, Outcome};
 use crate::output;
 use crate::output::Tone;
 use crate::progress::{Mode, Progress};
+use crate::{CliError, Outcome};
 use anyhow::Context as _;
 use cascade_engine::{Bus, Secrets, Subscriber};
 use cascade_plan::{Event, JobResult, RunId, RunOutcome, TaskState};
@@ -23,7 +23,7 @@ pub enum RunOutput {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Pipeline file (ci.yaml)
+    /// Pipeline file (ci.yaml), DAG JSON, or Python pipeline (`file.py:function`)
     file: PathBuf,
     /// Run only these jobs and what they need (repeatable)
     #[arg(long = "job", value_name = "JOB")]

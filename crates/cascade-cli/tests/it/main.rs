@@ -22,6 +22,7 @@ mod isolation;
 mod layering;
 mod limits;
 mod plan;
+mod python;
 mod run;
 mod screens;
 mod serve;
