@@ -26,6 +26,7 @@ mod python;
 mod run;
 mod screens;
 mod serve;
+mod summary;
 mod telemetry;
 mod workers;
 
