@@ -68,9 +68,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t)]
     output: RunOutput,
     /// Publish the run's events to this broker and obey its control commands
-    /// (`mqtt://host:port` or `nats://host:port`; org and project from
-    /// `CASCADE_ORG_ID`, `CASCADE_PROJECT_ID`). A broker that is down never holds the run
-    /// up: its events are dropped
+    /// (`mqtt://host:port` or `nats://host:port`, or `unix:/path/to.sock`: JSON lines
+    /// `{"topic", "payload"}` both ways; org and project from `CASCADE_ORG_ID`,
+    /// `CASCADE_PROJECT_ID`). A broker that is down never holds the run up: its events are
+    /// dropped
     #[arg(long, value_name = "URL", value_parser = super::control::broker_url)]
     telemetry: Option<cascade_connect::BrokerUrl>,
     /// When the run ends, whatever its outcome (cancelled too), write its result to FILE as

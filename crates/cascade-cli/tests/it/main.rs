@@ -28,6 +28,7 @@ mod screens;
 mod serve;
 mod summary;
 mod telemetry;
+mod telemetry_socket;
 mod workers;
 
 use std::path::{Path, PathBuf};
