@@ -162,6 +162,43 @@ fn python_render_error_is_shown_as_it_is() {
 }
 
 #[test]
+fn python_render_error_in_json_is_each_line_with_its_file_and_line() {
+    let dir = workspace();
+    let out = in_dir(
+        dir.path(),
+        &["validate", "--output", "json", "pipeline.py:wrong_argument"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "file": "pipeline.py:wrong_argument", "ok": false,
+            "errors": [{
+                "file": "pipeline.py", "line": 16, "column": null, "help": null,
+                "message": "lint() got an unexpected keyword argument 'rnu'",
+            }],
+        })
+    );
+}
+
+/// A problem outside the jobs is put at the pipeline function's `def` line.
+#[test]
+fn python_problem_outside_the_jobs_is_at_the_pipeline_function() {
+    let dir = workspace();
+    std::fs::write(
+        dir.path().join("empty.py"),
+        "import cascade as cs\n\n\ndef nothing():\n    pass\n",
+    )
+    .unwrap();
+    let out = transcript(&mut in_dir(dir.path(), &["validate", "empty.py:nothing"]));
+    assert!(out.starts_with("exit: 1\n"), "{out}");
+    assert!(out.contains("[empty.py:4:1]"), "{out}");
+}
+
+#[test]
 fn python_file_without_its_function_is_refused() {
     let dir = workspace();
     let out = transcript(&mut in_dir(dir.path(), &["run", "pipeline.py"]));
