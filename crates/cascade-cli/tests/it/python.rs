@@ -184,6 +184,20 @@ fn python_render_error_in_json_is_each_line_with_its_file_and_line() {
     );
 }
 
+/// A renderer that prints without end is stopped at the size limit.
+#[test]
+fn python_render_output_over_the_limit_is_refused() {
+    let dir = workspace();
+    std::fs::write(
+        dir.path().join("huge.py"),
+        "import sys\n\n\ndef huge():\n    for _ in range(100_000):\n        sys.stdout.write('x' * 1000)\n",
+    )
+    .unwrap();
+    let out = transcript(&mut in_dir(dir.path(), &["plan", "huge.py:huge"]));
+    assert!(out.starts_with("exit: 1\n"), "{out}");
+    assert!(out.contains("printed more than 8388608 bytes"), "{out}");
+}
+
 /// A problem outside the jobs is put at the pipeline function's `def` line.
 #[test]
 fn python_problem_outside_the_jobs_is_at_the_pipeline_function() {
@@ -300,4 +314,48 @@ fn python_pipeline_is_taken_by_graph_argo_render_and_dag_submit() {
     ));
     let answer: serde_json::Value = serde_json::from_slice(&queued.stdout).unwrap();
     assert_eq!(answer["dag_id"], "ok", "{answer}");
+}
+
+/// What `cs.run` does: the rendered document saved as `.cascade/python/<name>.json` runs
+/// as a pipeline (not a DAG), and `--summary` gives each job's outputs.
+#[test]
+fn python_rendered_document_runs_as_cs_run_runs_it() {
+    let dir = workspace();
+    std::fs::write(
+        dir.path().join("value.py"),
+        "import cascade as cs\n\n\ndef value():\n    cs.job(\"answer\", run='echo \"result=42\" >> \"$CASCADE_OUTPUT\"', outputs={\"result\": \"file\"})\n",
+    )
+    .unwrap();
+    let rendered = succeeded(
+        Command::new("python3")
+            .args(["-m", "cascade", "render", "value.py:value"])
+            .current_dir(dir.path())
+            .env("PYTHONPATH", dir.path().join("lib")),
+    );
+    let rendered: serde_json::Value = serde_json::from_slice(&rendered.stdout).unwrap();
+    std::fs::create_dir_all(dir.path().join(".cascade/python")).unwrap();
+    std::fs::write(
+        dir.path().join(".cascade/python/value.json"),
+        rendered["document"].to_string(),
+    )
+    .unwrap();
+    succeeded(&mut in_dir(
+        dir.path(),
+        &[
+            "run",
+            ".cascade/python/value.json",
+            "--data-dir",
+            ".cascade",
+            "--summary",
+            "summary.json",
+        ],
+    ));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(
+        summary["jobs"]["answer"],
+        serde_json::json!({"result": "success", "outputs": {"result": "42"}})
+    );
 }
