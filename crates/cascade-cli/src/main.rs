@@ -18,6 +18,7 @@ mod error;
 mod logging;
 mod output;
 mod progress;
+mod python;
 
 use clap::{Parser, Subcommand};
 pub use error::{CliError, CliResult, Outcome};

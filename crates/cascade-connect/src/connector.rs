@@ -1,6 +1,6 @@
 //! The [`Connector`] trait every broker client implements (MQTT in `mqtt.rs`, NATS in
-//! `nats.rs`), the broker url that picks one ([`BrokerUrl`], `--telemetry
-//! mqtt://host:port`), and the settings they share.
+//! `nats.rs`, a Unix socket in `unix.rs`), the broker url that picks one ([`BrokerUrl`],
+//! `--telemetry mqtt://host:port`), and the settings they share.
 //!
 //! Topics are always written MQTT-style (`a/b/c`, filters with `+` and `#`); the NATS
 //! connector translates them to subjects.
@@ -88,6 +88,8 @@ pub trait Connector: Send + Sync + fmt::Debug {
 pub enum Scheme {
     Mqtt,
     Nats,
+    /// A Unix socket on this machine, JSON lines both ways (`unix.rs`).
+    Unix,
 }
 
 impl Scheme {
@@ -95,6 +97,7 @@ impl Scheme {
         match self {
             Scheme::Mqtt => "mqtt",
             Scheme::Nats => "nats",
+            Scheme::Unix => "unix",
         }
     }
 
@@ -102,17 +105,20 @@ impl Scheme {
         match self {
             Scheme::Mqtt => 1883,
             Scheme::Nats => 4222,
+            Scheme::Unix => 0,
         }
     }
 }
 
-/// `mqtt://host:port` or `nats://host:port` (port optional: 1883 and 4222). Plain TCP: no
-/// TLS, no credentials, no path.
+/// `mqtt://host:port` or `nats://host:port` (port optional: 1883 and 4222), plain TCP: no
+/// TLS, no credentials, no path; or `unix:/path/to.sock`, a Unix socket on this machine.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BrokerUrl {
     pub scheme: Scheme,
-    /// A host name, an IPv4 address, or an IPv6 address without brackets.
+    /// A host name, an IPv4 address, or an IPv6 address without brackets; for
+    /// [`Scheme::Unix`] the socket's path.
     pub host: String,
+    /// 0 for [`Scheme::Unix`].
     pub port: u16,
 }
 
@@ -122,6 +128,20 @@ impl BrokerUrl {
             found: text.to_owned(),
             problem,
         };
+        if let Some((scheme, path)) = text.split_once(':')
+            && scheme.eq_ignore_ascii_case("unix")
+        {
+            // `unix:/abs.sock`, `unix:rel.sock`, and the url spelling `unix:///abs.sock`.
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() || path.contains('\0') {
+                return Err(invalid("expected the socket's path after `unix:`"));
+            }
+            return Ok(Self {
+                scheme: Scheme::Unix,
+                host: path.to_owned(),
+                port: 0,
+            });
+        }
         let (scheme, rest) = text.split_once("://").ok_or_else(|| ConnectError::BadUrl {
             found: text.to_owned(),
         })?;
@@ -191,7 +211,9 @@ impl FromStr for BrokerUrl {
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.scheme == Scheme::Unix {
+            write!(f, "unix:{}", self.host)
+        } else if self.host.contains(':') {
             write!(
                 f,
                 "{}://[{}]:{}",
@@ -259,6 +281,7 @@ pub fn connector_with(url: &BrokerUrl, settings: Settings) -> Box<dyn Connector>
     match url.scheme {
         Scheme::Mqtt => Box::new(crate::mqtt::MqttConnector::new(url.clone(), settings)),
         Scheme::Nats => Box::new(crate::nats::NatsConnector::new(url.clone(), settings)),
+        Scheme::Unix => Box::new(crate::unix::UnixConnector::new(url.clone(), settings)),
     }
 }
 
@@ -289,6 +312,15 @@ mod tests {
             "mqtt://[::1]:9"
         );
         assert_eq!(BrokerUrl::parse("mqtt://h").unwrap().port, 1883);
+        for (text, path) in [
+            ("unix:/run/c.sock", "/run/c.sock"),
+            ("UNIX:rel.sock", "rel.sock"),
+            ("unix:///tmp/x.sock", "/tmp/x.sock"),
+        ] {
+            let url = BrokerUrl::parse(text).unwrap();
+            assert_eq!((url.scheme, url.host.as_str()), (Scheme::Unix, path));
+            assert_eq!(url.to_string(), format!("unix:{path}"));
+        }
     }
 
     #[test]
@@ -296,11 +328,19 @@ mod tests {
         for (text, message) in [
             (
                 "localhost:1883",
-                "expected a broker url like `mqtt://host:port` or `nats://host:port`, found `localhost:1883`",
+                "expected a broker url like `mqtt://host:port`, `nats://host:port` or `unix:/path/to.sock`, found `localhost:1883`",
             ),
             (
                 "http://h:80",
-                "broker url `http://h:80`: unsupported scheme `http` (expected `mqtt` or `nats`)",
+                "broker url `http://h:80`: unsupported scheme `http` (expected `mqtt`, `nats` or `unix`)",
+            ),
+            (
+                "unix:",
+                "broker url `unix:`: expected the socket's path after `unix:`",
+            ),
+            (
+                "mqtt.local",
+                "expected a broker url like `mqtt://host:port`, `nats://host:port` or `unix:/path/to.sock`, found `mqtt.local`",
             ),
             (
                 "mqtt://h:0",

@@ -3,14 +3,18 @@
 /// A problem with a broker url, a name, or a broker connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("expected a broker url like `mqtt://host:port` or `nats://host:port`, found `{found}`")]
+    #[error(
+        "expected a broker url like `mqtt://host:port`, `nats://host:port` or `unix:/path/to.sock`, found `{found}`"
+    )]
     BadUrl { found: String },
     #[error("broker url `{found}`: {problem}")]
     BadUrlPart {
         found: String,
         problem: &'static str,
     },
-    #[error("broker url `{found}`: unsupported scheme `{scheme}` (expected `mqtt` or `nats`)")]
+    #[error(
+        "broker url `{found}`: unsupported scheme `{scheme}` (expected `mqtt`, `nats` or `unix`)"
+    )]
     UnsupportedScheme { found: String, scheme: String },
     #[error("{what} `{found}`: expected 1 to 64 characters from `A-Z a-z 0-9 _ -`")]
     BadName { what: &'static str, found: String },

@@ -3,7 +3,8 @@
 //! come in on `cascade/control/{org}/{project}/…`.
 //!
 //! - [`connector`]: the [`Connector`] trait and the broker url that picks one;
-//!   [`mqtt`] (rumqttc) and [`nats`] (async-nats) implement it.
+//!   [`mqtt`] (rumqttc) and [`nats`] (async-nats) implement it, and [`unix`] for a
+//!   process on this machine that owns a Unix socket (JSON lines; the Python SDK's).
 //! - [`telemetry`]: [`Telemetry`], the publisher that never slows a run; [`payload`], the
 //!   wire format and its JSON Schema.
 //! - [`control`]: [`Control`] commands, parsed strictly.
@@ -20,6 +21,7 @@ pub mod nats;
 pub mod payload;
 pub mod telemetry;
 pub mod topic;
+pub mod unix;
 
 pub use connector::{
     BrokerUrl, Connector, Handler, Message, Qos, Scheme, Settings, connect, connector,

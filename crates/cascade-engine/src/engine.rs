@@ -106,6 +106,9 @@ pub struct Summary {
     pub skipped: usize,
     pub tasks: Vec<TaskSummary>,
     pub jobs: IndexMap<String, JobResult>,
+    /// Each job's outputs as its dependents saw them (`needs.X.outputs`): a fanned-out
+    /// job's are the lists of its copies' values; a job that never finished has none.
+    pub outputs: IndexMap<String, serde_json::Map<String, Value>>,
     pub duration: Duration,
 }
 
@@ -946,6 +949,7 @@ impl<'p> Dispatcher<'p> {
 
     fn summary(&self) -> Summary {
         let mut jobs = IndexMap::new();
+        let mut outputs = IndexMap::new();
         let (mut passed, mut failed, mut allowed, mut cancelled, mut skipped) = (0, 0, 0, 0, 0);
         for (planned, rt) in self.plan.jobs.iter().zip(&self.jobs) {
             let result = rt
@@ -968,6 +972,13 @@ impl<'p> Dispatcher<'p> {
                 JobResult::Skipped => skipped += 1,
             }
             jobs.insert(planned.id.to_string(), result);
+            outputs.insert(
+                planned.id.to_string(),
+                rt.outcome
+                    .as_ref()
+                    .map(|o| o.outputs.clone())
+                    .unwrap_or_default(),
+            );
         }
         let outcome = if self.cancelled {
             RunOutcome::Cancelled
@@ -997,6 +1008,7 @@ impl<'p> Dispatcher<'p> {
                 .flat_map(|j| j.tasks.iter().map(|t| t.summary.clone()))
                 .collect(),
             jobs,
+            outputs,
             duration,
         }
     }

@@ -52,7 +52,7 @@ pub enum Version {
 
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
-    /// Pipeline file (ci.yaml) or DAG JSON
+    /// Pipeline file (ci.yaml), DAG JSON, or Python pipeline (`file.py:function`)
     file: PathBuf,
     #[command(flatten)]
     trigger: super::trigger::TriggerArgs,

@@ -73,7 +73,7 @@ pub(crate) fn token_for(given: Option<&str>, data_dir: &Path) -> Option<String> 
 
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
-    /// A DAG (`*.json`) or a pipeline (`ci.yaml`)
+    /// A DAG (`*.json`), a pipeline (`ci.yaml`) or a Python pipeline (`file.py:function`)
     file: PathBuf,
     /// An input of the pipeline, `name=value` (repeatable)
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
@@ -398,10 +398,10 @@ pub fn run(command: &Command) -> CliResult {
 
 fn submit(args: &SubmitArgs) -> CliResult {
     // Checked here first, so problems are shown with the file's own lines and carets.
-    super::load_or_report(&args.file)?;
-    let text =
-        std::fs::read_to_string(&args.file).map_err(|e| super::unreadable(&args.file, &e))?;
-    let is_dag = args.file.extension().is_some_and(|e| e == "json");
+    // (A Python pipeline is rendered here, and its document sent as the pipeline text.)
+    let loaded = super::load_source_or_report(&args.file)?;
+    let text = loaded.text;
+    let is_dag = loaded.form == super::Form::Dag;
     let body = if is_dag {
         if !args.inputs.is_empty() {
             return Err(CliError::usage(

@@ -15,7 +15,7 @@ pub enum GraphFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Pipeline file
+    /// Pipeline file (ci.yaml), DAG JSON, or Python pipeline (`file.py:function`)
     file: PathBuf,
     #[arg(long, value_enum, default_value_t)]
     format: GraphFormat,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Pipeline file (ci.yaml) or DAG JSON
+    /// Pipeline file (ci.yaml), DAG JSON, or Python pipeline (`file.py:function`)
     file: PathBuf,
     /// Plan only these jobs and what they need (repeatable)
     #[arg(long = "job", value_name = "JOB")]
@@ -24,13 +24,12 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> CliResult {
-    let pipeline = super::load_or_report(&args.file)?;
+    let loaded = super::load_source_or_report(&args.file)?;
+    let pipeline = loaded.pipeline;
     // The DAG's submission fields (scope, priority) are not part of the pipeline; the
-    // file was just read and validated, so this second parse cannot fail differently.
-    let dag = if args.file.extension().is_some_and(|e| e == "json") {
-        std::fs::read_to_string(&args.file)
-            .ok()
-            .and_then(|text| cascade_spec::parse_dag(&args.file.display().to_string(), &text).ok())
+    // text was just read and validated, so this second parse cannot fail differently.
+    let dag = if loaded.form == super::Form::Dag {
+        cascade_spec::parse_dag(&args.file.display().to_string(), &loaded.text).ok()
     } else {
         None
     };

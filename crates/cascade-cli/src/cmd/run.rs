@@ -23,7 +23,7 @@ pub enum RunOutput {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Pipeline file (ci.yaml)
+    /// Pipeline file (ci.yaml), DAG JSON, or Python pipeline (`file.py:function`)
     file: PathBuf,
     /// Run only these jobs and what they need (repeatable)
     #[arg(long = "job", value_name = "JOB")]
@@ -68,11 +68,17 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t)]
     output: RunOutput,
     /// Publish the run's events to this broker and obey its control commands
-    /// (`mqtt://host:port` or `nats://host:port`; org and project from
-    /// `CASCADE_ORG_ID`, `CASCADE_PROJECT_ID`). A broker that is down never holds the run
-    /// up: its events are dropped
+    /// (`mqtt://host:port` or `nats://host:port`, or `unix:/path/to.sock`: JSON lines
+    /// `{"topic", "payload"}` both ways; org and project from `CASCADE_ORG_ID`,
+    /// `CASCADE_PROJECT_ID`). A broker that is down never holds the run up: its events are
+    /// dropped
     #[arg(long, value_name = "URL", value_parser = super::control::broker_url)]
     telemetry: Option<cascade_connect::BrokerUrl>,
+    /// When the run ends, whatever its outcome (cancelled too), write its result to FILE as
+    /// JSON: `{"run_id", "status", "tasks": [{"id", "job", "state", "error", "outputs"}],
+    /// "jobs": {JOB: {"result", "outputs"}}}`, outputs masked
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
 }
 
 struct StoreSink(Writer);
@@ -89,6 +95,9 @@ impl Subscriber for StoreSink {
 )]
 pub fn run(args: &Args) -> crate::CliResult {
     let pipeline = super::load_or_report(&args.file)?;
+    if let Some(path) = &args.summary {
+        summary_place(path)?;
+    }
     let config = super::trigger::load_config(args.config.as_deref()).map_err(CliError::failure)?;
     let trigger = args
         .trigger
@@ -224,6 +233,11 @@ pub fn run(args: &Args) -> crate::CliResult {
             broker.url
         ));
     }
+    // Written now, whatever the outcome; a failure to write ends the command after the
+    // run is recorded.
+    let summary_written = args.summary.as_ref().map_or(Ok(()), |path| {
+        write_summary(path, &run_id, summary.as_ref())
+    });
     let summary = summary.map_err(|e| CliError::caused(Outcome::Failure, &e))?;
     for task in &summary.tasks {
         if !task.outputs.is_empty() {
@@ -246,7 +260,100 @@ pub fn run(args: &Args) -> crate::CliResult {
         }
         output::data(&summary_table(&summary, &run_id, &logs));
     }
+    summary_written?;
     Ok(Outcome::of_run(summary.outcome))
+}
+
+/// The `--summary` document of a run (or of an engine that could not run it).
+fn summary_json(
+    run_id: &RunId,
+    summary: Result<&cascade_engine::Summary, &cascade_engine::EngineError>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            return json!({
+                "run_id": run_id.as_str(),
+                "status": RunOutcome::Failed.as_str(),
+                "error": crate::error::chain(e),
+                "tasks": [],
+                "jobs": {},
+            });
+        }
+    };
+    let tasks: Vec<serde_json::Value> = summary
+        .tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id.to_string(),
+                "job": t.id.job.as_str(),
+                "state": t.state.as_str(),
+                "error": t.error,
+                "outputs": t.outputs,
+            })
+        })
+        .collect();
+    let jobs: serde_json::Map<String, serde_json::Value> = summary
+        .jobs
+        .iter()
+        .map(|(job, result)| {
+            let outputs = summary.outputs.get(job).cloned().unwrap_or_default();
+            (
+                job.clone(),
+                json!({"result": result.as_str(), "outputs": outputs}),
+            )
+        })
+        .collect();
+    json!({
+        "run_id": run_id.as_str(),
+        "status": summary.outcome.as_str(),
+        "tasks": tasks,
+        "jobs": jobs,
+    })
+}
+
+/// Refuses a `--summary` path whose directory does not exist before anything runs (the
+/// file is written at the end).
+fn summary_place(path: &Path) -> crate::CliResult<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if parent.is_dir() {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "cannot write the summary to {}: the directory {} does not exist",
+            path.display(),
+            parent.display()
+        ))
+        .hint("create the directory first, or give --summary a path in one that exists"))
+    }
+}
+
+/// Writes the `--summary` file whole: to a temporary file beside it, then renamed, so a
+/// reader never sees half of one.
+fn write_summary(
+    path: &Path,
+    run_id: &RunId,
+    summary: Result<&cascade_engine::Summary, &cascade_engine::EngineError>,
+) -> crate::CliResult<()> {
+    let text = summary_json(run_id, summary).to_string();
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, text + "\n")
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temporary);
+            CliError::usage(format!(
+                "cannot write the summary to {}: {e}",
+                path.display()
+            ))
+            .hint("give --summary a path in a directory that exists and is writable")
+        })
 }
 
 fn absolute(path: &Path, base: &Path) -> PathBuf {

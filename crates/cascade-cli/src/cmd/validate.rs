@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Pipeline files to check
+    /// Pipeline files (ci.yaml), DAG JSON, or Python pipelines (`file.py:function`)
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// `human` (diagnostics on stderr) or `json` (one object per file on stdout)
@@ -40,32 +40,61 @@ pub fn run(args: &Args) -> Outcome {
                     })),
                 }
             }
+            Err(LoadError::Python(e)) => {
+                outcome = e.error.outcome;
+                match args.output {
+                    Format::Human => {
+                        let text = super::report_render(e).text();
+                        output::note(&text);
+                    }
+                    Format::Json => {
+                        let mut list: Vec<serde_json::Value> = e
+                            .lines()
+                            .into_iter()
+                            .map(|(file, line, message)| {
+                                serde_json::json!({
+                                    "file": file, "message": message, "line": line,
+                                    "column": null, "help": null,
+                                })
+                            })
+                            .collect();
+                        if list.is_empty() {
+                            list.push(serde_json::json!({
+                                "file": name, "message": e.error.text().trim_start_matches("error: "),
+                                "line": null, "column": null, "help": null,
+                            }));
+                        }
+                        output::json(
+                            &serde_json::json!({"file": name, "ok": false, "errors": list}),
+                        );
+                    }
+                }
+            }
             Err(LoadError::Invalid(errors)) => {
                 if outcome == Outcome::Success {
                     outcome = Outcome::Failure;
                 }
+                let count: usize = errors.iter().map(|set| set.diagnostics.len()).sum();
                 match args.output {
                     Format::Human => {
-                        output::note(&output::render(&errors));
+                        for set in &errors {
+                            output::note(&output::render(set));
+                        }
                         output::error(&format!(
-                            "{name}: {} problem{}",
-                            errors.diagnostics.len(),
-                            if errors.diagnostics.len() == 1 {
-                                ""
-                            } else {
-                                "s"
-                            }
+                            "{name}: {count} problem{}",
+                            if count == 1 { "" } else { "s" }
                         ));
                     }
                     Format::Json => {
                         let list: Vec<serde_json::Value> = errors
-                            .diagnostics
                             .iter()
-                            .map(|d| {
-                                let at = errors.line_column(d);
-                                serde_json::json!({
-                                    "message": d.message, "line": at.line, "column": at.column,
-                                    "help": d.help, "code": d.code.as_str(),
+                            .flat_map(|set| {
+                                set.diagnostics.iter().map(move |d| {
+                                    let at = set.line_column(d);
+                                    serde_json::json!({
+                                        "file": set.name, "message": d.message, "line": at.line,
+                                        "column": at.column, "help": d.help, "code": d.code.as_str(),
+                                    })
                                 })
                             })
                             .collect();

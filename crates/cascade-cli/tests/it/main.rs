@@ -22,10 +22,13 @@ mod isolation;
 mod layering;
 mod limits;
 mod plan;
+mod python;
 mod run;
 mod screens;
 mod serve;
+mod summary;
 mod telemetry;
+mod telemetry_socket;
 mod validate;
 mod workers;
 

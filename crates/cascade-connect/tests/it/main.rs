@@ -5,6 +5,7 @@
 mod control;
 mod masking;
 mod telemetry;
+mod unix;
 
 use cascade_connect::{BrokerUrl, Connector, Identity, Message, Settings, connector_with};
 use cascade_test::{Mosquitto, NatsServer};
