@@ -13,12 +13,13 @@
 
 use crate::db;
 use crate::error::StoreError;
-use crate::queue::{Claimed, claim_in};
+use crate::queue::{Claimed, QueueState, claim_in};
 use crate::writer::{Attempts, apply};
-use cascade_plan::{Event, EventKind, RunStatus};
+use cascade_plan::{Event, EventKind, RunStatus, TaskState};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -96,6 +97,14 @@ struct Held {
     cancel_signalled: bool,
     finished: bool,
 }
+
+/// A run cancelled before it ran: its tasks that had not ended end `cancelled` (`?2`).
+static CANCEL_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE task_executions SET status = ?2 WHERE run_id = ?1 AND status IN {}",
+        crate::status::tasks_live()
+    )
+});
 
 const MAX_BATCH: usize = 8192;
 /// A burst of events becomes one transaction rather than one each.
@@ -411,9 +420,14 @@ impl LedgerThread {
                 Request::Fail { run_id, error } => {
                     if usable(&tx, held, &run_id, now, &mut checked, signals)? {
                         tx.prepare_cached(
-                            "UPDATE dag_runs SET status = 'failed', error = ?2, finished_at = ?3 WHERE run_id = ?1",
+                            "UPDATE dag_runs SET status = ?4, error = ?2, finished_at = ?3 WHERE run_id = ?1",
                         )?
-                        .execute(params![run_id, error, jiff::Timestamp::now().to_string()])?;
+                        .execute(params![
+                            run_id,
+                            error,
+                            jiff::Timestamp::now().to_string(),
+                            RunStatus::Failed.as_str()
+                        ])?;
                         end(&tx, &run_id, &config.worker_id)?;
                         if let Some(h) = held.get_mut(&run_id) {
                             h.finished = true;
@@ -436,15 +450,24 @@ impl LedgerThread {
                         }
                         released += tx
                             .prepare_cached(
-                                "UPDATE worker_queue SET status = 'queued', lease_until = NULL
-                                 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'leased'",
+                                "UPDATE worker_queue SET status = ?3, lease_until = NULL
+                                 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = ?4",
                             )?
-                            .execute(params![run, h.epoch])?;
+                            .execute(params![
+                                run,
+                                h.epoch,
+                                QueueState::Queued.as_str(),
+                                QueueState::Leased.as_str()
+                            ])?;
                         tx.prepare_cached(
-                            "UPDATE dag_runs SET status = CASE status WHEN 'cancelling' THEN status ELSE 'queued' END,
+                            "UPDATE dag_runs SET status = CASE status WHEN ?2 THEN status ELSE ?3 END,
                                version = version + 1 WHERE run_id = ?1",
                         )?
-                        .execute([run])?;
+                        .execute(params![
+                            run,
+                            RunStatus::Cancelling.as_str(),
+                            RunStatus::Queued.as_str()
+                        ])?;
                         h.fenced = true;
                     }
                     answers.push(Answer::Released(reply, released));
@@ -508,13 +531,15 @@ fn claim(
         if status == RunStatus::Cancelling {
             // Cancelled while nobody held it: it ends here, without running.
             tx.prepare_cached(
-                "UPDATE dag_runs SET status = 'cancelled', version = version + 1, finished_at = ?2 WHERE run_id = ?1",
+                "UPDATE dag_runs SET status = ?3, version = version + 1, finished_at = ?2 WHERE run_id = ?1",
             )?
-            .execute(params![run, jiff::Timestamp::now().to_string()])?;
-            tx.prepare_cached(
-                "UPDATE task_executions SET status = 'cancelled' WHERE run_id = ?1 AND status IN ('pending', 'running')",
-            )?
-            .execute([run])?;
+            .execute(params![
+                run,
+                jiff::Timestamp::now().to_string(),
+                RunStatus::Cancelled.as_str()
+            ])?;
+            tx.prepare_cached(&CANCEL_TASKS)?
+                .execute(params![run, TaskState::Cancelled.as_str()])?;
             end(tx, run, &config.worker_id)?;
             continue;
         }
@@ -523,24 +548,32 @@ fn claim(
             // task gets another is its retry policy's call, made by the new holder.
             c.died_in = tx
                 .prepare_cached(
-                    "SELECT task_id, attempt FROM task_executions WHERE run_id = ?1 AND status = 'running' ORDER BY position",
+                    "SELECT task_id, attempt FROM task_executions WHERE run_id = ?1 AND status = ?2 ORDER BY position",
                 )?
-                .query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![run, TaskState::Running.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
                 .collect::<Result<_, _>>()?;
             tx.prepare_cached(
-                "UPDATE task_executions SET status = 'failed', error = ?2, finished_at = ?3 WHERE run_id = ?1 AND status = 'running'",
+                "UPDATE task_executions SET status = ?4, error = ?2, finished_at = ?3 WHERE run_id = ?1 AND status = ?5",
             )?
             .execute(params![
                 run,
                 DIED,
-                jiff::Timestamp::now().to_string()
+                jiff::Timestamp::now().to_string(),
+                TaskState::Failed.as_str(),
+                TaskState::Running.as_str()
             ])?;
         } else if c.reclaimed {
             // Handed back by a worker that stopped (and killed its tasks): they start again.
             tx.prepare_cached(
-                    "UPDATE task_executions SET status = 'pending' WHERE run_id = ?1 AND status = 'running'",
-                )?
-                .execute([run])?;
+                "UPDATE task_executions SET status = ?2 WHERE run_id = ?1 AND status = ?3",
+            )?
+            .execute(params![
+                run,
+                TaskState::Pending.as_str(),
+                TaskState::Running.as_str()
+            ])?;
         }
         let (version, seq, position): (i64, i64, i64) = tx
             .prepare_cached(
@@ -618,9 +651,10 @@ fn check(
         *epoch == h.epoch
             && if h.finished {
                 // Its end is committed; what remains to write (outputs) belongs to it.
-                status == "done"
+                QueueState::parse(status) == Some(QueueState::Done)
             } else {
-                status == "leased" && until.is_some_and(|u| u >= now)
+                QueueState::parse(status) == Some(QueueState::Leased)
+                    && until.is_some_and(|u| u >= now)
             }
     });
     if !holds {
@@ -642,10 +676,8 @@ fn check(
 
 /// The queue row of an ended run, and the worker's count.
 fn end(tx: &Connection, run: &str, worker_id: &str) -> Result<(), rusqlite::Error> {
-    tx.prepare_cached(
-        "UPDATE worker_queue SET status = 'done', lease_until = NULL WHERE run_id = ?1",
-    )?
-    .execute([run])?;
+    tx.prepare_cached("UPDATE worker_queue SET status = ?2, lease_until = NULL WHERE run_id = ?1")?
+        .execute(params![run, QueueState::Done.as_str()])?;
     tx.prepare_cached("UPDATE workers SET runs_done = runs_done + 1 WHERE worker_id = ?1")?
         .execute([worker_id])?;
     Ok(())
