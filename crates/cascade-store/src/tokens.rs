@@ -11,6 +11,7 @@ use crate::error::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest as _;
 use std::path::Path;
+use std::sync::LazyLock;
 
 /// What a token may do. Each role includes the ones before it.
 #[derive(
@@ -127,6 +128,16 @@ impl Refusal {
 pub const PREFIX: &str = "cas_";
 
 /// The token table.
+/// The scope of a run that has not ended (`?1`: the run).
+static LIVE_RUN_SCOPE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT CASE WHEN d.scope_id IS NULL THEN d.scope_type ELSE d.scope_type || ':' || d.scope_id END
+         FROM dag_runs r JOIN dag_definitions d ON d.dag_id = r.dag_id
+         WHERE r.run_id = ?1 AND r.status IN {}",
+        crate::status::runs_live()
+    )
+});
+
 #[derive(Debug)]
 pub struct Tokens {
     conn: Connection,
@@ -275,11 +286,7 @@ impl Tokens {
     pub fn live_run_scope(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let found: Option<Option<String>> = self
             .conn
-            .prepare_cached(
-                "SELECT CASE WHEN d.scope_id IS NULL THEN d.scope_type ELSE d.scope_type || ':' || d.scope_id END
-                 FROM dag_runs r JOIN dag_definitions d ON d.dag_id = r.dag_id
-                 WHERE r.run_id = ?1 AND r.status IN ('queued', 'running', 'cancelling')",
-            )?
+            .prepare_cached(&LIVE_RUN_SCOPE)?
             .query_row([run_id], |r| r.get(0))
             .optional()?;
         Ok(found.flatten())
