@@ -46,6 +46,27 @@ pub enum Signal {
     Fenced,
 }
 
+/// A worker's state as it records itself (`workers.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerState {
+    /// Running, holding no run.
+    Idle,
+    /// Running runs.
+    Busy,
+    /// It stopped and said so.
+    Stopped,
+}
+
+impl WorkerState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Stopped => "stopped",
+        }
+    }
+}
+
 /// The error of an attempt whose worker died under it.
 pub const DIED: &str = "the worker running it died (its lease ran out); this attempt failed";
 
@@ -125,9 +146,9 @@ impl Ledger {
         let conn = db::open(path)?;
         conn.execute(
             "INSERT INTO workers (worker_id, scope, node_id, pid, status, started_at, heartbeat_ms)
-             VALUES (?1, ?2, ?3, ?4, 'idle', ?5, ?6)
+             VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6)
              ON CONFLICT (worker_id) DO UPDATE SET scope = excluded.scope, node_id = excluded.node_id,
-               pid = excluded.pid, status = 'idle', started_at = excluded.started_at,
+               pid = excluded.pid, status = excluded.status, started_at = excluded.started_at,
                heartbeat_ms = excluded.heartbeat_ms, current_runs = 0",
             params![
                 config.worker_id,
@@ -135,7 +156,8 @@ impl Ledger {
                 config.node_id,
                 std::process::id(),
                 jiff::Timestamp::now().to_string(),
-                now_ms()
+                now_ms(),
+                WorkerState::Idle.as_str()
             ],
         )?;
         let (tx, rx) = mpsc::channel();
@@ -276,9 +298,14 @@ impl LedgerThread {
             self.batch(batch, renew);
         }
         let _ = self.conn.execute(
-            "UPDATE workers SET status = 'stopped', current_runs = 0, heartbeat_ms = ?3
+            "UPDATE workers SET status = ?4, current_runs = 0, heartbeat_ms = ?3
              WHERE worker_id = ?1 AND pid = ?2",
-            params![self.config.worker_id, std::process::id(), now_ms()],
+            params![
+                self.config.worker_id,
+                std::process::id(),
+                now_ms(),
+                WorkerState::Stopped.as_str()
+            ],
         );
     }
 
@@ -495,7 +522,12 @@ impl LedgerThread {
         )?
         .execute(params![
             config.worker_id,
-            if busy > 0 { "busy" } else { "idle" },
+            if busy > 0 {
+                WorkerState::Busy
+            } else {
+                WorkerState::Idle
+            }
+            .as_str(),
             count(busy),
             now
         ])?;
