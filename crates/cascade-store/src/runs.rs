@@ -2,6 +2,7 @@
 
 use crate::db;
 use crate::error::StoreError;
+use crate::ledger::WorkerState;
 use crate::queue::QueueState;
 use crate::status;
 use cascade_plan::{RunStatus, TaskState};
@@ -386,7 +387,7 @@ const RUN_COLUMNS: &str = "SELECT run_id, dag_id, source, trigger, status, passe
 fn worker_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRow> {
     let mut status: String = r.get(4)?;
     let pid: i64 = r.get(3)?;
-    if status != "stopped" && !alive(pid) {
+    if status != WorkerState::Stopped.as_str() && !alive(pid) {
         "dead".clone_into(&mut status);
     }
     let heartbeat: i64 = r.get(6)?;
