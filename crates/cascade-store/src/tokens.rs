@@ -355,6 +355,43 @@ mod tests {
         (dir, t)
     }
 
+    /// A job token acts in its run's scope while the run is queued, running or
+    /// cancelling, and in none once it ended.
+    #[test]
+    fn a_run_has_a_scope_for_its_tokens_until_it_ends() {
+        let (dir, t) = tokens();
+        let mut q = crate::Queue::open(&dir.path().join("cascade.db")).unwrap();
+        q.submit(&crate::Submission {
+            dag_id: "d".into(),
+            run_id: "r1".into(),
+            definition: serde_json::json!({}),
+            scope: cascade_spec::Scope::parse("project:web").unwrap(),
+            target_node: None,
+            priority: cascade_spec::dag::Priority::Normal,
+            trigger: "api".into(),
+        })
+        .unwrap();
+        let scope = |t: &Tokens| t.live_run_scope("r1").unwrap();
+        assert_eq!(scope(&t).as_deref(), Some("project:web"), "queued");
+        let lease = q
+            .claim(
+                "worker-project-web",
+                None,
+                0,
+                std::time::Duration::from_mins(1),
+            )
+            .unwrap()
+            .unwrap()
+            .lease;
+        assert_eq!(scope(&t).as_deref(), Some("project:web"), "running");
+        q.cancel("r1").unwrap();
+        assert_eq!(scope(&t).as_deref(), Some("project:web"), "cancelling");
+        q.finish(&lease, 1, cascade_plan::RunOutcome::Cancelled)
+            .unwrap();
+        assert_eq!(scope(&t), None, "ended");
+        assert_eq!(t.live_run_scope("nope").unwrap(), None);
+    }
+
     #[test]
     fn a_token_is_shown_once_stored_as_a_hash_and_verified() {
         let (dir, t) = tokens();
