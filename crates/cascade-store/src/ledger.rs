@@ -730,7 +730,7 @@ fn count(n: usize) -> i64 {
 mod tests {
     use super::*;
     use crate::queue::{Queue, Submission};
-    use cascade_plan::{RunId, RunOutcome, TaskId, TaskState};
+    use cascade_plan::{RunId, RunOutcome, TaskId};
     use std::sync::{Arc, Mutex};
 
     type Signals = Arc<Mutex<Vec<(String, Signal)>>>;
@@ -819,28 +819,62 @@ mod tests {
         ]
     }
 
-    fn status(db: &Path, run: &str) -> (String, String, i64) {
+    /// The run's status, its queue row's state and its tasks' highest attempt, as
+    /// stored. The run's word must be one [`RunStatus::parse`] takes: a current word,
+    /// not one of an earlier version (which only `read` accepts).
+    fn status(db: &Path, run: &str) -> (RunStatus, String, i64) {
         let conn = db::open(db).unwrap();
-        conn.query_row(
+        let (word, queue, attempt): (String, String, i64) = conn.query_row(
             "SELECT r.status, w.status, (SELECT coalesce(max(attempt), 0) FROM task_executions t WHERE t.run_id = r.run_id)
              FROM dag_runs r JOIN worker_queue w USING (run_id) WHERE r.run_id = ?1",
             [run],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .unwrap()
+        .unwrap();
+        let status = RunStatus::parse(&word)
+            .unwrap_or_else(|| panic!("run {run} stored `{word}`, not a run status"));
+        (status, queue, attempt)
+    }
+
+    /// The run's task states as stored, in plan order, each a word [`TaskState::parse`]
+    /// takes.
+    fn task_states(db: &Path, run: &str) -> Vec<TaskState> {
+        let conn = db::open(db).unwrap();
+        let words: Vec<String> = conn
+            .prepare("SELECT status FROM task_executions WHERE run_id = ?1 ORDER BY position")
+            .unwrap()
+            .query_map([run], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        words
+            .iter()
+            .map(|w| {
+                TaskState::parse(w).unwrap_or_else(|| panic!("run {run} stored task state `{w}`"))
+            })
+            .collect()
     }
 
     #[tokio::test]
     async fn a_claimed_run_is_recorded_and_finished() {
         let (_dir, db, ledger, signals) = setup(&["1-a", "1-b"]);
+        assert_eq!(status(&db, "1-a"), (RunStatus::Queued, "queued".into(), 0));
         let claimed = ledger.claim(4).await.unwrap();
         assert_eq!(claimed.len(), 2, "both runs claimed in one go");
-        for e in task_events("1-a") {
-            ledger.record(&e);
+        assert_eq!(status(&db, "1-a"), (RunStatus::Running, "leased".into(), 0));
+        let events = task_events("1-a");
+        ledger.record(&events[0]);
+        ledger.record(&events[1]);
+        // A claim is answered after the batch that holds the events before it.
+        assert!(ledger.claim(1).await.unwrap().is_empty());
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Running]);
+        for e in &events[2..] {
+            ledger.record(e);
         }
         ledger.finish("1-a").await.unwrap();
-        assert_eq!(status(&db, "1-a"), ("succeeded".into(), "done".into(), 1));
-        assert_eq!(status(&db, "1-b").0, "running");
+        assert_eq!(status(&db, "1-a"), (RunStatus::Succeeded, "done".into(), 1));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Succeeded]);
+        assert_eq!(status(&db, "1-b").0, RunStatus::Running);
         assert!(signals.lock().unwrap().is_empty());
         ledger.close();
         let conn = db::open(&db).unwrap();
@@ -875,7 +909,7 @@ mod tests {
         ));
         assert_eq!(
             status(&db, "1-a"),
-            ("running".into(), "leased".into(), 0),
+            (RunStatus::Running, "leased".into(), 0),
             "no event of the fenced worker was written"
         );
         assert_eq!(
@@ -900,6 +934,61 @@ mod tests {
             signals.lock().unwrap().as_slice(),
             &[("1-a".to_owned(), Signal::Cancel)]
         );
+        assert_eq!(
+            status(&db, "1-a"),
+            (RunStatus::Cancelling, "leased".into(), 1)
+        );
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Running]);
+        // The worker stops the run and records its end.
+        let task = TaskId::parse("a").unwrap();
+        ledger.record(&event(
+            "1-a",
+            EventKind::TaskFinished {
+                task,
+                state: TaskState::Cancelled,
+                attempt: 1,
+                exit_code: None,
+                duration_ms: 1,
+                error: Some("cancelled".into()),
+            },
+        ));
+        ledger.record(&event(
+            "1-a",
+            EventKind::RunFinished {
+                outcome: RunOutcome::Cancelled,
+                passed: 0,
+                failed: 0,
+                skipped: 0,
+                duration_ms: 2,
+            },
+        ));
+        ledger.finish("1-a").await.unwrap();
+        assert_eq!(status(&db, "1-a"), (RunStatus::Cancelled, "done".into(), 1));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Cancelled]);
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_while_handed_back_ends_cancelled_at_its_next_claim() {
+        let (_dir, db, ledger, _signals) = setup(&["1-a"]);
+        ledger.claim(1).await.unwrap();
+        let events = task_events("1-a");
+        ledger.record(&events[0]);
+        ledger.record(&events[1]);
+        Queue::open(&db).unwrap().cancel("1-a").unwrap();
+        assert_eq!(ledger.release().await.unwrap(), 1);
+        ledger.close();
+        assert_eq!(
+            status(&db, "1-a"),
+            (RunStatus::Cancelling, "queued".into(), 1),
+            "handed back, the cancel is kept"
+        );
+        let second = Ledger::start(&db, global_worker(), |_, _| {}).unwrap();
+        assert!(
+            second.claim(1).await.unwrap().is_empty(),
+            "a cancelled run is not handed out"
+        );
+        assert_eq!(status(&db, "1-a"), (RunStatus::Cancelled, "done".into(), 1));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Cancelled]);
     }
 
     #[tokio::test]
@@ -920,15 +1009,16 @@ mod tests {
         let claimed = second.claim(1).await.unwrap();
         assert!(claimed[0].reclaimed && claimed[0].abandoned);
         assert_eq!(claimed[0].died_in, [("a".to_owned(), 1)]);
-        let (state, error): (String, String) = Connection::open(&db)
+        let error: String = Connection::open(&db)
             .unwrap()
             .query_row(
-                "SELECT status, error FROM task_executions WHERE run_id = '1-a'",
+                "SELECT error FROM task_executions WHERE run_id = '1-a'",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .unwrap();
-        assert_eq!((state.as_str(), error.as_str()), ("failed", DIED));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Failed]);
+        assert_eq!(error, DIED);
     }
 
     #[tokio::test]
@@ -940,17 +1030,22 @@ mod tests {
         ledger.record(&events[1]);
         assert_eq!(ledger.release().await.unwrap(), 1);
         ledger.close();
-        assert_eq!(status(&db, "1-a"), ("queued".into(), "queued".into(), 1));
+        assert_eq!(status(&db, "1-a"), (RunStatus::Queued, "queued".into(), 1));
         let second = Ledger::start(&db, global_worker(), |_, _| {}).unwrap();
         let claimed = second.claim(1).await.unwrap();
         assert!(claimed[0].reclaimed && !claimed[0].abandoned);
+        assert_eq!(
+            task_states(&db, "1-a"),
+            [TaskState::Pending],
+            "handed back by a worker that stopped: its task starts again"
+        );
         for e in task_events("1-a") {
             second.record(&e);
         }
         second.finish("1-a").await.unwrap();
         assert_eq!(
             status(&db, "1-a"),
-            ("succeeded".into(), "done".into(), 2),
+            (RunStatus::Succeeded, "done".into(), 2),
             "the task ran twice: attempt 2"
         );
     }
