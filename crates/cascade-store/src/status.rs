@@ -210,8 +210,9 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".rs"))
+            .map(|e| e.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|x| x == "rs"))
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         files.sort();
         let listed: Vec<&str> = SOURCES.iter().map(|(file, _)| *file).collect();
