@@ -4,9 +4,11 @@
 //! circuit breakers, commit statuses reported, and cron ticks fired.
 
 use crate::error::StoreError;
+use crate::status;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use std::path::Path;
+use std::sync::LazyLock;
 
 /// An event to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,11 +53,61 @@ pub struct EventRow {
     pub task_id: Option<String>,
     pub event_type: Option<String>,
     pub payload: serde_json::Value,
-    /// `queued`, `processing`, `done`, `skipped`, `failed`, `dead`.
+    /// One of the [`EventStatus`] words: `queued`, `processing`, `done`, `skipped`,
+    /// `failed`, `dead`.
     pub status: String,
     pub attempts: i64,
     pub note: Option<String>,
     pub received_at: String,
+}
+
+/// An event's state in the log (`events.status`): the log's own words, not a run's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Stored, waiting for the orchestrator.
+    Queued,
+    /// Taken by the orchestrator, not settled yet (queued again if it crashes).
+    Processing,
+    /// Handled: it started runs, or needed none (a ping).
+    Done,
+    /// Nothing to do for it (no pipeline listens, an unregistered repository).
+    Skipped,
+    /// Handling it failed.
+    Failed,
+    /// Given up on after too many attempts.
+    Dead,
+}
+
+impl EventStatus {
+    /// The word in `events.status`, what [`Orchestration::settle`] is given.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Queued => "queued",
+            EventStatus::Processing => "processing",
+            EventStatus::Done => "done",
+            EventStatus::Skipped => "skipped",
+            EventStatus::Failed => "failed",
+            EventStatus::Dead => "dead",
+        }
+    }
+}
+
+/// Whether a run's end was told to where it came from (`run_origins.outcome_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutcomeState {
+    /// Not yet: the reporter still has to.
+    Pending,
+    /// Commit statuses, callback and retry done.
+    Reported,
+}
+
+impl OutcomeState {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutcomeState::Pending => "pending",
+            OutcomeState::Reported => "reported",
+        }
+    }
 }
 
 /// Stores one event inside an open write transaction.
@@ -63,7 +115,7 @@ pub(crate) fn record_in(tx: &Connection, event: &NewEvent) -> Result<Recorded, S
     let inserted = tx
         .prepare_cached(
             "INSERT INTO events (source, delivery_id, kind, repo, task_id, event_type, payload, status, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?8)
              ON CONFLICT (source, delivery_id) DO NOTHING",
         )?
         .execute(params![
@@ -74,7 +126,8 @@ pub(crate) fn record_in(tx: &Connection, event: &NewEvent) -> Result<Recorded, S
             event.task_id,
             event.event_type,
             event.payload.to_string(),
-            jiff::Timestamp::now().to_string()
+            jiff::Timestamp::now().to_string(),
+            EventStatus::Queued.as_str()
         ])?;
     if inserted == 1 {
         return Ok(Recorded::New(tx.last_insert_rowid()));
@@ -87,13 +140,49 @@ pub(crate) fn record_in(tx: &Connection, event: &NewEvent) -> Result<Recorded, S
 
 /// The condition of the partial index `events_open` (migration 004), written out in
 /// every query for open events: SQLite uses a partial index only when the query's WHERE
-/// contains its condition, and `status = 'queued'` alone does not count. Without it,
-/// taking events scanned the whole table (every event ever stored) inside the
-/// orchestrator's write transaction, holding the write lock the intake's acknowledged
-/// commits wait for, longer as the log grew.
-const OPEN: &str = "status IN ('queued', 'processing')";
+/// contains its condition, and `status` equal to the queued word alone does not count.
+/// Without it, taking events scanned the whole table (every event ever stored) inside
+/// the orchestrator's write transaction, holding the write lock the intake's
+/// acknowledged commits wait for, longer as the log grew. The words are spliced as text,
+/// not bound: SQLite would match parameters against the index's words only by preparing
+/// the statement again at every bind, undoing `prepare_cached`.
+static OPEN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "status IN {}",
+        status::sql_list([
+            EventStatus::Queued.as_str(),
+            EventStatus::Processing.as_str()
+        ])
+    )
+});
 
 const EVENT_COLUMNS: &str = "SELECT event_id, source, delivery_id, kind, repo, task_id, event_type, payload, status, attempts, note, received_at FROM events";
+
+/// Events a crash left taken queue again (`?1` queued, `?2` processing).
+static REQUEUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE events SET status = ?1 WHERE {} AND status = ?2",
+        *OPEN
+    )
+});
+
+/// The oldest queued events (`?1` how many, `?2` queued).
+static NEXT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{EVENT_COLUMNS} WHERE {} AND status = ?2 ORDER BY event_id LIMIT ?1",
+        *OPEN
+    )
+});
+
+/// Runs whose end is still to be told, with their status now. The condition of the
+/// partial index `run_origins_pending` spliced as text, as [`OPEN`].
+static PENDING_ORIGINS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT o.run_id, o.event_id, o.pipeline, o.status_target, o.task_id, o.event_type, o.retry_count, o.callback_url, r.status, r.error
+         FROM run_origins o JOIN dag_runs r USING (run_id) WHERE o.outcome_state = {}",
+        status::sql_literal(OutcomeState::Pending.as_str())
+    )
+});
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     let payload: String = r.get(7)?;
@@ -150,8 +239,11 @@ impl Orchestration {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = crate::db::open(path)?;
         conn.execute(
-            &format!("UPDATE events SET status = 'queued' WHERE {OPEN} AND status = 'processing'"),
-            [],
+            &REQUEUE,
+            params![
+                EventStatus::Queued.as_str(),
+                EventStatus::Processing.as_str()
+            ],
         )?;
         Ok(Self { conn })
     }
@@ -199,23 +291,27 @@ impl Orchestration {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rows: Vec<EventRow> = tx
-            .prepare_cached(&format!(
-                "{EVENT_COLUMNS} WHERE {OPEN} AND status = 'queued' ORDER BY event_id LIMIT ?1"
-            ))?
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], event_row)?
+            .prepare_cached(&NEXT)?
+            .query_map(
+                params![
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    EventStatus::Queued.as_str()
+                ],
+                event_row,
+            )?
             .collect::<Result<_, _>>()?;
         for row in &rows {
             tx.prepare_cached(
-                "UPDATE events SET status = 'processing', attempts = attempts + 1 WHERE event_id = ?1",
+                "UPDATE events SET status = ?2, attempts = attempts + 1 WHERE event_id = ?1",
             )?
-            .execute([row.event_id])?;
+            .execute(params![row.event_id, EventStatus::Processing.as_str()])?;
         }
         tx.commit()?;
         Ok(rows)
     }
 
     /// Records how handling an event ended: `done`, `skipped`, `failed`, `dead`, or
-    /// `queued` to try again.
+    /// `queued` to try again (an [`EventStatus`] word).
     pub fn settle(&mut self, event_id: i64, status: &str, note: &str) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE events SET status = ?2, note = ?3 WHERE event_id = ?1")?
@@ -265,10 +361,7 @@ impl Orchestration {
 
     /// Runs with an origin not yet told of their end, and their task states now.
     pub fn pending_origins(&self) -> Result<Vec<OriginState>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.run_id, o.event_id, o.pipeline, o.status_target, o.task_id, o.event_type, o.retry_count, o.callback_url, r.status, r.error
-             FROM run_origins o JOIN dag_runs r USING (run_id) WHERE o.outcome_state = 'pending'",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&PENDING_ORIGINS)?;
         let rows: Vec<(Origin, cascade_plan::RunStatus, Option<String>)> = stmt
             .query_map([], |r| {
                 Ok((
@@ -303,13 +396,14 @@ impl Orchestration {
     /// The run's end was reported (statuses, callback, retry decided).
     pub fn origin_done(&mut self, run_id: &str) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("UPDATE run_origins SET outcome_state = 'reported' WHERE run_id = ?1")?
-            .execute([run_id])?;
+            .prepare_cached("UPDATE run_origins SET outcome_state = ?2 WHERE run_id = ?1")?
+            .execute(params![run_id, OutcomeState::Reported.as_str()])?;
         Ok(())
     }
 
     /// Claims a dispatch route for this retry: `false` if (task, event type, pipeline)
-    /// was already routed at this retry count or later (idempotency).
+    /// was already routed at this retry count or later (idempotency). A route's status
+    /// is its run's word (`running`, then how the run ended) or `retrying`.
     pub fn claim_route(
         &mut self,
         task_id: &str,
@@ -321,9 +415,9 @@ impl Orchestration {
             .conn
             .prepare_cached(
                 "INSERT INTO routes (task_id, event_type, pipeline, retry_count, status, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)
+                 VALUES (?1, ?2, ?3, ?4, ?6, ?5)
                  ON CONFLICT (task_id, event_type, pipeline) DO UPDATE
-                   SET retry_count = excluded.retry_count, status = 'running', updated_at = excluded.updated_at
+                   SET retry_count = excluded.retry_count, status = excluded.status, updated_at = excluded.updated_at
                    WHERE routes.retry_count < excluded.retry_count",
             )?
             .execute(params![
@@ -331,7 +425,8 @@ impl Orchestration {
                 event_type,
                 pipeline,
                 retry_count,
-                jiff::Timestamp::now().to_string()
+                jiff::Timestamp::now().to_string(),
+                cascade_plan::RunStatus::Running.as_str()
             ])?;
         Ok(changed == 1)
     }
@@ -557,26 +652,28 @@ mod tests {
     }
 
     #[test]
-    fn open_events_are_found_through_their_index_not_by_a_scan() {
+    fn open_events_and_unreported_origins_are_found_through_their_index_not_by_a_scan() {
         let dir = tempfile::tempdir().unwrap();
         let o = Orchestration::open(&dir.path().join("c.db")).unwrap();
-        for query in [
-            format!(
-                "SELECT event_id FROM events WHERE {OPEN} AND status = 'queued' ORDER BY event_id LIMIT 16"
-            ),
-            format!("UPDATE events SET status = 'queued' WHERE {OPEN} AND status = 'processing'"),
+        for (query, index) in [
+            (&*NEXT, "events_open"),
+            (&*REQUEUE, "events_open"),
+            (&*PENDING_ORIGINS, "run_origins_pending"),
         ] {
-            let plan: Vec<String> = o
+            let mut stmt = o
                 .conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
-                .unwrap()
-                .query_map([], |r| r.get(3))
+                .unwrap();
+            // The plan does not depend on the values: none of them meets the index.
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
             assert!(
                 plan.iter()
-                    .any(|step| step.contains("USING INDEX events_open")),
+                    .any(|step| step.contains(&format!("INDEX {index}"))),
                 "{query}: {plan:?}"
             );
         }

@@ -8,6 +8,7 @@ use crate::events::Orchestration;
 use crate::status;
 use cascade_plan::{RunStatus, TaskState};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use std::sync::LazyLock;
 
 /// A run on another backend that has not ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +37,14 @@ pub struct ExternalTask<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The statuses of runs that ended, as an SQL list: `('succeeded', 'failed', …)`.
-fn ended_list() -> String {
-    let words: Vec<String> = RunStatus::ALL
-        .iter()
-        .filter(|s| s.is_final())
-        .map(|s| format!("'{s}'"))
-        .collect();
-    format!("({})", words.join(", "))
-}
+/// Runs on a backend that have not ended (`?1`: the backend).
+static OPEN_RUNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT run_id, external_ref, definition FROM dag_runs
+         WHERE backend = ?1 AND status NOT IN {}",
+        status::runs_ended()
+    )
+});
 
 impl Orchestration {
     /// Records a run handed to `backend`, `queued`, with its tasks `pending` in plan
@@ -66,7 +66,7 @@ impl Orchestration {
         // the run (a crash in between): the first record stands.
         tx.prepare_cached(
             "INSERT INTO dag_runs (run_id, dag_id, trigger, status, created_at, backend, definition)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6) ON CONFLICT (run_id) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6) ON CONFLICT (run_id) DO NOTHING",
         )?
         .execute(params![
             run_id,
@@ -74,14 +74,20 @@ impl Orchestration {
             trigger,
             now,
             backend,
-            definition.to_string()
+            definition.to_string(),
+            RunStatus::Queued.as_str()
         ])?;
         for (position, task) in tasks.iter().enumerate() {
             tx.prepare_cached(
-                "INSERT INTO task_executions (run_id, task_id, position, status) VALUES (?1, ?2, ?3, 'pending')
+                "INSERT INTO task_executions (run_id, task_id, position, status) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (run_id, task_id) DO NOTHING",
             )?
-            .execute(params![run_id, task, i64::try_from(position).unwrap_or(i64::MAX)])?;
+            .execute(params![
+                run_id,
+                task,
+                i64::try_from(position).unwrap_or(i64::MAX),
+                TaskState::Pending.as_str()
+            ])?;
         }
         tx.commit()?;
         Ok(())
@@ -184,11 +190,7 @@ impl Orchestration {
 
     /// Runs on `backend` that have not ended.
     pub fn external_runs(&self, backend: &str) -> Result<Vec<ExternalRun>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT run_id, external_ref, definition FROM dag_runs
-             WHERE backend = ?1 AND status NOT IN {}",
-            ended_list()
-        ))?;
+        let mut stmt = self.conn.prepare_cached(&OPEN_RUNS)?;
         let rows = stmt
             .query_map([backend], |r| {
                 Ok((

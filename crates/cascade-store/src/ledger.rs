@@ -13,12 +13,13 @@
 
 use crate::db;
 use crate::error::StoreError;
-use crate::queue::{Claimed, claim_in};
+use crate::queue::{Claimed, QueueState, claim_in};
 use crate::writer::{Attempts, apply};
-use cascade_plan::{Event, EventKind, RunStatus};
+use cascade_plan::{Event, EventKind, RunStatus, TaskState};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +44,27 @@ pub enum Signal {
     Cancel,
     /// The lease was lost: another worker may run it now; stop without recording more.
     Fenced,
+}
+
+/// A worker's state as it records itself (`workers.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerState {
+    /// Running, holding no run.
+    Idle,
+    /// Running runs.
+    Busy,
+    /// It stopped and said so.
+    Stopped,
+}
+
+impl WorkerState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Stopped => "stopped",
+        }
+    }
 }
 
 /// The error of an attempt whose worker died under it.
@@ -97,6 +119,14 @@ struct Held {
     finished: bool,
 }
 
+/// A run cancelled before it ran: its tasks that had not ended end `cancelled` (`?2`).
+static CANCEL_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE task_executions SET status = ?2 WHERE run_id = ?1 AND status IN {}",
+        crate::status::tasks_live()
+    )
+});
+
 const MAX_BATCH: usize = 8192;
 /// A burst of events becomes one transaction rather than one each.
 const LINGER: Duration = Duration::from_millis(2);
@@ -116,9 +146,9 @@ impl Ledger {
         let conn = db::open(path)?;
         conn.execute(
             "INSERT INTO workers (worker_id, scope, node_id, pid, status, started_at, heartbeat_ms)
-             VALUES (?1, ?2, ?3, ?4, 'idle', ?5, ?6)
+             VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6)
              ON CONFLICT (worker_id) DO UPDATE SET scope = excluded.scope, node_id = excluded.node_id,
-               pid = excluded.pid, status = 'idle', started_at = excluded.started_at,
+               pid = excluded.pid, status = excluded.status, started_at = excluded.started_at,
                heartbeat_ms = excluded.heartbeat_ms, current_runs = 0",
             params![
                 config.worker_id,
@@ -126,7 +156,8 @@ impl Ledger {
                 config.node_id,
                 std::process::id(),
                 jiff::Timestamp::now().to_string(),
-                now_ms()
+                now_ms(),
+                WorkerState::Idle.as_str()
             ],
         )?;
         let (tx, rx) = mpsc::channel();
@@ -267,9 +298,14 @@ impl LedgerThread {
             self.batch(batch, renew);
         }
         let _ = self.conn.execute(
-            "UPDATE workers SET status = 'stopped', current_runs = 0, heartbeat_ms = ?3
+            "UPDATE workers SET status = ?4, current_runs = 0, heartbeat_ms = ?3
              WHERE worker_id = ?1 AND pid = ?2",
-            params![self.config.worker_id, std::process::id(), now_ms()],
+            params![
+                self.config.worker_id,
+                std::process::id(),
+                now_ms(),
+                WorkerState::Stopped.as_str()
+            ],
         );
     }
 
@@ -411,9 +447,14 @@ impl LedgerThread {
                 Request::Fail { run_id, error } => {
                     if usable(&tx, held, &run_id, now, &mut checked, signals)? {
                         tx.prepare_cached(
-                            "UPDATE dag_runs SET status = 'failed', error = ?2, finished_at = ?3 WHERE run_id = ?1",
+                            "UPDATE dag_runs SET status = ?4, error = ?2, finished_at = ?3 WHERE run_id = ?1",
                         )?
-                        .execute(params![run_id, error, jiff::Timestamp::now().to_string()])?;
+                        .execute(params![
+                            run_id,
+                            error,
+                            jiff::Timestamp::now().to_string(),
+                            RunStatus::Failed.as_str()
+                        ])?;
                         end(&tx, &run_id, &config.worker_id)?;
                         if let Some(h) = held.get_mut(&run_id) {
                             h.finished = true;
@@ -436,15 +477,24 @@ impl LedgerThread {
                         }
                         released += tx
                             .prepare_cached(
-                                "UPDATE worker_queue SET status = 'queued', lease_until = NULL
-                                 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'leased'",
+                                "UPDATE worker_queue SET status = ?3, lease_until = NULL
+                                 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = ?4",
                             )?
-                            .execute(params![run, h.epoch])?;
+                            .execute(params![
+                                run,
+                                h.epoch,
+                                QueueState::Queued.as_str(),
+                                QueueState::Leased.as_str()
+                            ])?;
                         tx.prepare_cached(
-                            "UPDATE dag_runs SET status = CASE status WHEN 'cancelling' THEN status ELSE 'queued' END,
+                            "UPDATE dag_runs SET status = CASE status WHEN ?2 THEN status ELSE ?3 END,
                                version = version + 1 WHERE run_id = ?1",
                         )?
-                        .execute([run])?;
+                        .execute(params![
+                            run,
+                            RunStatus::Cancelling.as_str(),
+                            RunStatus::Queued.as_str()
+                        ])?;
                         h.fenced = true;
                     }
                     answers.push(Answer::Released(reply, released));
@@ -472,7 +522,12 @@ impl LedgerThread {
         )?
         .execute(params![
             config.worker_id,
-            if busy > 0 { "busy" } else { "idle" },
+            if busy > 0 {
+                WorkerState::Busy
+            } else {
+                WorkerState::Idle
+            }
+            .as_str(),
             count(busy),
             now
         ])?;
@@ -508,13 +563,15 @@ fn claim(
         if status == RunStatus::Cancelling {
             // Cancelled while nobody held it: it ends here, without running.
             tx.prepare_cached(
-                "UPDATE dag_runs SET status = 'cancelled', version = version + 1, finished_at = ?2 WHERE run_id = ?1",
+                "UPDATE dag_runs SET status = ?3, version = version + 1, finished_at = ?2 WHERE run_id = ?1",
             )?
-            .execute(params![run, jiff::Timestamp::now().to_string()])?;
-            tx.prepare_cached(
-                "UPDATE task_executions SET status = 'cancelled' WHERE run_id = ?1 AND status IN ('pending', 'running')",
-            )?
-            .execute([run])?;
+            .execute(params![
+                run,
+                jiff::Timestamp::now().to_string(),
+                RunStatus::Cancelled.as_str()
+            ])?;
+            tx.prepare_cached(&CANCEL_TASKS)?
+                .execute(params![run, TaskState::Cancelled.as_str()])?;
             end(tx, run, &config.worker_id)?;
             continue;
         }
@@ -523,24 +580,32 @@ fn claim(
             // task gets another is its retry policy's call, made by the new holder.
             c.died_in = tx
                 .prepare_cached(
-                    "SELECT task_id, attempt FROM task_executions WHERE run_id = ?1 AND status = 'running' ORDER BY position",
+                    "SELECT task_id, attempt FROM task_executions WHERE run_id = ?1 AND status = ?2 ORDER BY position",
                 )?
-                .query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![run, TaskState::Running.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
                 .collect::<Result<_, _>>()?;
             tx.prepare_cached(
-                "UPDATE task_executions SET status = 'failed', error = ?2, finished_at = ?3 WHERE run_id = ?1 AND status = 'running'",
+                "UPDATE task_executions SET status = ?4, error = ?2, finished_at = ?3 WHERE run_id = ?1 AND status = ?5",
             )?
             .execute(params![
                 run,
                 DIED,
-                jiff::Timestamp::now().to_string()
+                jiff::Timestamp::now().to_string(),
+                TaskState::Failed.as_str(),
+                TaskState::Running.as_str()
             ])?;
         } else if c.reclaimed {
             // Handed back by a worker that stopped (and killed its tasks): they start again.
             tx.prepare_cached(
-                    "UPDATE task_executions SET status = 'pending' WHERE run_id = ?1 AND status = 'running'",
-                )?
-                .execute([run])?;
+                "UPDATE task_executions SET status = ?2 WHERE run_id = ?1 AND status = ?3",
+            )?
+            .execute(params![
+                run,
+                TaskState::Pending.as_str(),
+                TaskState::Running.as_str()
+            ])?;
         }
         let (version, seq, position): (i64, i64, i64) = tx
             .prepare_cached(
@@ -618,9 +683,10 @@ fn check(
         *epoch == h.epoch
             && if h.finished {
                 // Its end is committed; what remains to write (outputs) belongs to it.
-                status == "done"
+                QueueState::parse(status) == Some(QueueState::Done)
             } else {
-                status == "leased" && until.is_some_and(|u| u >= now)
+                QueueState::parse(status) == Some(QueueState::Leased)
+                    && until.is_some_and(|u| u >= now)
             }
     });
     if !holds {
@@ -642,10 +708,8 @@ fn check(
 
 /// The queue row of an ended run, and the worker's count.
 fn end(tx: &Connection, run: &str, worker_id: &str) -> Result<(), rusqlite::Error> {
-    tx.prepare_cached(
-        "UPDATE worker_queue SET status = 'done', lease_until = NULL WHERE run_id = ?1",
-    )?
-    .execute([run])?;
+    tx.prepare_cached("UPDATE worker_queue SET status = ?2, lease_until = NULL WHERE run_id = ?1")?
+        .execute(params![run, QueueState::Done.as_str()])?;
     tx.prepare_cached("UPDATE workers SET runs_done = runs_done + 1 WHERE worker_id = ?1")?
         .execute([worker_id])?;
     Ok(())
@@ -666,7 +730,7 @@ fn count(n: usize) -> i64 {
 mod tests {
     use super::*;
     use crate::queue::{Queue, Submission};
-    use cascade_plan::{RunId, RunOutcome, TaskId, TaskState};
+    use cascade_plan::{RunId, RunOutcome, TaskId};
     use std::sync::{Arc, Mutex};
 
     type Signals = Arc<Mutex<Vec<(String, Signal)>>>;
@@ -755,28 +819,62 @@ mod tests {
         ]
     }
 
-    fn status(db: &Path, run: &str) -> (String, String, i64) {
+    /// The run's status, its queue row's state and its tasks' highest attempt, as
+    /// stored. The run's word must be one [`RunStatus::parse`] takes: a current word,
+    /// not one of an earlier version (which only `read` accepts).
+    fn status(db: &Path, run: &str) -> (RunStatus, String, i64) {
         let conn = db::open(db).unwrap();
-        conn.query_row(
+        let (word, queue, attempt): (String, String, i64) = conn.query_row(
             "SELECT r.status, w.status, (SELECT coalesce(max(attempt), 0) FROM task_executions t WHERE t.run_id = r.run_id)
              FROM dag_runs r JOIN worker_queue w USING (run_id) WHERE r.run_id = ?1",
             [run],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .unwrap()
+        .unwrap();
+        let status = RunStatus::parse(&word)
+            .unwrap_or_else(|| panic!("run {run} stored `{word}`, not a run status"));
+        (status, queue, attempt)
+    }
+
+    /// The run's task states as stored, in plan order, each a word [`TaskState::parse`]
+    /// takes.
+    fn task_states(db: &Path, run: &str) -> Vec<TaskState> {
+        let conn = db::open(db).unwrap();
+        let words: Vec<String> = conn
+            .prepare("SELECT status FROM task_executions WHERE run_id = ?1 ORDER BY position")
+            .unwrap()
+            .query_map([run], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        words
+            .iter()
+            .map(|w| {
+                TaskState::parse(w).unwrap_or_else(|| panic!("run {run} stored task state `{w}`"))
+            })
+            .collect()
     }
 
     #[tokio::test]
     async fn a_claimed_run_is_recorded_and_finished() {
         let (_dir, db, ledger, signals) = setup(&["1-a", "1-b"]);
+        assert_eq!(status(&db, "1-a"), (RunStatus::Queued, "queued".into(), 0));
         let claimed = ledger.claim(4).await.unwrap();
         assert_eq!(claimed.len(), 2, "both runs claimed in one go");
-        for e in task_events("1-a") {
-            ledger.record(&e);
+        assert_eq!(status(&db, "1-a"), (RunStatus::Running, "leased".into(), 0));
+        let events = task_events("1-a");
+        ledger.record(&events[0]);
+        ledger.record(&events[1]);
+        // A claim is answered after the batch that holds the events before it.
+        assert!(ledger.claim(1).await.unwrap().is_empty());
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Running]);
+        for e in &events[2..] {
+            ledger.record(e);
         }
         ledger.finish("1-a").await.unwrap();
-        assert_eq!(status(&db, "1-a"), ("succeeded".into(), "done".into(), 1));
-        assert_eq!(status(&db, "1-b").0, "running");
+        assert_eq!(status(&db, "1-a"), (RunStatus::Succeeded, "done".into(), 1));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Succeeded]);
+        assert_eq!(status(&db, "1-b").0, RunStatus::Running);
         assert!(signals.lock().unwrap().is_empty());
         ledger.close();
         let conn = db::open(&db).unwrap();
@@ -811,7 +909,7 @@ mod tests {
         ));
         assert_eq!(
             status(&db, "1-a"),
-            ("running".into(), "leased".into(), 0),
+            (RunStatus::Running, "leased".into(), 0),
             "no event of the fenced worker was written"
         );
         assert_eq!(
@@ -836,6 +934,61 @@ mod tests {
             signals.lock().unwrap().as_slice(),
             &[("1-a".to_owned(), Signal::Cancel)]
         );
+        assert_eq!(
+            status(&db, "1-a"),
+            (RunStatus::Cancelling, "leased".into(), 1)
+        );
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Running]);
+        // The worker stops the run and records its end.
+        let task = TaskId::parse("a").unwrap();
+        ledger.record(&event(
+            "1-a",
+            EventKind::TaskFinished {
+                task,
+                state: TaskState::Cancelled,
+                attempt: 1,
+                exit_code: None,
+                duration_ms: 1,
+                error: Some("cancelled".into()),
+            },
+        ));
+        ledger.record(&event(
+            "1-a",
+            EventKind::RunFinished {
+                outcome: RunOutcome::Cancelled,
+                passed: 0,
+                failed: 0,
+                skipped: 0,
+                duration_ms: 2,
+            },
+        ));
+        ledger.finish("1-a").await.unwrap();
+        assert_eq!(status(&db, "1-a"), (RunStatus::Cancelled, "done".into(), 1));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Cancelled]);
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_while_handed_back_ends_cancelled_at_its_next_claim() {
+        let (_dir, db, ledger, _signals) = setup(&["1-a"]);
+        ledger.claim(1).await.unwrap();
+        let events = task_events("1-a");
+        ledger.record(&events[0]);
+        ledger.record(&events[1]);
+        Queue::open(&db).unwrap().cancel("1-a").unwrap();
+        assert_eq!(ledger.release().await.unwrap(), 1);
+        ledger.close();
+        assert_eq!(
+            status(&db, "1-a"),
+            (RunStatus::Cancelling, "queued".into(), 1),
+            "handed back, the cancel is kept"
+        );
+        let second = Ledger::start(&db, global_worker(), |_, _| {}).unwrap();
+        assert!(
+            second.claim(1).await.unwrap().is_empty(),
+            "a cancelled run is not handed out"
+        );
+        assert_eq!(status(&db, "1-a"), (RunStatus::Cancelled, "done".into(), 1));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Cancelled]);
     }
 
     #[tokio::test]
@@ -856,15 +1009,16 @@ mod tests {
         let claimed = second.claim(1).await.unwrap();
         assert!(claimed[0].reclaimed && claimed[0].abandoned);
         assert_eq!(claimed[0].died_in, [("a".to_owned(), 1)]);
-        let (state, error): (String, String) = Connection::open(&db)
+        let error: String = Connection::open(&db)
             .unwrap()
             .query_row(
-                "SELECT status, error FROM task_executions WHERE run_id = '1-a'",
+                "SELECT error FROM task_executions WHERE run_id = '1-a'",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .unwrap();
-        assert_eq!((state.as_str(), error.as_str()), ("failed", DIED));
+        assert_eq!(task_states(&db, "1-a"), [TaskState::Failed]);
+        assert_eq!(error, DIED);
     }
 
     #[tokio::test]
@@ -876,17 +1030,22 @@ mod tests {
         ledger.record(&events[1]);
         assert_eq!(ledger.release().await.unwrap(), 1);
         ledger.close();
-        assert_eq!(status(&db, "1-a"), ("queued".into(), "queued".into(), 1));
+        assert_eq!(status(&db, "1-a"), (RunStatus::Queued, "queued".into(), 1));
         let second = Ledger::start(&db, global_worker(), |_, _| {}).unwrap();
         let claimed = second.claim(1).await.unwrap();
         assert!(claimed[0].reclaimed && !claimed[0].abandoned);
+        assert_eq!(
+            task_states(&db, "1-a"),
+            [TaskState::Pending],
+            "handed back by a worker that stopped: its task starts again"
+        );
         for e in task_events("1-a") {
             second.record(&e);
         }
         second.finish("1-a").await.unwrap();
         assert_eq!(
             status(&db, "1-a"),
-            ("succeeded".into(), "done".into(), 2),
+            (RunStatus::Succeeded, "done".into(), 2),
             "the task ran twice: attempt 2"
         );
     }

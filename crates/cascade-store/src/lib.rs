@@ -16,7 +16,7 @@ pub mod writer;
 
 pub use checkpoint::Checkpointer;
 pub use error::StoreError;
-pub use events::{EventRow, NewEvent, Orchestration, Origin, OriginState, Recorded};
+pub use events::{EventRow, EventStatus, NewEvent, Orchestration, Origin, OriginState, Recorded};
 pub use external::{ExternalRun, ExternalTask, RunPlace};
 pub use ledger::{Ledger, LedgerConfig, Signal};
 pub use mask::Mask;

@@ -14,6 +14,7 @@ use cascade_plan::{RunOutcome, RunStatus};
 use cascade_spec::Scope;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// One DAG to queue.
@@ -84,6 +85,77 @@ pub struct Queue {
     /// Applied to definitions and event payloads before they are written.
     mask: Option<crate::Mask>,
 }
+
+/// A row's state in `worker_queue`: `queued` (waiting for its worker), `leased` (a
+/// worker holds it) or `done` (it ended, or was cancelled before it started). The
+/// queue's own words, not a run's status: a `cancelling` run is still `leased`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueState {
+    Queued,
+    Leased,
+    Done,
+}
+
+impl QueueState {
+    const ALL: [QueueState; 3] = [QueueState::Queued, QueueState::Leased, QueueState::Done];
+
+    /// The word in `worker_queue.status`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Queued => "queued",
+            QueueState::Leased => "leased",
+            QueueState::Done => "done",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// The condition of the partial index `worker_queue_open` (migration 003) on `column`,
+/// written into every statement that looks for open rows: SQLite uses a partial index
+/// only when the query's WHERE contains its condition. It is spliced as text, not bound:
+/// SQLite would match a parameter against the index's `'done'` only by preparing the
+/// statement again at every bind, undoing `prepare_cached`.
+fn open_rows(column: &str) -> String {
+    format!(
+        "{column} != {}",
+        status::sql_literal(QueueState::Done.as_str())
+    )
+}
+
+/// Runs waiting per worker: queued or leased.
+static DEPTH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT worker_id, count(*) FROM worker_queue WHERE {} GROUP BY worker_id ORDER BY worker_id",
+        open_rows("status")
+    )
+});
+
+/// Workers with runs to take on a node (`?1` node, `?2` now, `?3` queued, `?4` leased).
+static WAITING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT worker_id, max(scope), count(*) FROM worker_queue
+         WHERE {} AND (status = ?3 OR (status = ?4 AND lease_until < ?2))
+           AND (target_node IS NULL OR target_node IS ?1)
+         GROUP BY worker_id ORDER BY worker_id",
+        open_rows("status")
+    )
+});
+
+/// The next run a worker may take (`?1` worker, `?2` now, `?3` node, `?4` leased, `?5`
+/// queued).
+static NEXT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT w.run_id, w.lease_epoch, r.dag_id, coalesce(r.definition, d.tasks), w.status = ?4
+         FROM worker_queue w JOIN dag_runs r USING (run_id) LEFT JOIN dag_definitions d ON d.dag_id = r.dag_id
+         WHERE w.worker_id = ?1 AND {} AND (w.status = ?5 OR (w.status = ?4 AND w.lease_until < ?2))
+           AND (w.target_node IS NULL OR w.target_node IS ?3)
+         ORDER BY w.priority DESC, w.created_at, w.run_id LIMIT 1",
+        open_rows("w.status")
+    )
+});
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -243,8 +315,14 @@ impl Queue {
         let until_ms = now_ms.saturating_add(millis(extend));
         let changed = self.conn.execute(
             "UPDATE worker_queue SET lease_until = ?3
-             WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'leased' AND lease_until >= ?4",
-            params![lease.run_id, lease.epoch, until_ms, now_ms],
+             WHERE run_id = ?1 AND lease_epoch = ?2 AND status = ?5 AND lease_until >= ?4",
+            params![
+                lease.run_id,
+                lease.epoch,
+                until_ms,
+                now_ms,
+                QueueState::Leased.as_str()
+            ],
         )?;
         if changed == 1 {
             lease.until_ms = until_ms;
@@ -265,9 +343,15 @@ impl Queue {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = tx.execute(
-            "UPDATE worker_queue SET status = 'done', lease_until = NULL
-             WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'leased' AND lease_until >= ?3",
-            params![lease.run_id, lease.epoch, now_ms],
+            "UPDATE worker_queue SET status = ?4, lease_until = NULL
+             WHERE run_id = ?1 AND lease_epoch = ?2 AND status = ?5 AND lease_until >= ?3",
+            params![
+                lease.run_id,
+                lease.epoch,
+                now_ms,
+                QueueState::Done.as_str(),
+                QueueState::Leased.as_str()
+            ],
         )?;
         if changed != 1 {
             return Err(StoreError::Fenced(lease.run_id.clone()));
@@ -327,34 +411,34 @@ impl Queue {
             return Err(StoreError::NoRun(run_id.to_owned()));
         };
         let now = jiff::Timestamp::now().to_string();
-        let result = match queue_status.as_deref() {
-            Some("queued") => {
+        let request = |tx: &rusqlite::Transaction<'_>| {
+            tx.execute(
+                "UPDATE dag_runs SET status = ?2, version = version + 1 WHERE run_id = ?1",
+                params![run_id, RunStatus::Cancelling.as_str()],
+            )
+        };
+        let result = match queue_status.as_deref().map(QueueState::parse) {
+            Some(Some(QueueState::Queued)) => {
                 tx.execute(
-                    "UPDATE worker_queue SET status = 'done', lease_until = NULL WHERE run_id = ?1",
-                    [run_id],
+                    "UPDATE worker_queue SET status = ?2, lease_until = NULL WHERE run_id = ?1",
+                    params![run_id, QueueState::Done.as_str()],
                 )?;
                 tx.execute(
-                    "UPDATE dag_runs SET status = 'cancelled', version = version + 1, finished_at = ?2 WHERE run_id = ?1",
-                    params![run_id, now],
+                    "UPDATE dag_runs SET status = ?3, version = version + 1, finished_at = ?2 WHERE run_id = ?1",
+                    params![run_id, now, RunStatus::Cancelled.as_str()],
                 )?;
                 Cancelled::Dequeued
             }
-            Some("leased") if run_status != RunStatus::Cancelling => {
-                tx.execute(
-                    "UPDATE dag_runs SET status = 'cancelling', version = version + 1 WHERE run_id = ?1",
-                    [run_id],
-                )?;
+            Some(Some(QueueState::Leased)) if run_status != RunStatus::Cancelling => {
+                request(&tx)?;
                 Cancelled::Requested
             }
-            Some("leased") => Cancelled::Requested,
+            Some(Some(QueueState::Leased)) => Cancelled::Requested,
             // On another backend (Argo): its watcher stops it there and records the end.
             None if backend.is_some()
                 && matches!(run_status, RunStatus::Queued | RunStatus::Running) =>
             {
-                tx.execute(
-                    "UPDATE dag_runs SET status = 'cancelling', version = version + 1 WHERE run_id = ?1",
-                    [run_id],
-                )?;
+                request(&tx)?;
                 Cancelled::Requested
             }
             None if backend.is_some() && run_status == RunStatus::Cancelling => {
@@ -368,7 +452,7 @@ impl Queue {
 
     /// How many runs wait for each worker (queued or leased).
     pub fn depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT worker_id, count(*) FROM worker_queue WHERE status != 'done' GROUP BY worker_id ORDER BY worker_id")?;
+        let mut stmt = self.conn.prepare_cached(&DEPTH)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -376,19 +460,22 @@ impl Queue {
     /// Workers with runs waiting for them on `node` (queued, or leased by a worker whose
     /// lease ran out), with their scope and how many: what the pool must start.
     pub fn waiting(&self, node: Option<&str>, now_ms: i64) -> Result<Vec<Waiting>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT worker_id, max(scope), count(*) FROM worker_queue
-             WHERE status != 'done' AND (status = 'queued' OR (status = 'leased' AND lease_until < ?2))
-               AND (target_node IS NULL OR target_node IS ?1)
-             GROUP BY worker_id ORDER BY worker_id",
+        let mut stmt = self.conn.prepare_cached(&WAITING)?;
+        let rows = stmt.query_map(
+            params![
+                node,
+                now_ms,
+                QueueState::Queued.as_str(),
+                QueueState::Leased.as_str()
+            ],
+            |r| {
+                Ok(Waiting {
+                    worker_id: r.get(0)?,
+                    scope: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    runs: r.get(2)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![node, now_ms], |r| {
-            Ok(Waiting {
-                worker_id: r.get(0)?,
-                scope: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                runs: r.get(2)?,
-            })
-        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -411,28 +498,34 @@ pub(crate) fn claim_in(
     lease: Duration,
 ) -> Result<Option<Claimed>, StoreError> {
     let row: Option<(String, i64, String, Option<String>, bool)> = tx
-        .prepare_cached(
-            "SELECT w.run_id, w.lease_epoch, r.dag_id, coalesce(r.definition, d.tasks), w.status = 'leased'
-             FROM worker_queue w JOIN dag_runs r USING (run_id) LEFT JOIN dag_definitions d ON d.dag_id = r.dag_id
-             WHERE w.worker_id = ?1 AND w.status != 'done' AND (w.status = 'queued' OR (w.status = 'leased' AND w.lease_until < ?2))
-               AND (w.target_node IS NULL OR w.target_node IS ?3)
-             ORDER BY w.priority DESC, w.created_at, w.run_id LIMIT 1",
-        )?
-        .query_row(params![worker_id, now_ms, node], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+        .prepare_cached(&NEXT)?
+        .query_row(
+            params![
+                worker_id,
+                now_ms,
+                node,
+                QueueState::Leased.as_str(),
+                QueueState::Queued.as_str()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .optional()?;
     let Some((run_id, epoch, dag_id, definition, expired)) = row else {
         return Ok(None);
     };
     let until_ms = now_ms.saturating_add(millis(lease));
     tx.prepare_cached(
-        "UPDATE worker_queue SET status = 'leased', lease_until = ?2, lease_epoch = ?3 WHERE run_id = ?1",
+        "UPDATE worker_queue SET status = ?4, lease_until = ?2, lease_epoch = ?3 WHERE run_id = ?1",
     )?
-    .execute(params![run_id, until_ms, epoch + 1])?;
+    .execute(params![
+        run_id,
+        until_ms,
+        epoch + 1,
+        QueueState::Leased.as_str()
+    ])?;
     // A cancel asked for while no worker held it is kept: the new holder sees it.
     tx.prepare_cached(
-        "UPDATE dag_runs SET status = CASE status WHEN 'cancelling' THEN status ELSE 'running' END,
+        "UPDATE dag_runs SET status = CASE status WHEN ?5 THEN status ELSE ?6 END,
            version = version + 1, worker_id = ?2, node_id = ?3,
            started_at = coalesce(started_at, ?4) WHERE run_id = ?1",
     )?
@@ -440,7 +533,9 @@ pub(crate) fn claim_in(
         run_id,
         worker_id,
         node,
-        jiff::Timestamp::now().to_string()
+        jiff::Timestamp::now().to_string(),
+        RunStatus::Cancelling.as_str(),
+        RunStatus::Running.as_str()
     ])?;
     Ok(Some(Claimed {
         lease: Lease {
@@ -494,14 +589,14 @@ fn insert(tx: &Connection, s: &Submission) -> Result<Enqueued, StoreError> {
     )?
     .execute(params![s.dag_id, definition, s.scope.kind(), s.scope.id(), s.target_node, s.priority.rank(), now])?;
     tx.prepare_cached(
-        "INSERT INTO dag_runs (run_id, dag_id, trigger, status, definition, created_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+        "INSERT INTO dag_runs (run_id, dag_id, trigger, status, definition, created_at) VALUES (?1, ?2, ?3, ?6, ?4, ?5)",
     )?
-    .execute(params![s.run_id, s.dag_id, s.trigger, definition, now])?;
+    .execute(params![s.run_id, s.dag_id, s.trigger, definition, now, RunStatus::Queued.as_str()])?;
     tx.prepare_cached(
         "INSERT INTO worker_queue (run_id, worker_id, status, priority, scope, target_node, created_at)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![s.run_id, worker_id, s.priority.rank(), s.scope.to_string(), s.target_node, now])?;
+    .execute(params![s.run_id, worker_id, s.priority.rank(), s.scope.to_string(), s.target_node, now, QueueState::Queued.as_str()])?;
     Ok(Enqueued {
         run_id: s.run_id.clone(),
         worker_id,
@@ -746,6 +841,32 @@ mod tests {
             Cancelled::AlreadyEnded(RunStatus::Cancelled)
         );
         assert!(matches!(q.cancel("nope"), Err(StoreError::NoRun(_))));
+    }
+
+    /// The statements that look for open queue rows name the partial index's condition,
+    /// spliced from [`QueueState::Done`], and SQLite takes it: a bound word there, or a
+    /// condition written differently, would have it scan every row ever queued.
+    #[test]
+    fn open_queue_rows_are_found_through_their_index() {
+        let (_dir, q) = queue();
+        for query in [&*DEPTH, &*WAITING, &*NEXT] {
+            let mut stmt = q
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap();
+            // The plan does not depend on the values: none of them meets the index.
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("INDEX worker_queue_open")),
+                "{query}: {plan:?}"
+            );
+        }
     }
 
     #[test]

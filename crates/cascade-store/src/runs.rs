@@ -2,6 +2,8 @@
 
 use crate::db;
 use crate::error::StoreError;
+use crate::ledger::WorkerState;
+use crate::queue::QueueState;
 use crate::status;
 use cascade_plan::{RunStatus, TaskState};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -329,16 +331,22 @@ impl Reader {
     /// queued (not yet claimed) per worker. Whole-table counts: a scrape reads every
     /// task row once.
     pub fn counts(&self) -> Result<Counts, StoreError> {
-        let grouped = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
+        let grouped = |sql: &str, params: &[&str]| -> Result<Vec<(String, i64)>, StoreError> {
             let mut stmt = self.conn.prepare_cached(sql)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
         Ok(Counts {
-            runs: grouped("SELECT status, count(*) FROM dag_runs GROUP BY status")?,
-            tasks: grouped("SELECT status, count(*) FROM task_executions GROUP BY status")?,
+            runs: grouped("SELECT status, count(*) FROM dag_runs GROUP BY status", &[])?,
+            tasks: grouped(
+                "SELECT status, count(*) FROM task_executions GROUP BY status",
+                &[],
+            )?,
             queued: grouped(
-                "SELECT worker_id, count(*) FROM worker_queue WHERE status = 'queued' GROUP BY worker_id",
+                "SELECT worker_id, count(*) FROM worker_queue WHERE status = ?1 GROUP BY worker_id",
+                &[QueueState::Queued.as_str()],
             )?,
         })
     }
@@ -379,7 +387,7 @@ const RUN_COLUMNS: &str = "SELECT run_id, dag_id, source, trigger, status, passe
 fn worker_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRow> {
     let mut status: String = r.get(4)?;
     let pid: i64 = r.get(3)?;
-    if status != "stopped" && !alive(pid) {
+    if status != WorkerState::Stopped.as_str() && !alive(pid) {
         "dead".clone_into(&mut status);
     }
     let heartbeat: i64 = r.get(6)?;

@@ -11,6 +11,7 @@ use crate::error::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest as _;
 use std::path::Path;
+use std::sync::LazyLock;
 
 /// What a token may do. Each role includes the ones before it.
 #[derive(
@@ -127,6 +128,16 @@ impl Refusal {
 pub const PREFIX: &str = "cas_";
 
 /// The token table.
+/// The scope of a run that has not ended (`?1`: the run).
+static LIVE_RUN_SCOPE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT CASE WHEN d.scope_id IS NULL THEN d.scope_type ELSE d.scope_type || ':' || d.scope_id END
+         FROM dag_runs r JOIN dag_definitions d ON d.dag_id = r.dag_id
+         WHERE r.run_id = ?1 AND r.status IN {}",
+        crate::status::runs_live()
+    )
+});
+
 #[derive(Debug)]
 pub struct Tokens {
     conn: Connection,
@@ -275,11 +286,7 @@ impl Tokens {
     pub fn live_run_scope(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let found: Option<Option<String>> = self
             .conn
-            .prepare_cached(
-                "SELECT CASE WHEN d.scope_id IS NULL THEN d.scope_type ELSE d.scope_type || ':' || d.scope_id END
-                 FROM dag_runs r JOIN dag_definitions d ON d.dag_id = r.dag_id
-                 WHERE r.run_id = ?1 AND r.status IN ('queued', 'running', 'cancelling')",
-            )?
+            .prepare_cached(&LIVE_RUN_SCOPE)?
             .query_row([run_id], |r| r.get(0))
             .optional()?;
         Ok(found.flatten())
@@ -346,6 +353,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = Tokens::open(&dir.path().join("cascade.db")).unwrap();
         (dir, t)
+    }
+
+    /// A job token acts in its run's scope while the run is queued, running or
+    /// cancelling, and in none once it ended.
+    #[test]
+    fn a_run_has_a_scope_for_its_tokens_until_it_ends() {
+        let (dir, t) = tokens();
+        let mut q = crate::Queue::open(&dir.path().join("cascade.db")).unwrap();
+        q.submit(&crate::Submission {
+            dag_id: "d".into(),
+            run_id: "r1".into(),
+            definition: serde_json::json!({}),
+            scope: cascade_spec::Scope::parse("project:web").unwrap(),
+            target_node: None,
+            priority: cascade_spec::dag::Priority::Normal,
+            trigger: "api".into(),
+        })
+        .unwrap();
+        let scope = |t: &Tokens| t.live_run_scope("r1").unwrap();
+        assert_eq!(scope(&t).as_deref(), Some("project:web"), "queued");
+        let lease = q
+            .claim(
+                "worker-project-web",
+                None,
+                0,
+                std::time::Duration::from_mins(1),
+            )
+            .unwrap()
+            .unwrap()
+            .lease;
+        assert_eq!(scope(&t).as_deref(), Some("project:web"), "running");
+        q.cancel("r1").unwrap();
+        assert_eq!(scope(&t).as_deref(), Some("project:web"), "cancelling");
+        q.finish(&lease, 1, cascade_plan::RunOutcome::Cancelled)
+            .unwrap();
+        assert_eq!(scope(&t), None, "ended");
+        assert_eq!(t.live_run_scope("nope").unwrap(), None);
     }
 
     #[test]

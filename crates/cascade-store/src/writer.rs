@@ -4,7 +4,7 @@
 
 use crate::db;
 use crate::error::StoreError;
-use cascade_plan::{Event, EventKind, RunId};
+use cascade_plan::{Event, EventKind, RunId, RunStatus, TaskState};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::mpsc;
@@ -43,8 +43,8 @@ impl Writer {
         let conn = db::open(path)?;
         conn.execute(
             "INSERT INTO dag_runs (run_id, dag_id, source, trigger, status, pid, created_at, started_at)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?6)",
-            params![meta.run_id.as_str(), meta.dag_id, meta.source, meta.trigger, std::process::id(), jiff::Timestamp::now().to_string()],
+             VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6, ?6)",
+            params![meta.run_id.as_str(), meta.dag_id, meta.source, meta.trigger, std::process::id(), jiff::Timestamp::now().to_string(), RunStatus::Running.as_str()],
         )?;
         let (tx, rx) = mpsc::channel();
         let run_id = meta.run_id.clone();
@@ -165,17 +165,17 @@ pub(crate) fn apply(
         | EventKind::ResourceReleased { .. } => {}
         EventKind::TaskPending { task, label } => {
             *position += 1;
-            tx.prepare_cached("INSERT OR IGNORE INTO task_executions (run_id, task_id, position, label, status) VALUES (?1, ?2, ?3, ?4, 'pending')")?
-                .execute(params![run, task.to_string(), *position, label])?;
+            tx.prepare_cached("INSERT OR IGNORE INTO task_executions (run_id, task_id, position, label, status) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![run, task.to_string(), *position, label, TaskState::Pending.as_str()])?;
         }
         EventKind::TaskStarted { task, .. } if attempts == Attempts::Count => {
-            tx.prepare_cached("UPDATE task_executions SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, ?3) WHERE run_id = ?1 AND task_id = ?2")?
-                .execute(params![run, task.to_string(), ts])?;
+            tx.prepare_cached("UPDATE task_executions SET status = ?4, attempt = attempt + 1, started_at = coalesce(started_at, ?3) WHERE run_id = ?1 AND task_id = ?2")?
+                .execute(params![run, task.to_string(), ts, TaskState::Running.as_str()])?;
         }
         EventKind::TaskRetrying { .. } if attempts == Attempts::Count => {}
         EventKind::TaskStarted { task, attempt } => {
-            tx.prepare_cached("UPDATE task_executions SET status = 'running', attempt = ?3, started_at = coalesce(started_at, ?4) WHERE run_id = ?1 AND task_id = ?2")?
-                .execute(params![run, task.to_string(), attempt, ts])?;
+            tx.prepare_cached("UPDATE task_executions SET status = ?5, attempt = ?3, started_at = coalesce(started_at, ?4) WHERE run_id = ?1 AND task_id = ?2")?
+                .execute(params![run, task.to_string(), attempt, ts, TaskState::Running.as_str()])?;
         }
         EventKind::TaskLog { task, stream, line } => {
             *seq += 1;
@@ -207,8 +207,8 @@ pub(crate) fn apply(
             .execute(params![run, task.to_string(), state.as_str(), attempt, exit_code, error, ts, i64::try_from(*duration_ms).unwrap_or(i64::MAX)])?;
         }
         EventKind::TaskSkipped { task, reason } => {
-            tx.prepare_cached("UPDATE task_executions SET status = 'skipped', error = ?3, finished_at = ?4 WHERE run_id = ?1 AND task_id = ?2")?
-                .execute(params![run, task.to_string(), reason, ts])?;
+            tx.prepare_cached("UPDATE task_executions SET status = ?5, error = ?3, finished_at = ?4 WHERE run_id = ?1 AND task_id = ?2")?
+                .execute(params![run, task.to_string(), reason, ts, TaskState::Skipped.as_str()])?;
         }
         EventKind::RunFinished {
             outcome,
