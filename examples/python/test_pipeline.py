@@ -7,6 +7,9 @@ for an `async def` task) with ordinary values, and it runs here, in this process
 `cs.render(pipeline())` gives the document the engine would run, a dict, so the graph
 itself (which jobs, what they need, what they map over, which secrets they get) is
 asserted without running anything.
+
+The pipelines are imported as modules (`pr_check.test_package`), not by name: pytest
+would collect a task called `test_package` imported into a test file as a test.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ import zipfile
 from pathlib import Path
 
 import cascade as cs
-
-# Import the modules, not the tasks: pytest would collect a task named `test_package`
-# imported into this file as a test.
 import pr_check
 import pytest
 import release
