@@ -193,6 +193,20 @@ def test_pr_check_lints_and_tests_only_what_changed(work: Path) -> None:
     assert ran.result("summary") == "PR check passed: TEST_OK_beta"
 
 
+def test_pr_check_a_lint_failure_skips_the_tests(work: Path) -> None:
+    broken = work / "examples/python/monorepo/packages/beta/beta/__init__.py"
+    broken.write_text("def add(a, b:\n")
+    ran = run(work, "pr_check.py:pr_check")
+    assert ran.proc.returncode == 1, ran.output
+    assert ran.summary["status"] == "failed"
+    states = ran.states()
+    assert states["lint_package[0]"] == "succeeded"
+    assert states["lint_package[1]"] == "failed"
+    assert all(states[t] == "skipped" for t in states if t.startswith("test_package")), states
+    assert states["summary"] == "skipped"
+    assert "beta/__init__.py" in ran.output
+
+
 def test_release_builds_and_masks_the_token(work: Path) -> None:
     token = "pypi-AgEIcHlwaS5vcmc-test-4f1c9e"
     ran = run(work, "release.py:release", extra={"PYPI_TOKEN": token})
