@@ -43,14 +43,16 @@ def build_package(package_name: str) -> str:
 def publish(artifacts: list[str], dry_run: bool) -> str:
     """Uploads the artifacts with twine; with `dry_run`, prints the command instead."""
     token = cs.Env("PYPI_TOKEN")  # declares the secret; raises naming it when unset
-    command = ["twine", "upload", "--non-interactive", "-u", "__token__", "-p", token]
-    command += artifacts
+    command = ["twine", "upload", "--non-interactive", *artifacts]
+    # twine reads the credentials from its environment: argv would show in `ps`.
+    credentials = {"TWINE_USERNAME": "__token__", "TWINE_PASSWORD": token}
     if dry_run:
-        # Printing the token is safe here only because the engine masks every declared
-        # secret in the log (`***`); the dry run shows the exact command it would run.
-        print("dry run, would run:", shlex.join(command))
+        # The engine masks every declared secret in the log (`***`), so even this line,
+        # which holds the token, is safe to print.
+        shown = " ".join(f"{name}={value}" for name, value in credentials.items())
+        print(f"dry run, would run: {shown} {shlex.join(command)}")
         return f"DRY_RUN {' '.join(sorted(artifacts))}"
-    cs.shell(command)
+    cs.shell(command, env=credentials)
     return f"PUBLISHED {' '.join(sorted(artifacts))}"
 
 

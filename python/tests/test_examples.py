@@ -216,7 +216,7 @@ def test_release_builds_and_masks_the_token(work: Path) -> None:
     logs = cascade(work, "logs", "--data-dir", ".cascade", ran.summary["run_id"], "publish")
     assert logs.returncode == 0, logs.stderr
     text = logs.stdout + logs.stderr
-    assert "twine upload --non-interactive -u __token__ -p *** dist/alpha.zip" in text
+    assert "TWINE_PASSWORD=*** twine upload --non-interactive dist/alpha.zip" in text
     assert token not in text
     assert token not in ran.output
     assert token not in (work / "summary.json").read_text()
