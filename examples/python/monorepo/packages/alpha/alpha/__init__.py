@@ -1,0 +1,5 @@
+"""alpha: greets."""
+
+
+def greet(name: str) -> str:
+    return f"hello, {name}"

@@ -1,0 +1,5 @@
+"""beta: adds."""
+
+
+def add(a: int, b: int) -> int:
+    return a + b
