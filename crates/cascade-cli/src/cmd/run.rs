@@ -492,7 +492,7 @@ fn summary_table(summary: &cascade_engine::Summary, run_id: &RunId, logs: &str) 
     out
 }
 
-/// `3 passed, 2 failed (1 allowed by continue_on_error), 0 skipped, 1 cancelled`: every
+/// `jobs: 3 passed, 2 failed (1 allowed by continue_on_error), 0 skipped, 1 cancelled`: every
 /// job once; a count is coloured when it is not zero.
 fn tally(summary: &cascade_engine::Summary, paint: &dyn Fn(&str, Tone) -> String) -> String {
     let count = |n: usize, text: &str, tone: Tone| {
@@ -542,7 +542,7 @@ fn tally(summary: &cascade_engine::Summary, paint: &dyn Fn(&str, Tone) -> String
             Tone::Warn,
         ));
     }
-    parts.join(", ")
+    format!("jobs: {}", parts.join(", "))
 }
 
 /// `--jobs`: a whole number of at least 1 (0 would run nothing).
