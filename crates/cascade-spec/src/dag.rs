@@ -55,6 +55,13 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// The words of the DAG JSON, with their priorities.
+    pub const WORDS: &'static [(&'static str, Priority)] = &[
+        ("low", Priority::Low),
+        ("normal", Priority::Normal),
+        ("high", Priority::High),
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Low => "low",
@@ -156,26 +163,10 @@ fn walk(w: &mut Walker<'_>, root: &Node) -> Option<Dag> {
     let target_node = f
         .get("target_node")
         .and_then(|n| w.string(n, "`target_node`"));
-    let priority = match f.get("priority") {
-        None => Priority::Normal,
-        Some(n) => match n.as_str() {
-            Some("low") => Priority::Low,
-            Some("normal") => Priority::Normal,
-            Some("high") => Priority::High,
-            _ => {
-                w.push(
-                    Diagnostic::new(
-                        Code::BadValue,
-                        n.span,
-                        "`priority` must be \"low\", \"normal\" or \"high\"",
-                        "unknown priority",
-                    )
-                    .help("leave it out for \"normal\""),
-                );
-                Priority::Normal
-            }
-        },
-    };
+    let priority = f
+        .get("priority")
+        .and_then(|n| w.one_of(n, "`priority`", "priority", Priority::WORDS))
+        .unwrap_or_default();
     let Some(tasks) = f.get("tasks") else {
         w.push(
             Diagnostic::new(

@@ -105,7 +105,12 @@ const PULL_REQUEST_TYPES: &[&str] = &[
     "unlabeled",
     "ready_for_review",
 ];
-const INPUT_TYPES: &[&str] = &["string", "boolean", "number", "choice"];
+const INPUT_TYPES: &[(&str, InputKind)] = &[
+    ("string", InputKind::String),
+    ("boolean", InputKind::Boolean),
+    ("number", InputKind::Number),
+    ("choice", InputKind::Choice),
+];
 
 /// Parses and validates a pipeline file given as bytes (as read from disk).
 pub fn parse_pipeline_bytes(name: &str, bytes: &[u8]) -> Result<Pipeline, SpecErrors> {
@@ -458,6 +463,33 @@ impl Walker<'_> {
             self.wrong_type(node, "a string", context);
             None
         }
+    }
+
+    /// One of the `choices` words (`priority`, an input's `type`): an unknown word (with a
+    /// did-you-mean or the list) or a non-string (`context` names it) is reported, and
+    /// gives `None`.
+    pub(crate) fn one_of<T: Copy>(
+        &mut self,
+        node: &Node,
+        context: &str,
+        noun: &str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let word = self.string(node, context)?;
+        if let Some((_, value)) = choices.iter().find(|(w, _)| *w == word) {
+            return Some(*value);
+        }
+        let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+        self.push(
+            Diagnostic::new(
+                Code::BadValue,
+                node.span,
+                format!("unknown {noun} `{word}`"),
+                format!("unknown {noun}"),
+            )
+            .help(suggest(&word, &words, &format!("the {noun} words"))),
+        );
+        None
     }
 
     pub(crate) fn bool(&mut self, node: &Node, context: &str) -> Option<bool> {
@@ -827,35 +859,10 @@ impl Walker<'_> {
                 let Some(fi) = self.fields(value, INPUT_FIELDS, &format!("input `{name}`")) else {
                     continue;
                 };
-                let kind = match fi.get("type") {
-                    None => InputKind::String,
-                    Some(t) => match t.as_str() {
-                        Some("string") => InputKind::String,
-                        Some("boolean") => InputKind::Boolean,
-                        Some("number") => InputKind::Number,
-                        Some("choice") => InputKind::Choice,
-                        Some(other) => {
-                            self.push(
-                                Diagnostic::new(
-                                    Code::BadValue,
-                                    t.span,
-                                    format!("unknown input type `{other}`"),
-                                    "unknown type",
-                                )
-                                .help(suggest(
-                                    other,
-                                    INPUT_TYPES,
-                                    "the types",
-                                )),
-                            );
-                            InputKind::String
-                        }
-                        None => {
-                            self.wrong_type(t, "a string", "`type`");
-                            InputKind::String
-                        }
-                    },
-                };
+                let kind = fi
+                    .get("type")
+                    .and_then(|t| self.one_of(t, "`type`", "input type", INPUT_TYPES))
+                    .unwrap_or(InputKind::String);
                 let input = Input {
                     description: fi
                         .get("description")

@@ -20,7 +20,9 @@ fn run_hello_example_and_read_it_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.trim_end().ends_with("jobs: 4 passed, 0 failed, 0 skipped"),
+        stdout
+            .trim_end()
+            .ends_with("jobs: 4 passed, 0 failed, 0 skipped"),
         "{stdout}"
     );
     crate::assert_run_snapshot!(stdout);
@@ -249,7 +251,9 @@ fn in_a_monorepo_only_changed_packages_are_linted() {
         "{stdout}"
     );
     assert!(
-        stdout.trim_end().ends_with("jobs: 2 passed, 0 failed, 1 skipped"),
+        stdout
+            .trim_end()
+            .ends_with("jobs: 2 passed, 0 failed, 1 skipped"),
         "{stdout}"
     );
 }
@@ -270,7 +274,9 @@ fn a_dag_json_runs_like_a_pipeline() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.trim_end().ends_with("jobs: 3 passed, 0 failed, 0 skipped"),
+        stdout
+            .trim_end()
+            .ends_with("jobs: 3 passed, 0 failed, 0 skipped"),
         "{stdout}"
     );
     let bad = tempfile::tempdir().unwrap();

@@ -49,3 +49,23 @@ fn github_habits_get_the_cascade_way_as_their_hint() {
         "on: { push: {} }\njobs:\n  build:\n    runs-on: ubuntu-latest\n    environment: production\n    services: { db: { image: postgres } }\n    env: { T: \"${{ secrets.TOKEN }}\" }\n    run: make\n"
     ));
 }
+
+/// A word from a fixed list (an input's `type`, a DAG's `priority`) that is not one of
+/// them: the nearest word, or the list.
+#[test]
+fn an_unknown_word_of_a_fixed_list_gets_the_nearest_or_the_list() {
+    insta::assert_snapshot!(validate(
+        "on: { workflow_dispatch: { inputs: { n: { type: numbr } } } }\njobs:\n  a: { run: make }\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dag.json"),
+        r#"{"dag_id": "d", "priority": "urgent", "tasks": [{"id": "a", "run": "make"}]}"#,
+    )
+    .unwrap();
+    insta::assert_snapshot!(transcript(
+        cascade()
+            .current_dir(dir.path())
+            .args(["validate", "dag.json"])
+    ));
+}
