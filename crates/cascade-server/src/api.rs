@@ -221,14 +221,7 @@ fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError
         .name
         .clone()
         .unwrap_or_else(|| format!("pipeline-{run_id}"));
-    let project_ids: Vec<&str> = pipeline
-        .jobs
-        .values()
-        .filter_map(|j| j.env.get("PROJECT_ID"))
-        .filter(|t| t.template.is_plain())
-        .map(|t| t.raw.as_str())
-        .collect();
-    let (scope, _) = Scope::infer(None, project_ids, Some(&dag_id));
+    let (scope, _) = Scope::infer(None, pipeline.project_ids(), Some(&dag_id));
     Ok(Submission {
         dag_id,
         run_id: run_id.to_string(),

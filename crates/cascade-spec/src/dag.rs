@@ -266,15 +266,11 @@ fn task(w: &mut Walker<'_>, node: &Node) -> Option<Job> {
 impl Dag {
     /// The scope: explicit, else inferred from `env.PROJECT_ID`, then the dag id.
     pub fn effective_scope(&self) -> (Scope, crate::scope::ScopeSource) {
-        let project_ids: Vec<&str> = self
-            .pipeline
-            .jobs
-            .values()
-            .filter_map(|j| j.env.get("PROJECT_ID"))
-            .filter(|t| t.template.is_plain())
-            .map(|t| t.raw.as_str())
-            .collect();
-        Scope::infer(self.scope.as_ref(), project_ids, self.dag_id.as_deref())
+        Scope::infer(
+            self.scope.as_ref(),
+            self.pipeline.project_ids(),
+            self.dag_id.as_deref(),
+        )
     }
 }
 

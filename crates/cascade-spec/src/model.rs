@@ -102,6 +102,17 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The plain (expression-free) `env.PROJECT_ID` values of its jobs, in file order: what
+    /// a submission's scope is inferred from (DESIGN §3).
+    pub fn project_ids(&self) -> Vec<&str> {
+        self.jobs
+            .values()
+            .filter_map(|j| j.env.get("PROJECT_ID"))
+            .filter(|t| t.template.is_plain())
+            .map(|t| t.raw.as_str())
+            .collect()
+    }
+
     /// Dependency edges `(dependency, dependent)` in file order.
     pub fn edges(&self) -> impl Iterator<Item = (&JobId, &JobId)> {
         self.jobs
