@@ -15,15 +15,14 @@ control commands as lines of the same shape. The bridge here:
 - the callback given to `subscribe` writes the command back to the socket, so the engine
   obeys it (pause, resume, cancel, limit).
 
-Each method may be `async def` or a plain `def` (run in a worker thread, so a blocking
-one cannot stall the loop).
+Each method may be `async def` or a plain `def` (run in a thread of its own, so a
+blocking one stalls neither the loop nor the calls after it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import inspect
 import json
@@ -109,9 +108,6 @@ class Bridge:
         self._stopping = False
         self._ready = threading.Event()
         self._warned = False
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="cascade-connector"
-        )
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.path)
         self._listener.listen(1)
@@ -216,7 +212,6 @@ class Bridge:
         try:
             loop.run_until_complete(self._main(loop))
         finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
             loop.close()
 
     async def _call(self, name: str, timeout: float, *args: Any) -> None:
@@ -228,9 +223,7 @@ class Bridge:
         if inspect.iscoroutinefunction(method):
             result: Any = method(*args)
         else:
-            result = await asyncio.wait_for(
-                loop.run_in_executor(self._pool, lambda: method(*args)), timeout
-            )
+            result = await asyncio.wait_for(_in_thread(loop, method, args), timeout)
         if inspect.isawaitable(result):
             await asyncio.wait_for(result, max(deadline - loop.time(), 0.01))
 
@@ -335,6 +328,32 @@ class Bridge:
                 self.failed,
                 PUBLISH_TIMEOUT,
             )
+
+
+def _in_thread(
+    loop: asyncio.AbstractEventLoop, method: Callable[..., Any], args: tuple[Any, ...]
+) -> asyncio.Future[Any]:
+    """`method(*args)` in a thread of its own (a daemon: one that hangs past its timeout
+    holds up neither the next call nor the interpreter's exit)."""
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def call() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, method(*args))
+        except BaseException as e:
+            outcome = (False, e)
+        with contextlib.suppress(RuntimeError):  # the loop has ended
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=call, name="cascade-connector-call", daemon=True).start()
+    return future
 
 
 def _reason(e: BaseException, timeout: float) -> str:
