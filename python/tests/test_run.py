@@ -410,3 +410,20 @@ def test_rendered_files_are_kept_by_name_with_no_temporary_left(project: Project
         assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (project.root / ".cascade" / "python").iterdir())
     assert names == ["fanin.json", "mapped.json"]
+
+
+def test_log_level_words_and_logging_numbers_map_to_the_engines_levels() -> None:
+    import logging
+
+    from cascade._run import _level
+
+    assert [_level(w) for w in ("DEBUG", "info", "WARNING", "ERROR", "CRITICAL")] == [
+        "debug",
+        "info",
+        "warn",
+        "error",
+        "error",
+    ]
+    assert _level(logging.WARNING) == "warn"
+    with pytest.raises(ValueError, match="log_level must be"):
+        _level(5)
