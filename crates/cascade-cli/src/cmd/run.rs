@@ -82,7 +82,7 @@ pub struct Args {
     /// What the engine may hand out to jobs at once, weighed by their `resources:`:
     /// `cpu=4,memory=8Gi` (either or both) [default: `[engine]` of cascade.toml, else this
     /// machine's CPUs and no memory limit]
-    #[arg(long, value_name = "cpu=N,memory=SIZE", value_parser = capacity_flag)]
+    #[arg(long, value_name = "LIMITS", value_parser = capacity_flag)]
     capacity: Option<CapacityFlag>,
     /// Jobs get only PATH, HOME, LANG, LC_*, TERM, TMPDIR, VIRTUAL_ENV and PYTHONPATH of
     /// this environment (plus their declared secrets and `env:`), not all of it: what a
