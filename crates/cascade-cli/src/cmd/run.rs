@@ -84,9 +84,9 @@ pub struct Args {
     /// machine's CPUs and no memory limit]
     #[arg(long, value_name = "LIMITS", value_parser = capacity_flag)]
     capacity: Option<CapacityFlag>,
-    /// Jobs get only PATH, HOME, LANG, LC_*, TERM, TMPDIR, VIRTUAL_ENV and PYTHONPATH of
-    /// this environment (plus their declared secrets and `env:`), not all of it: what a
-    /// job may read is what it declares (the Python SDK's `cs.run` passes it)
+    /// Jobs get only `PATH`, `HOME`, `LANG`, `LC_*`, `TERM`, `TMPDIR`, `VIRTUAL_ENV` and
+    /// `PYTHONPATH` of this environment (plus their declared secrets and `env:`), not all
+    /// of it: what a job may read is what it declares (the Python SDK's `cs.run` passes it)
     #[arg(long)]
     clean_env: bool,
 }
