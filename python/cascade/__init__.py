@@ -24,17 +24,47 @@ from ._lower import render
 from ._shell import ShellError, shell
 
 # Keep the imports of these modules cheap (no asyncio, typing or inspect at module level):
-# every task process imports this package.
+# every task process imports this package. What only the caller of a run needs (`run`,
+# `RunFailed`, `Connector`, `connectors`: subprocess, asyncio, typing) loads on first use.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from . import connectors
+    from ._connect import Connector
+    from ._run import RunFailed, run
+
+_LAZY = {
+    "run": ("._run", "run"),
+    "RunFailed": ("._run", "RunFailed"),
+    "Connector": ("._connect", "Connector"),
+    "connectors": (".connectors", None),
+}
+
+
+def __getattr__(name: str) -> object:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'cascade' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(where[0], __name__)
+    value = module if where[1] is None else getattr(module, where[1])
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BuildError",
+    "Connector",
     "Env",
     "LazyResult",
     "Param",
     "Retry",
+    "RunFailed",
     "ShellError",
     "Task",
+    "connectors",
     "render",
+    "run",
     "shell",
     "task",
     "unmapped",

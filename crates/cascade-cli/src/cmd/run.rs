@@ -79,6 +79,71 @@ pub struct Args {
     /// "jobs": {JOB: {"result", "outputs"}}}`, outputs masked
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
+    /// What the engine may hand out to jobs at once, weighed by their `resources:`:
+    /// `cpu=4,memory=8Gi` (either or both) [default: `[engine]` of cascade.toml, else this
+    /// machine's CPUs and no memory limit]
+    #[arg(long, value_name = "LIMITS", value_parser = capacity_flag)]
+    capacity: Option<CapacityFlag>,
+    /// Jobs get only `PATH`, `HOME`, `LANG`, `LC_*`, `TERM`, `TMPDIR`, `VIRTUAL_ENV` and
+    /// `PYTHONPATH` of this environment (plus their declared secrets and `env:`), not all
+    /// of it: what a job may read is what it declares (the Python SDK's `cs.run` passes it)
+    #[arg(long)]
+    clean_env: bool,
+}
+
+/// `--capacity`: the engine's limits given on the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct CapacityFlag {
+    cpu: Option<f64>,
+    memory: Option<String>,
+}
+
+/// Parses `cpu=4,memory=8Gi` (either part may be left out, not both).
+fn capacity_flag(text: &str) -> Result<CapacityFlag, String> {
+    let mut flag = CapacityFlag::default();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected cpu=N or memory=SIZE, found {part:?}"))?;
+        match key.trim() {
+            "cpu" => {
+                let cpu: f64 = value.trim().parse().map_err(|_| {
+                    format!("cpu must be a number of cores (`cpu=4`, `cpu=0.5`), found {value:?}")
+                })?;
+                if !(cpu.is_finite() && cpu > 0.0) {
+                    return Err(format!("cpu must be more than 0, found {value:?}"));
+                }
+                flag.cpu = Some(cpu);
+            }
+            "memory" => {
+                let value = value.trim();
+                if cascade_spec::config::memory_bytes(value).is_none_or(|b| b == 0) {
+                    return Err(format!(
+                        "memory must be a size such as 512Mi, 8Gi or 2G, found {value:?}"
+                    ));
+                }
+                flag.memory = Some(value.to_owned());
+            }
+            other => {
+                return Err(format!(
+                    "unknown resource {other:?}: expected cpu=N and/or memory=SIZE"
+                ));
+            }
+        }
+    }
+    if flag == CapacityFlag::default() {
+        return Err("expected cpu=N and/or memory=SIZE, e.g. cpu=4,memory=8Gi".to_owned());
+    }
+    Ok(flag)
+}
+
+/// What `--clean-env` keeps of the caller's environment: what finding programs, the
+/// user's files, text and the Python environment need; nothing that could be a secret.
+fn kept_by_clean_env(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH" | "HOME" | "LANG" | "TERM" | "TMPDIR" | "VIRTUAL_ENV" | "PYTHONPATH"
+    ) || name.starts_with("LC_")
 }
 
 struct StoreSink(Writer);
@@ -98,7 +163,16 @@ pub fn run(args: &Args) -> crate::CliResult {
     if let Some(path) = &args.summary {
         summary_place(path)?;
     }
-    let config = super::trigger::load_config(args.config.as_deref()).map_err(CliError::failure)?;
+    let mut config =
+        super::trigger::load_config(args.config.as_deref()).map_err(CliError::failure)?;
+    if let Some(flag) = &args.capacity {
+        if flag.cpu.is_some() {
+            config.engine.cpu = flag.cpu;
+        }
+        if flag.memory.is_some() {
+            config.engine.memory.clone_from(&flag.memory);
+        }
+    }
     let trigger = args
         .trigger
         .trigger(args.base.as_deref(), args.head.as_deref())
@@ -182,7 +256,9 @@ pub fn run(args: &Args) -> crate::CliResult {
         capacity: cascade_engine::capacity(&config, slots),
         grace: Duration::from_secs_f64(args.kill_grace.max(0.0)),
         containers: args.containers,
-        base_env: std::env::vars_os().collect(),
+        base_env: std::env::vars_os()
+            .filter(|(k, _)| !args.clean_env || k.to_str().is_some_and(kept_by_clean_env))
+            .collect(),
         env_policy: cascade_engine::EnvPolicy::Inherit,
         sandbox,
         config,

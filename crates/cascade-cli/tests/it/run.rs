@@ -733,3 +733,110 @@ fn jobs_zero_is_refused() {
     ));
     assert!(!dir.path().join("ran").exists());
 }
+
+/// `--capacity cpu=2`: two jobs weighing `cpu: 2` each never run at the same time, even
+/// with slots for both; a resource the engine does not know is refused before anything runs.
+#[test]
+fn capacity_flag_is_the_engines_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = |name: &str| {
+        format!(
+            "  {name}:\n    resources: {{ cpu: 2 }}\n    run: date +%s.%N > {name}.start; sleep 1; date +%s.%N > {name}.end\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        format!("jobs:\n{}{}", job("a"), job("b")),
+    )
+    .unwrap();
+    let out = cascade()
+        .args([
+            "run",
+            "ci.yaml",
+            "-j",
+            "4",
+            "--capacity",
+            "cpu=2,memory=1Gi",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let time = |file: &str| -> f64 {
+        std::fs::read_to_string(dir.path().join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a, b) = (
+        (time("a.start"), time("a.end")),
+        (time("b.start"), time("b.end")),
+    );
+    assert!(
+        a.1 <= b.0 || b.1 <= a.0,
+        "the two cpu-2 jobs overlapped on cpu=2: a {a:?}, b {b:?}"
+    );
+
+    let out = cascade()
+        .args(["run", "ci.yaml", "--capacity", "gpu=1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown resource \"gpu\": expected cpu=N and/or memory=SIZE"),
+        "{stderr}"
+    );
+}
+
+/// `--clean-env`: a job sees PATH and HOME of the caller and its declared secret (masked
+/// in its log), not the caller's other variables.
+#[test]
+fn clean_env_hands_over_only_what_is_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ci.yaml"),
+        "jobs:\n  env:\n    secrets: [CLEAN_ENV_TOKEN]\n    run: echo \"undeclared=${CLEAN_ENV_OTHER:-absent} token=$CLEAN_ENV_TOKEN home=${HOME:+set}\"\n",
+    )
+    .unwrap();
+    let run = |clean: bool| {
+        let mut cmd = cascade();
+        cmd.args(["run", "ci.yaml"])
+            .current_dir(dir.path())
+            .env("CLEAN_ENV_OTHER", "visible")
+            .env("CLEAN_ENV_TOKEN", "s3cret-value");
+        if clean {
+            cmd.arg("--clean-env");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let logs = cascade()
+            .args(["logs", "last", "env"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&logs.stdout).into_owned()
+    };
+    let inherited = run(false);
+    assert!(inherited.contains("undeclared=visible"), "{inherited}");
+    let clean = run(true);
+    assert!(clean.contains("undeclared=absent"), "{clean}");
+    assert!(clean.contains("home=set"), "{clean}");
+    assert!(
+        clean.contains("token=***"),
+        "the secret is there, masked: {clean}"
+    );
+    assert!(!clean.contains("s3cret"), "{clean}");
+}
