@@ -257,3 +257,20 @@ def test_the_examples_own_tests_pass(work: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^9 passed", proc.stdout, re.MULTILINE), proc.stdout
+
+
+def test_the_pr_check_runs_as_a_script_through_cs_run(work: Path) -> None:
+    """`python examples/python/pr_check.py`: the `if __name__ == "__main__"` guard calls
+    `cs.run`, which returns the summary task's value; the run is recorded like any other."""
+    proc = subprocess.run(
+        [sys.executable, "examples/python/pr_check.py"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env(work),
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "PR check passed: TEST_OK_alpha, TEST_OK_beta"
+    runs = cascade(work, "runs", "--output", "json")
+    assert json.loads(runs.stdout)[0]["status"] == "succeeded", runs.stdout
