@@ -22,6 +22,7 @@ from ._env import Env
 from ._graph import BuildError, LazyResult, Param, Retry, Task, task, unmapped
 from ._lower import render
 from ._shell import ShellError, shell
+from ._submit import SubmitError, SubmitFailed, submit
 
 # Keep the imports of these modules cheap (no asyncio, typing or inspect at module level):
 # every task process imports this package.
@@ -33,9 +34,12 @@ __all__ = [
     "Param",
     "Retry",
     "ShellError",
+    "SubmitError",
+    "SubmitFailed",
     "Task",
     "render",
     "shell",
+    "submit",
     "task",
     "unmapped",
 ]
