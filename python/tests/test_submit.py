@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import cascade as cs
+import pytest
 from conftest import cascade_bin
 
 pytestmark = pytest.mark.skipif(
@@ -97,8 +96,10 @@ def server(tmp_path: Path, repo: Path) -> Iterator[Server]:
     data = tmp_path / "data"
     env = dict(os.environ, CASCADE_LOG="warn")
     proc = subprocess.Popen(
-        [cascade_bin(), "serve", "--listen", "127.0.0.1:0", "--node-id", "test"]
-        + ["--data-dir", str(data), "--config", str(config)],
+        [
+            *(cascade_bin(), "serve", "--listen", "127.0.0.1:0", "--node-id", "test"),
+            *("--data-dir", str(data), "--config", str(config)),
+        ],
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
