@@ -51,7 +51,8 @@ def _git(args: list[str], cwd: str) -> tuple[int, str, str]:
         )
     except FileNotFoundError as e:
         raise SubmitError("cs.submit needs git on PATH to find the commit to run") from e
-    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
+    # stdout as git wrote it (a porcelain line may begin with a space); stderr trimmed.
+    return proc.returncode, proc.stdout, proc.stderr.strip()
 
 
 def _pipeline_files(lowered: Any, top: str) -> list[str]:
@@ -98,8 +99,8 @@ def _check_tree(lowered: Any, top: str, commit: str | None) -> None:
         return
     if commit is None:
         _, changed, _ = _git(["status", "--porcelain", "--", *files], top)
-        if changed:
-            listed = ", ".join(line[3:] for line in changed.splitlines())
+        if changed.strip():
+            listed = ", ".join(line[3:] for line in changed.splitlines() if line)
             raise SubmitError(
                 f"the pipeline's files have changes that are not committed ({listed}); the "
                 "server runs the commit, not this working tree: commit (and push) them, "
@@ -188,6 +189,7 @@ def submit(
 
     cwd = os.getcwd()
     code, top, said = _git(["rev-parse", "--show-toplevel"], cwd)
+    top = top.strip()
     if code != 0:
         raise SubmitError(
             f"cs.submit runs from a git working tree, and {cwd} is not in one ({said}); "
