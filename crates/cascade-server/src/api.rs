@@ -277,7 +277,8 @@ fn pipeline_submission(
         // The worker checks `checkout` out (as for a repository's own runs); `source`
         // is what the submitter asked for, by the registered name. Neither can come
         // from the body: it may hold only the three fields above.
-        definition["source"] = serde_json::json!({"repository": source.name, "commit": source.commit});
+        definition["source"] =
+            serde_json::json!({"repository": source.name, "commit": source.commit});
         definition["checkout"] = serde_json::json!({"url": source.url, "sha": source.commit});
     }
     Ok(Submission {
@@ -643,4 +644,118 @@ pub fn dag_status(reader: &Reader, dag_id: &str) -> Result<serde_json::Value, St
         object.insert("current_task".to_owned(), current.into());
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> Repositories {
+        cascade_spec::config::AdminConfig::parse(
+            "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"https://github.com/acme/app.git\"\n\
+             [repositories.\"acme/local\"]\nforge = \"gitea\"\nurl = \"file:///srv/git/local\"\n",
+        )
+        .unwrap()
+        .repositories
+    }
+
+    fn source(repository: &str, commit: &str) -> Result<PipelineSource, ApiError> {
+        pipeline_source(
+            &serde_json::json!({"repository": repository, "commit": commit}),
+            &registered(),
+        )
+    }
+
+    #[test]
+    fn a_repository_is_found_by_its_name_or_any_usual_form_of_its_url() {
+        let sha = "AB".repeat(20);
+        for name in [
+            "acme/app",
+            "https://github.com/acme/app",
+            "https://github.com/acme/app.git/",
+            "git@github.com:acme/app.git",
+            "ssh://git@GitHub.com/acme/app",
+            "https://user:token@github.com/acme/app",
+        ] {
+            let found = source(name, &sha).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(found.name, "acme/app", "{name}");
+            assert_eq!(found.url, "https://github.com/acme/app.git");
+            assert_eq!(
+                found.commit,
+                "ab".repeat(20),
+                "commits are kept in lower case"
+            );
+        }
+        for path in [
+            "/srv/git/local",
+            "/srv/git/local/.git",
+            "file:///srv/git/local/",
+        ] {
+            assert_eq!(source(path, &sha).unwrap().name, "acme/local", "{path}");
+        }
+        for other in [
+            "acme/ap",
+            "https://github.com/acme/app2",
+            "/srv/git",
+            "github.com",
+        ] {
+            let err = source(other, &sha).unwrap_err().to_string();
+            assert!(
+                err.contains("not a repository registered on this server")
+                    && err.contains("the registered ones are `acme/app`, `acme/local`"),
+                "{other}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_commit_is_a_full_sha_and_a_source_has_exactly_its_two_fields() {
+        for bad in ["", "main", "abc123", &"g".repeat(40), &"a".repeat(41)] {
+            let err = source("acme/app", bad).unwrap_err().to_string();
+            assert!(err.contains("40 hex digits"), "{bad}: {err}");
+        }
+        for bad in [
+            serde_json::json!("acme/app"),
+            serde_json::json!({"repository": "acme/app"}),
+            serde_json::json!({"repository": "acme/app", "commit": "a".repeat(40), "url": "x"}),
+        ] {
+            assert!(pipeline_source(&bad, &registered()).is_err(), "{bad}");
+        }
+        let none = pipeline_source(
+            &serde_json::json!({"repository": "acme/app", "commit": "a".repeat(40)}),
+            &Repositories::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            none.contains("this server has no registered repositories"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_at_a_commit_runs_in_the_repositorys_scope_with_its_checkout() {
+        let sha = "c".repeat(40);
+        let body = serde_json::json!({
+            "pipeline": "name: p\njobs:\n  a:\n    run: ls\n    env: { PROJECT_ID: other }\n",
+            "source": {"repository": "acme/app", "commit": sha},
+        });
+        let s = submission(&body.to_string(), &body, &registered()).unwrap();
+        assert_eq!(s.scope.to_string(), "project:acme-app");
+        assert_eq!(
+            s.source.as_deref(),
+            Some(format!("acme/app@{sha}").as_str())
+        );
+        assert_eq!(
+            s.definition["checkout"],
+            serde_json::json!({"url": "https://github.com/acme/app.git", "sha": sha})
+        );
+        assert!(
+            s.definition.get("repository").is_none(),
+            "no repository grants, no job token"
+        );
+        let plain = serde_json::json!({"pipeline": "name: p\njobs:\n  a:\n    run: ls\n"});
+        let s = submission(&plain.to_string(), &plain, &registered()).unwrap();
+        assert!(s.source.is_none() && s.definition.get("checkout").is_none());
+    }
 }

@@ -285,8 +285,7 @@ impl Source {
                 self.http(reqwest::Method::POST, "/api/v1/dag/execute", Some(text))
             }
             Source::Dir(dir) => {
-                let submission =
-                    cascade_server::api::submission(&text, body, &Default::default())
+                let submission = cascade_server::api::submission(&text, body, &Default::default())
                     .map_err(|e| CliError::failure(e.to_string()))?;
                 let scope = submission.scope.to_string();
                 let dag_id = submission.dag_id.clone();
@@ -524,7 +523,9 @@ fn at_commit(args: &SubmitArgs, python: bool) -> Result<Value, CliError> {
         })?,
     };
     if let Ok(top) = git(&["rev-parse", "--show-toplevel"]) {
-        let here = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+        let here = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.canonicalize().ok());
         let top = Path::new(&top).canonicalize().ok();
         if python && here.is_some() && here != top {
             return Err(CliError::usage(format!(

@@ -19,7 +19,10 @@ const PIPELINE: &str = "name: at-commit\njobs:\n  show:\n    run: cat only-here.
 fn two_commits(dir: &Path) -> (String, String) {
     let first = repo(
         dir,
-        &[("only-here.txt", "made at the first commit\n"), ("ci.yaml", PIPELINE)],
+        &[
+            ("only-here.txt", "made at the first commit\n"),
+            ("ci.yaml", PIPELINE),
+        ],
     );
     git(dir, &["rm", "-q", "only-here.txt"]);
     let second = commit(dir, &[("README", "the file is gone\n")]);
@@ -34,9 +37,10 @@ fn config(repo: &Path) -> String {
 }
 
 fn submit(server: &Server, auth: Option<&str>, body: &Value) -> (u16, Value) {
-    let auth = auth.map_or_else(|| crate::serve::auth_line(&server.addr), |t| {
-        format!("Authorization: Bearer {t}\r\n")
-    });
+    let auth = auth.map_or_else(
+        || crate::serve::auth_line(&server.addr),
+        |t| format!("Authorization: Bearer {t}\r\n"),
+    );
     http_as(
         &server.addr,
         Some(&auth),
@@ -47,7 +51,12 @@ fn submit(server: &Server, auth: Option<&str>, body: &Value) -> (u16, Value) {
 }
 
 fn log_lines(server: &Server, run_id: &str) -> Vec<String> {
-    let (status, body) = http(&server.addr, "GET", &format!("/api/v1/runs/{run_id}/logs"), "");
+    let (status, body) = http(
+        &server.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}/logs"),
+        "",
+    );
     assert_eq!(status, 200, "{body}");
     body["logs"]
         .as_array()
@@ -63,13 +72,28 @@ fn dag_submit_at_a_commit_runs_the_tasks_in_a_worktree_of_that_commit_and_record
     let work = dir.path().join("app");
     let (first, _second) = two_commits(&work);
     // `origin` names the registered URL: the server matches it to `acme/app`.
-    git(&work, &["remote", "add", "origin", &format!("file://{}", work.display())]);
+    git(
+        &work,
+        &[
+            "remote",
+            "add",
+            "origin",
+            &format!("file://{}", work.display()),
+        ],
+    );
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let server = serve(dir.path(), &config(&work), &[]);
     let url = format!("http://{}", server.addr);
     let out = cascade()
         .current_dir(&work)
-        .args(["dag", "submit", "ci.yaml", "--commit", &first[..12], "--wait"])
+        .args([
+            "dag",
+            "submit",
+            "ci.yaml",
+            "--commit",
+            &first[..12],
+            "--wait",
+        ])
         .args(["--server", &url])
         .env("CASCADE_TOKEN", &server.token)
         .output()
@@ -77,7 +101,14 @@ fn dag_submit_at_a_commit_runs_the_tasks_in_a_worktree_of_that_commit_and_record
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let run_id = stdout.lines().last().unwrap().split(' ').next().unwrap().to_owned();
+    let run_id = stdout
+        .lines()
+        .last()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(stdout.contains(&format!("{run_id} succeeded")), "{stdout}");
     // The file exists only at that commit: the task ran in its checkout.
     assert_eq!(log_lines(&server, &run_id), ["made at the first commit"]);
@@ -95,7 +126,10 @@ fn dag_submit_at_a_commit_runs_the_tasks_in_a_worktree_of_that_commit_and_record
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains(&format!("source:     acme/app@{first}")), "{text}");
+    assert!(
+        text.contains(&format!("source:     acme/app@{first}")),
+        "{text}"
+    );
     // The worktree is gone with the run; the clone cache has no worktree left.
     let worktrees = dir.path().join("data/repos");
     let left: Vec<_> = walk(&worktrees)
@@ -125,9 +159,7 @@ fn a_source_must_be_a_registered_repository_a_full_sha_and_a_scope_the_token_has
     let (first, second) = two_commits(&work);
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let server = serve(dir.path(), &config(&work), &[]);
-    let body = |repository: &str, commit: &str| {
-        json!({"pipeline": PIPELINE, "source": {"repository": repository, "commit": commit}})
-    };
+    let body = |repository: &str, commit: &str| json!({"pipeline": PIPELINE, "source": {"repository": repository, "commit": commit}});
 
     let (status, answer) = submit(&server, None, &body("acme/other", &first));
     assert_eq!(status, 422, "{answer}");
@@ -153,7 +185,10 @@ fn a_source_must_be_a_registered_repository_a_full_sha_and_a_scope_the_token_has
         None,
         &json!({"pipeline": PIPELINE, "checkout": {"url": "file:///", "sha": first}}),
     );
-    assert_eq!(status, 422, "a body cannot name the checkout itself: {answer}");
+    assert_eq!(
+        status, 422,
+        "a body cannot name the checkout itself: {answer}"
+    );
 
     // The repository's scope decides: a token of another scope is refused, one of it is
     // not (and the URL, in any usual form, names the repository as well as its name).
@@ -197,13 +232,13 @@ fn a_commit_the_repository_does_not_have_fails_the_run_saying_so() {
     let run = wait_run(&server, run_id, Duration::from_secs(60), ended);
     assert_eq!(run["run"]["status"], "failed", "{run}");
     let error = run["run"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("cannot fetch {missing}")), "{run}");
     assert!(
-        error.contains(&format!("cannot fetch {missing}")),
+        run["tasks"]
+            .as_array()
+            .is_none_or(|t| t.iter().all(|t| t["status"] != "succeeded")),
         "{run}"
     );
-    assert!(run["tasks"].as_array().is_none_or(|t| t
-        .iter()
-        .all(|t| t["status"] != "succeeded")), "{run}");
 }
 
 #[test]
