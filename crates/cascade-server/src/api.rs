@@ -322,7 +322,7 @@ fn pipeline_source(
             field: "source.commit",
             message: format!(
                 "expected a full commit sha (40 hex digits), got {}; resolve it with `git rev-parse <rev>`",
-                object.get("commit").map_or_else(|| "nothing".to_owned(), |c| preview(c))
+                object.get("commit").map_or_else(|| "nothing".to_owned(), preview)
             ),
         })?
         .to_ascii_lowercase();

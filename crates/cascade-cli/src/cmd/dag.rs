@@ -285,8 +285,9 @@ impl Source {
                 self.http(reqwest::Method::POST, "/api/v1/dag/execute", Some(text))
             }
             Source::Dir(dir) => {
-                let submission = cascade_server::api::submission(&text, body, &Default::default())
-                    .map_err(|e| CliError::failure(e.to_string()))?;
+                let submission =
+                    cascade_server::api::submission(&text, body, &indexmap::IndexMap::default())
+                        .map_err(|e| CliError::failure(e.to_string()))?;
                 let scope = submission.scope.to_string();
                 let dag_id = submission.dag_id.clone();
                 let mut queue =
@@ -481,9 +482,8 @@ fn submit(args: &SubmitArgs) -> CliResult {
 
 /// `git ARGS` in the current directory: its trimmed stdout, or what git said.
 fn git(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("git")
+    let out = cascade_engine::process::new_std_command("git")
         .args(args)
-        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {

@@ -202,7 +202,7 @@ fn a_source_must_be_a_registered_repository_a_full_sha_and_a_scope_the_token_has
     let (status, answer) = submit(&server, Some(&mine), &body(&by_url, &second.to_uppercase()));
     assert_eq!(status, 202, "{answer}");
     let run_id = answer["run_id"].as_str().unwrap();
-    let run = wait_run(&server, run_id, Duration::from_secs(60), ended);
+    let run = wait_run(&server, run_id, Duration::from_mins(1), ended);
     // At the second commit the file is gone.
     assert_eq!(run["run"]["status"], "failed", "{run}");
     assert_eq!(run["run"]["source"], format!("acme/app@{second}"), "{run}");
@@ -229,7 +229,7 @@ fn a_commit_the_repository_does_not_have_fails_the_run_saying_so() {
     );
     assert_eq!(status, 202, "{answer}");
     let run_id = answer["run_id"].as_str().unwrap();
-    let run = wait_run(&server, run_id, Duration::from_secs(60), ended);
+    let run = wait_run(&server, run_id, Duration::from_mins(1), ended);
     assert_eq!(run["run"]["status"], "failed", "{run}");
     let error = run["run"]["error"].as_str().unwrap_or_default();
     assert!(error.contains(&format!("cannot fetch {missing}")), "{run}");
