@@ -132,6 +132,11 @@ fn dag_submit_at_a_commit_runs_the_tasks_in_a_worktree_of_that_commit_and_record
     );
     // The worktree is gone with the run; the clone cache has no worktree left.
     let worktrees = dir.path().join("data/repos");
+    assert!(
+        walk(&worktrees).iter().any(|p| p.ends_with("objects")),
+        "no clone in {}",
+        worktrees.display()
+    );
     let left: Vec<_> = walk(&worktrees)
         .into_iter()
         .filter(|p| p.ends_with("worktrees"))
