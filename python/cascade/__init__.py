@@ -22,6 +22,7 @@ from ._env import Env
 from ._graph import BuildError, LazyResult, Param, Retry, Task, task, unmapped
 from ._lower import render
 from ._shell import ShellError, shell
+from ._submit import SubmitError, SubmitFailed, submit
 
 # Keep the imports of these modules cheap (no asyncio, typing or inspect at module level):
 # every task process imports this package. What only the caller of a run needs (`run`,
@@ -61,11 +62,14 @@ __all__ = [
     "Retry",
     "RunFailed",
     "ShellError",
+    "SubmitError",
+    "SubmitFailed",
     "Task",
     "connectors",
     "render",
     "run",
     "shell",
+    "submit",
     "task",
     "unmapped",
 ]

@@ -26,7 +26,13 @@ pub struct App {
     pub hook_secrets: Option<crate::hooks::HookSecrets>,
     /// Who may call the API.
     pub auth: Arc<Auth>,
+    /// The registered repositories (`cascade.toml` `[repositories]`): the only ones a
+    /// pipeline submission's `source` may name.
+    pub repositories: Arc<Repositories>,
 }
+
+/// Registered repositories by name, as `cascade.toml` lists them.
+pub type Repositories = indexmap::IndexMap<String, cascade_spec::config::Repository>;
 
 /// 403 unless `who` may see the run's scope; 404 when there is no such run.
 async fn check_run(app: &Arc<App>, who: &Principal, run_id: &str) -> Result<(), ApiError> {
@@ -60,8 +66,15 @@ fn invalid(errors: &SpecErrors) -> ApiError {
     }
 }
 
-/// `POST /api/v1/dag/execute`: a DAG (DESIGN §3) or `{"pipeline": "<ci.yaml>", "inputs": {…}}`.
-/// Answers `202` after the submission is committed.
+/// `POST /api/v1/dag/execute`: a DAG (DESIGN §3) or `{"pipeline": "<ci.yaml>", "inputs":
+/// {…}, "source": {"repository": "<registered name or URL>", "commit": "<sha>"}}` (inputs
+/// and source optional). Answers `202` after the submission is committed.
+///
+/// A pipeline with a `source` runs in a worktree of that registered repository at that
+/// commit, in the repository's scope (`project:<slug of its name>`, the scope of its
+/// GitOps runs), so the token needs `submit` in that scope. It gets the secrets granted
+/// to that scope only: not the repository's grants, nor a job token (those are for runs
+/// the repository's own events started).
 pub async fn execute(
     State(app): Shared,
     Extension(who): Extension<Principal>,
@@ -77,7 +90,7 @@ pub async fn execute(
         column: e.column(),
         message: e.to_string(),
     })?;
-    let submission = submission(text, &value)?;
+    let submission = submission(text, &value, &app.repositories)?;
     let scope = submission.scope.to_string();
     let dag_id = submission.dag_id.clone();
     who.check_scope(Some(&scope), &format!("DAG `{dag_id}`"))?;
@@ -118,10 +131,15 @@ pub async fn execute(
 }
 
 /// A submission from a request body (already parsed as JSON): a DAG, or a pipeline with
-/// inputs. Shared with `cascade dag submit --data-dir`, which queues without a server.
-pub fn submission(text: &str, value: &serde_json::Value) -> Result<Submission, ApiError> {
+/// inputs (and maybe a `source` among `repositories`). Shared with `cascade dag submit
+/// --data-dir`, which queues without a server.
+pub fn submission(
+    text: &str,
+    value: &serde_json::Value,
+    repositories: &Repositories,
+) -> Result<Submission, ApiError> {
     let submission = if value.get("pipeline").is_some() {
-        pipeline_submission(value)?
+        pipeline_submission(value, repositories)?
     } else {
         dag_submission(text, value)?
     };
@@ -163,6 +181,7 @@ fn dag_submission(text: &str, value: &serde_json::Value) -> Result<Submission, A
         target_node: dag.target_node.clone(),
         priority: dag.priority,
         trigger: "api".to_owned(),
+        source: None,
     })
 }
 
@@ -184,8 +203,29 @@ pub(crate) fn body_object<'a>(
     Ok(object)
 }
 
-fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError> {
-    let object = body_object(value, ["pipeline", "inputs"])?;
+fn pipeline_submission(
+    value: &serde_json::Value,
+    repositories: &Repositories,
+) -> Result<Submission, ApiError> {
+    let object = value.as_object().ok_or(ApiError::Field {
+        field: "body",
+        message: "expected a JSON object".to_owned(),
+    })?;
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "pipeline" | "inputs" | "source"))
+    {
+        return Err(ApiError::Field {
+            field: "body",
+            message: format!(
+                "unknown field `{unknown}` (expected `pipeline`, `inputs` and `source`)"
+            ),
+        });
+    }
+    let source = object
+        .get("source")
+        .map(|s| pipeline_source(s, repositories))
+        .transpose()?;
     let text = object
         .get("pipeline")
         .and_then(serde_json::Value::as_str)
@@ -221,16 +261,144 @@ fn pipeline_submission(value: &serde_json::Value) -> Result<Submission, ApiError
         .name
         .clone()
         .unwrap_or_else(|| format!("pipeline-{run_id}"));
-    let (scope, _) = Scope::infer(None, pipeline.project_ids(), Some(&dag_id));
+    let (mut scope, _) = Scope::infer(None, pipeline.project_ids(), Some(&dag_id));
+    let mut definition = value.clone();
+    let mut recorded = None;
+    if let Some(source) = source {
+        scope = crate::orchestrator::repo_scope(&source.name);
+        recorded = Some(format!("{}@{}", source.name, source.commit));
+        // The worker checks `checkout` out (as for a repository's own runs); `source`
+        // is what the submitter asked for, by the registered name. Neither can come
+        // from the body: it may hold only the three fields above.
+        definition["source"] =
+            serde_json::json!({"repository": source.name, "commit": source.commit});
+        definition["checkout"] = serde_json::json!({"url": source.url, "sha": source.commit});
+    }
     Ok(Submission {
         dag_id,
         run_id: run_id.to_string(),
-        definition: value.clone(),
+        definition,
         scope,
         target_node: None,
         priority: cascade_spec::dag::Priority::Normal,
         trigger: "api".to_owned(),
+        source: recorded,
     })
+}
+
+/// A pipeline submission's `source`, resolved against the registered repositories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PipelineSource {
+    /// The registered name (`acme/app`).
+    name: String,
+    /// Where the server clones it from (its `url` in `cascade.toml`).
+    url: String,
+    /// A full commit sha, lower case.
+    commit: String,
+}
+
+/// `{"repository": "<name or URL>", "commit": "<40 hex digits>"}`: the repository must
+/// be registered (by its name, or a URL that names the same place as its `url`).
+fn pipeline_source(
+    value: &serde_json::Value,
+    repositories: &Repositories,
+) -> Result<PipelineSource, ApiError> {
+    let object = body_object(value, ["repository", "commit"]).map_err(|_| ApiError::Field {
+        field: "source",
+        message: "expected {\"repository\": \"<registered name or URL>\", \"commit\": \"<40 hex digits>\"}".to_owned(),
+    })?;
+    let commit = object
+        .get("commit")
+        .and_then(serde_json::Value::as_str)
+        .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| ApiError::Field {
+            field: "source.commit",
+            message: format!(
+                "expected a full commit sha (40 hex digits), got {}; resolve it with `git rev-parse <rev>`",
+                object.get("commit").map_or_else(|| "nothing".to_owned(), preview)
+            ),
+        })?
+        .to_ascii_lowercase();
+    let wanted = object
+        .get("repository")
+        .and_then(serde_json::Value::as_str)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::Field {
+            field: "source.repository",
+            message: "expected the name (or URL) of a repository registered on this server"
+                .to_owned(),
+        })?;
+    let found = repositories.get_key_value(wanted).or_else(|| {
+        let key = url_key(wanted);
+        repositories.iter().find(|(_, r)| url_key(&r.url) == key)
+    });
+    let Some((name, repository)) = found else {
+        let registered = if repositories.is_empty() {
+            "this server has no registered repositories".to_owned()
+        } else {
+            format!(
+                "the registered ones are {}",
+                repositories
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return Err(ApiError::Field {
+            field: "source.repository",
+            message: format!(
+                "{} is not a repository registered on this server ({registered}); name one of them, or register it under `[repositories.\"NAME\"]` in the server's cascade.toml",
+                preview(&serde_json::Value::String(wanted.to_owned()))
+            ),
+        });
+    };
+    Ok(PipelineSource {
+        name: name.clone(),
+        url: repository.url.clone(),
+        commit,
+    })
+}
+
+/// A value as JSON text, cut short (for messages).
+fn preview(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// What a clone URL names, for comparing the forms one repository goes by:
+/// `https://host/o/r.git`, `ssh://git@host/o/r`, `git@host:o/r.git` and `http://host/o/r/`
+/// all give `host/o/r`; `file:///srv/r` and `/srv/r` give `/srv/r`.
+fn url_key(url: &str) -> String {
+    let url = url.trim();
+    let mut rest = match url.split_once("://") {
+        Some(("file", path)) => path.to_owned(),
+        Some((_, rest)) => rest.to_owned(),
+        // scp-like `user@host:path`
+        None => match url.split_once(':') {
+            Some((host, path)) if !url.starts_with('/') && !host.contains('/') => {
+                format!("{host}/{path}")
+            }
+            _ => url.to_owned(),
+        },
+    };
+    if !url.starts_with("file://") && !url.starts_with('/') {
+        // No user info (`git@`, `user:token@`).
+        if let Some((authority, path)) = rest.split_once('/') {
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            rest = format!("{}/{path}", host.to_ascii_lowercase());
+        }
+    }
+    let trimmed = rest.trim_end_matches('/');
+    trimmed
+        .strip_suffix(".git")
+        .unwrap_or(trimmed)
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 fn read<T>(app: &App, f: impl FnOnce(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -469,4 +637,118 @@ pub fn dag_status(reader: &Reader, dag_id: &str) -> Result<serde_json::Value, St
         object.insert("current_task".to_owned(), current.into());
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> Repositories {
+        cascade_spec::config::AdminConfig::parse(
+            "[repositories.\"acme/app\"]\nforge = \"github\"\nurl = \"https://github.com/acme/app.git\"\n\
+             [repositories.\"acme/local\"]\nforge = \"gitea\"\nurl = \"file:///srv/git/local\"\n",
+        )
+        .unwrap()
+        .repositories
+    }
+
+    fn source(repository: &str, commit: &str) -> Result<PipelineSource, ApiError> {
+        pipeline_source(
+            &serde_json::json!({"repository": repository, "commit": commit}),
+            &registered(),
+        )
+    }
+
+    #[test]
+    fn a_repository_is_found_by_its_name_or_any_usual_form_of_its_url() {
+        let sha = "AB".repeat(20);
+        for name in [
+            "acme/app",
+            "https://github.com/acme/app",
+            "https://github.com/acme/app.git/",
+            "git@github.com:acme/app.git",
+            "ssh://git@GitHub.com/acme/app",
+            "https://user:token@github.com/acme/app",
+        ] {
+            let found = source(name, &sha).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(found.name, "acme/app", "{name}");
+            assert_eq!(found.url, "https://github.com/acme/app.git");
+            assert_eq!(
+                found.commit,
+                "ab".repeat(20),
+                "commits are kept in lower case"
+            );
+        }
+        for path in [
+            "/srv/git/local",
+            "/srv/git/local/.git",
+            "file:///srv/git/local/",
+        ] {
+            assert_eq!(source(path, &sha).unwrap().name, "acme/local", "{path}");
+        }
+        for other in [
+            "acme/ap",
+            "https://github.com/acme/app2",
+            "/srv/git",
+            "github.com",
+        ] {
+            let err = source(other, &sha).unwrap_err().to_string();
+            assert!(
+                err.contains("not a repository registered on this server")
+                    && err.contains("the registered ones are `acme/app`, `acme/local`"),
+                "{other}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_commit_is_a_full_sha_and_a_source_has_exactly_its_two_fields() {
+        for bad in ["", "main", "abc123", &"g".repeat(40), &"a".repeat(41)] {
+            let err = source("acme/app", bad).unwrap_err().to_string();
+            assert!(err.contains("40 hex digits"), "{bad}: {err}");
+        }
+        for bad in [
+            serde_json::json!("acme/app"),
+            serde_json::json!({"repository": "acme/app"}),
+            serde_json::json!({"repository": "acme/app", "commit": "a".repeat(40), "url": "x"}),
+        ] {
+            assert!(pipeline_source(&bad, &registered()).is_err(), "{bad}");
+        }
+        let none = pipeline_source(
+            &serde_json::json!({"repository": "acme/app", "commit": "a".repeat(40)}),
+            &Repositories::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            none.contains("this server has no registered repositories"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_at_a_commit_runs_in_the_repositorys_scope_with_its_checkout() {
+        let sha = "c".repeat(40);
+        let body = serde_json::json!({
+            "pipeline": "name: p\njobs:\n  a:\n    run: ls\n    env: { PROJECT_ID: other }\n",
+            "source": {"repository": "acme/app", "commit": sha},
+        });
+        let s = submission(&body.to_string(), &body, &registered()).unwrap();
+        assert_eq!(s.scope.to_string(), "project:acme-app");
+        assert_eq!(
+            s.source.as_deref(),
+            Some(format!("acme/app@{sha}").as_str())
+        );
+        assert_eq!(
+            s.definition["checkout"],
+            serde_json::json!({"url": "https://github.com/acme/app.git", "sha": sha})
+        );
+        assert!(
+            s.definition.get("repository").is_none(),
+            "no repository grants, no job token"
+        );
+        let plain = serde_json::json!({"pipeline": "name: p\njobs:\n  a:\n    run: ls\n"});
+        let s = submission(&plain.to_string(), &plain, &registered()).unwrap();
+        assert!(s.source.is_none() && s.definition.get("checkout").is_none());
+    }
 }

@@ -275,6 +275,13 @@ pub async fn serve(
         inbox,
         hook_secrets,
         auth,
+        repositories: Arc::new(
+            options
+                .gitops
+                .as_ref()
+                .map(|g| g.config.repositories.clone())
+                .unwrap_or_default(),
+        ),
     });
     if let Some(metrics_addr) = options.metrics_listen {
         serve_metrics(metrics_addr, &app, &shutdown, &mut tasks).await?;

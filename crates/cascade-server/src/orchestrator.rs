@@ -573,6 +573,7 @@ impl Orchestrator {
             target_node: None,
             priority: cascade_spec::dag::Priority::Normal,
             trigger: s.incoming.event_name().to_owned(),
+            source: None,
         };
         // The origin first: a run is never left without one for the reporter.
         let recorded = origin.clone();

@@ -758,6 +758,7 @@ mod tests {
                 target_node: None,
                 priority: cascade_spec::dag::Priority::Normal,
                 trigger: "api".into(),
+                source: None,
             })
             .unwrap();
         }

@@ -29,6 +29,9 @@ pub struct Submission {
     /// Higher runs first.
     pub priority: cascade_spec::dag::Priority,
     pub trigger: String,
+    /// Where it came from, shown as the run's `source` (`acme/app@<sha>` for a pipeline
+    /// submitted at a commit of a registered repository); `None` otherwise.
+    pub source: Option<String>,
 }
 
 /// What a committed submission got.
@@ -589,9 +592,9 @@ fn insert(tx: &Connection, s: &Submission) -> Result<Enqueued, StoreError> {
     )?
     .execute(params![s.dag_id, definition, s.scope.kind(), s.scope.id(), s.target_node, s.priority.rank(), now])?;
     tx.prepare_cached(
-        "INSERT INTO dag_runs (run_id, dag_id, trigger, status, definition, created_at) VALUES (?1, ?2, ?3, ?6, ?4, ?5)",
+        "INSERT INTO dag_runs (run_id, dag_id, trigger, status, definition, created_at, source) VALUES (?1, ?2, ?3, ?6, ?4, ?5, ?7)",
     )?
-    .execute(params![s.run_id, s.dag_id, s.trigger, definition, now, RunStatus::Queued.as_str()])?;
+    .execute(params![s.run_id, s.dag_id, s.trigger, definition, now, RunStatus::Queued.as_str(), s.source])?;
     tx.prepare_cached(
         "INSERT INTO worker_queue (run_id, worker_id, status, priority, scope, target_node, created_at)
          VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6)",
@@ -622,6 +625,7 @@ mod tests {
             target_node: node.map(Into::into),
             priority: cascade_spec::dag::Priority::from_rank(priority),
             trigger: "api".into(),
+            source: None,
         }
     }
 

@@ -369,6 +369,7 @@ mod tests {
             target_node: None,
             priority: cascade_spec::dag::Priority::Normal,
             trigger: "api".into(),
+            source: None,
         })
         .unwrap();
         let scope = |t: &Tokens| t.live_run_scope("r1").unwrap();

@@ -82,6 +82,16 @@ pub struct SubmitArgs {
     /// outcome (0 succeeded, 1 failed, 130 cancelled)
     #[arg(long)]
     wait: bool,
+    /// Run the pipeline's tasks in a worktree of the repository at this commit (any git
+    /// revision, resolved here: `HEAD`, a branch, a sha) [default with `--repository`:
+    /// `HEAD` of the git repository of the current directory]. Needs `--server`
+    #[arg(long, value_name = "REV")]
+    commit: Option<String>,
+    /// The server's registered repository to run it from, by name (`acme/app`) or URL
+    /// [default with `--commit`: the `origin` remote of the current directory's git
+    /// repository, which the server matches against its repositories' URLs]
+    #[arg(long, value_name = "NAME|URL")]
+    repository: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -275,8 +285,9 @@ impl Source {
                 self.http(reqwest::Method::POST, "/api/v1/dag/execute", Some(text))
             }
             Source::Dir(dir) => {
-                let submission = cascade_server::api::submission(&text, body)
-                    .map_err(|e| CliError::failure(e.to_string()))?;
+                let submission =
+                    cascade_server::api::submission(&text, body, &indexmap::IndexMap::default())
+                        .map_err(|e| CliError::failure(e.to_string()))?;
                 let scope = submission.scope.to_string();
                 let dag_id = submission.dag_id.clone();
                 let mut queue =
@@ -416,8 +427,22 @@ fn submit(args: &SubmitArgs) -> CliResult {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        json!({"pipeline": text, "inputs": inputs})
+        let mut body = json!({"pipeline": text, "inputs": inputs});
+        if args.commit.is_some() || args.repository.is_some() {
+            if args.target.server.is_none() {
+                return Err(CliError::usage(
+                    "--commit and --repository need --server: the server checks the commit out of one of its registered repositories",
+                ));
+            }
+            body["source"] = at_commit(args, loaded.form == super::Form::Python)?;
+        }
+        body
     };
+    if is_dag && (args.commit.is_some() || args.repository.is_some()) {
+        return Err(CliError::usage(
+            "--commit and --repository are for pipelines (ci.yaml or file.py:function); a DAG's tasks run in an empty directory",
+        ));
+    }
     let source = Source::new(&args.target)?;
     let answer = source.submit(&body)?;
     match args.target.output {
@@ -453,6 +478,70 @@ fn submit(args: &SubmitArgs) -> CliResult {
         return Ok(Outcome::Success);
     }
     wait(&source, &str_of(&answer["run_id"]))
+}
+
+/// `git ARGS` in the current directory: its trimmed stdout, or what git said.
+fn git(args: &[&str]) -> Result<String, String> {
+    let out = cascade_engine::process::new_std_command("git")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// The `source` of a pipeline submitted at a commit: `--commit` resolved to a full sha
+/// here (default `HEAD`), `--repository` as given (default: the `origin` remote's URL,
+/// which the server matches against its registered repositories). Warns when the
+/// working tree has uncommitted changes (the server runs the commit, not them); a
+/// Python pipeline must be submitted from the repository's top level, where its tasks'
+/// entry points (paths relative to the current directory) are found on the server too.
+fn at_commit(args: &SubmitArgs, python: bool) -> Result<Value, CliError> {
+    let rev = args.commit.as_deref().unwrap_or("HEAD");
+    let commit = git(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        &format!("{rev}^{{commit}}"),
+    ])
+    .map_err(|said| {
+        CliError::usage(format!(
+            "--commit {rev}: not a commit of the git repository here{}; give a commit sha, a branch or HEAD, from inside the repository",
+            if said.is_empty() { String::new() } else { format!(" ({said})") }
+        ))
+    })?;
+    let repository = match &args.repository {
+        Some(r) => r.clone(),
+        None => git(&["remote", "get-url", "origin"]).map_err(|said| {
+            CliError::usage(format!(
+                "no --repository, and no `origin` remote to take it from ({said}); name the server's repository with --repository NAME"
+            ))
+        })?,
+    };
+    if let Ok(top) = git(&["rev-parse", "--show-toplevel"]) {
+        let here = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.canonicalize().ok());
+        let top = Path::new(&top).canonicalize().ok();
+        if python && here.is_some() && here != top {
+            return Err(CliError::usage(format!(
+                "a Python pipeline is submitted from the top of its repository ({}): its tasks' entry points are paths from the current directory, and the server runs them from there",
+                top.map_or_else(String::new, |t| t.display().to_string())
+            )));
+        }
+        if let Ok(changes) = git(&["status", "--porcelain", "--untracked-files=no"])
+            && !changes.is_empty()
+        {
+            output::note(&format!(
+                "warning: the working tree has uncommitted changes; the server runs commit {commit} without them"
+            ));
+        }
+    }
+    Ok(json!({"repository": repository, "commit": commit}))
 }
 
 /// A run and its tasks, from the server or the data dir.
@@ -614,6 +703,10 @@ fn status(args: &IdArgs) -> CliResult {
         str_of(&dag["created_at"]),
         str_of(&dag["current_task"]),
     );
+    // A pipeline submitted at a commit: where its latest run's tasks ran.
+    if let Some(at) = dag["runs"][0]["source"].as_str() {
+        let _ = writeln!(text, "source:     {at}");
+    }
     let runs: Vec<Vec<String>> = dag["runs"]
         .as_array()
         .map(|runs| {

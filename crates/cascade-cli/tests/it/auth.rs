@@ -37,7 +37,12 @@ fn bearer(token: &str) -> String {
 }
 
 /// `cascade token create` straight in the data dir; the token printed on stdout.
-fn create_token(data: &std::path::Path, name: &str, role: &str, scopes: &[&str]) -> String {
+pub(crate) fn create_token(
+    data: &std::path::Path,
+    name: &str,
+    role: &str,
+    scopes: &[&str],
+) -> String {
     let mut cmd = cascade();
     cmd.args([
         "token",

@@ -11,6 +11,7 @@
     reason = "tests start the tools they check against (the cascade binary, git, openssl, curl, pgrep, cargo) directly; only the product's own spawns must go through its builders"
 )]
 
+mod at_commit;
 mod auth;
 mod cli;
 mod exposure;
