@@ -34,6 +34,9 @@ pub struct AdminConfig {
     /// server's kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or its service account.
     #[serde(default)]
     pub argo: ArgoSettings,
+    /// How Python tasks (`@cs.task` functions, `python3 -m cascade.runner`) run on Argo.
+    #[serde(default)]
+    pub python: PythonSettings,
     /// Which repositories and scopes may use each secret on the server (by secret name).
     /// A server run whose job declares a secret not granted to its repository or scope
     /// fails before anything runs; `cascade run` on your own machine needs no grant.
@@ -119,6 +122,33 @@ impl Default for ArgoSettings {
             namespace: "default".to_owned(),
             default_image: "docker.io/library/alpine:3.20".to_owned(),
             service_account: "cascade-executor".to_owned(),
+        }
+    }
+}
+
+/// Python tasks on Argo: each runs `python3 -m cascade.runner` in the repository checked
+/// out at the run's commit, so its pipeline's files are there; the `cascade` package is
+/// not in the repository and must come from the image or from `install`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PythonSettings {
+    /// The image of Python tasks without `image=`. It needs `python3` (3.10 or later) and,
+    /// unless `install` is set, the `cascade` package installed (an image built
+    /// `FROM python:3.12-slim` that runs `pip install cascade`); the plain default has
+    /// Python only, so set `install` or give an image that has the package.
+    pub image: String,
+    /// A shell command each Python task runs in the checkout before its function, as the
+    /// pod's non-root user with a writable `HOME`, so `pip install --user` works. Admin
+    /// text, never a pipeline's; unset: nothing is installed.
+    #[schemars(example = "pip install --user cascade==0.1.0")]
+    pub install: Option<String>,
+}
+
+impl Default for PythonSettings {
+    fn default() -> Self {
+        Self {
+            image: "python:3.12-slim".to_owned(),
+            install: None,
         }
     }
 }
@@ -391,6 +421,7 @@ impl Default for AdminConfig {
             repositories: IndexMap::new(),
             orchestrator: Orchestrator::default(),
             argo: ArgoSettings::default(),
+            python: PythonSettings::default(),
             grants: IndexMap::new(),
             callbacks: IndexMap::new(),
             sandbox: SandboxSettings::default(),
