@@ -13,6 +13,7 @@ mod apiserver;
 mod contract;
 mod equivalence;
 mod rules;
+mod python;
 mod snapshots;
 
 use cascade_argo::{Manifest, RenderOptions, render};
