@@ -34,11 +34,11 @@ def check(tool: str) -> str:
 
 
 @cs.task
-def marker(linted: list[str], built: list[str], checked: list[str], target: str) -> int:
-    return len(linted) + len(built) + len(checked)
+def marker(linted: list[str], built: list[str], checked: list[str], target: str) -> str:
+    return ",".join(linted + built + checked) + " -> " + target
 
 
-def pr() -> cs.LazyResult[int]:
+def pr() -> cs.LazyResult[str]:
     packages = changed()
     linted = lint.map(package=packages)
     built = build.map(package=packages, flavour=["x", "y"])
