@@ -764,7 +764,11 @@ fn output_params(plan: &Plan, job: &PlannedJob, items: &[String]) -> Vec<Paramet
                 },
             )
         })
-        .chain(items.iter().map(|o| param(format!("{o}{ITEMS_SUFFIX}"), "[]")))
+        .chain(
+            items
+                .iter()
+                .map(|o| param(format!("{o}{ITEMS_SUFFIX}"), "[]")),
+        )
         .collect()
 }
 
@@ -777,8 +781,9 @@ fn items_outputs(plan: &Plan, producer: &PlannedJob) -> Vec<String> {
         .filter(|o| {
             plan.jobs.iter().any(|j| {
                 json_items(j)
-                    && dynamic_source(j)
-                        .is_some_and(|r| r.job() == Some(producer.id.as_str()) && r.output_name() == Some(o.as_str()))
+                    && dynamic_source(j).is_some_and(|r| {
+                        r.job() == Some(producer.id.as_str()) && r.output_name() == Some(o.as_str())
+                    })
             })
         })
         .cloned()
@@ -883,7 +888,11 @@ fn command<'a>(
     job: &'a PlannedJob,
     install: Option<&str>,
     items: &[String],
-) -> (Vec<String>, Vec<String>, Vec<(&'a String, &'a OutputSource)>) {
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Vec<(&'a String, &'a OutputSource)>,
+) {
     let shell = match job.shell {
         Shell::Sh => "sh",
         Shell::Bash => "bash",
@@ -1037,9 +1046,7 @@ impl Cx<'_> {
                 if matches!(self.job.fan_out, FanOut::Matrix(_)) {
                     return Err(self.unsupported(e, "a matrix item is passed field by field"));
                 }
-                if job_exprs(self.job)
-                    .any(|x| matches!(x, Expr::Ref(r) if r.root == Root::Item))
-                {
+                if job_exprs(self.job).any(|x| matches!(x, Expr::Ref(r) if r.root == Root::Item)) {
                     return Err(self.unsupported(
                         e,
                         "a job reads its item either as `item` or as `toJSON(item)`, not both",

@@ -798,6 +798,21 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_python_table() {
+        let c = AdminConfig::default();
+        assert_eq!(c.python.image, "python:3.12-slim");
+        assert_eq!(c.python.install, None);
+        let c = AdminConfig::parse("[python]\ninstall = \"pip install --user cascade\"\n").unwrap();
+        assert_eq!(
+            c.python.install.as_deref(),
+            Some("pip install --user cascade")
+        );
+        assert_eq!(c.python.image, "python:3.12-slim");
+        let e = AdminConfig::parse("[python]\nimage = 3\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
     fn a_repository_callback_must_be_a_named_one() {
         let err = AdminConfig::parse(
             "[repositories.\"a/b\"]\nforge = \"github\"\nurl = \"file:///x\"\ncallback = \"done\"\n",

@@ -12,8 +12,8 @@
 mod apiserver;
 mod contract;
 mod equivalence;
-mod rules;
 mod python;
+mod rules;
 mod snapshots;
 
 use cascade_argo::{Manifest, RenderOptions, render};

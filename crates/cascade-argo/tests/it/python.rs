@@ -25,7 +25,11 @@ pub fn render_python(
     config: &AdminConfig,
     options: &RenderOptions,
 ) -> Result<Manifest, RenderError> {
-    render_with("crates/cascade-argo/tests/fixtures/python.yaml", config, options)
+    render_with(
+        "crates/cascade-argo/tests/fixtures/python.yaml",
+        config,
+        options,
+    )
 }
 
 fn render_with(
@@ -83,7 +87,10 @@ fn python_tasks_render_to_a_valid_workflow_and_a_snapshot() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tasks, ["changed", "lint", "build-zip", "build", "check", "marker"]);
+    assert_eq!(
+        tasks,
+        ["changed", "lint", "build-zip", "build", "check", "marker"]
+    );
     for name in tasks {
         let (template, task) = job(&w, name);
         let container = &template["container"];
@@ -119,10 +126,7 @@ fn python_tasks_render_to_a_valid_workflow_and_a_snapshot() {
     }
 
     // The image of the task, else `[python] image`.
-    assert_eq!(
-        job(&w, "lint").0["container"]["image"],
-        "python:3.11-slim"
-    );
+    assert_eq!(job(&w, "lint").0["container"]["image"], "python:3.11-slim");
     assert_eq!(
         job(&w, "changed").0["container"]["image"],
         "python:3.12-slim"
@@ -213,7 +217,10 @@ fn python_tasks_need_a_checkout() {
             job: "changed".into()
         }
     );
-    assert!(err.to_string().contains("--repo URL --revision SHA"), "{err}");
+    assert!(
+        err.to_string().contains("--repo URL --revision SHA"),
+        "{err}"
+    );
 }
 
 /// `[python] image` and `install`: the install command runs first, with a writable HOME.
@@ -248,4 +255,88 @@ fn yaml_jobs_are_not_python_tasks() {
     let text = yaml(&manifest);
     assert!(!text.contains("pip install"), "{text}");
     assert!(!text.contains("python:3.12-slim"), "{text}");
+}
+
+fn render_text(text: &str) -> Result<Manifest, RenderError> {
+    let pipeline = cascade_spec::parse_pipeline("inline.yaml", text).unwrap();
+    let plan = cascade_plan::plan(&pipeline, &Trigger::manual(), &[]).unwrap();
+    render(&pipeline, &plan, &config(), &checkout())
+}
+
+/// What Argo cannot pass keeps its clear error: JSON items of a job that has no Python
+/// to write them, and `toJSON` of a job's output that is not a map's list.
+#[test]
+fn json_items_and_aggregates_need_what_argo_can_give() {
+    let from_shell = render_text(
+        r#"
+on: workflow_dispatch
+jobs:
+  list:
+    run: echo 'result=["a"]' >> "$CASCADE_OUTPUT"
+    outputs: {result: file}
+  each:
+    needs: [list]
+    for_each: ${{ fromJSON(needs.list.outputs.result) }}
+    run: echo "$X"
+    env: {X: "${{ toJSON(item) }}"}
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&from_shell, RenderError::Unsupported { job, reason, .. }
+            if job == "list" && reason.contains("only when that job is a Python task")),
+        "{from_shell}"
+    );
+    let single = render_text(
+        r#"
+on: workflow_dispatch
+jobs:
+  one:
+    run: echo 'result=1' >> "$CASCADE_OUTPUT"
+    outputs: {result: file}
+  next:
+    needs: [one]
+    run: echo "$X"
+    env: {X: "${{ toJSON(needs.one.outputs.result) }}"}
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&single, RenderError::Unsupported { job, reason, .. }
+            if job == "next" && reason.contains("only for a job with `for_each`")),
+        "{single}"
+    );
+    let both = render_text(
+        r#"
+on: workflow_dispatch
+jobs:
+  each:
+    for_each: ["a", "b"]
+    run: echo "$X $Y"
+    env: {X: "${{ toJSON(item) }}", Y: "${{ item }}"}
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&both, RenderError::Unsupported { reason, .. } if reason.contains("not both")),
+        "{both}"
+    );
+    // A literal list read as `toJSON(item)`: each item is its JSON text (a static
+    // `for_each` item is a string to the parser, as in a local run).
+    let literal = render_text(
+        r#"
+on: workflow_dispatch
+jobs:
+  each:
+    for_each: ["a", 2]
+    run: echo "$X"
+    env: {X: "${{ toJSON(item) }}"}
+"#,
+    )
+    .unwrap()
+    .to_json();
+    assert_eq!(
+        job(&literal, "each").1["withItems"],
+        json!(["\"a\"", "\"2\""])
+    );
 }
