@@ -56,7 +56,8 @@ pub enum ArgoVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOptions {
     pub argo_version: ArgoVersion,
-    /// Image of jobs without `image:`.
+    /// Image of jobs without `image:`; Python tasks use `[python] image` of the admin
+    /// config instead.
     pub default_image: String,
     /// The executor service account of the scope (never taken from ci.yaml).
     pub service_account: String,
@@ -66,7 +67,7 @@ pub struct RenderOptions {
     /// Image of the exit handler that sends it.
     pub callback_image: String,
     /// The commit every job starts in (`/src`, fetched by Argo's executor); none: jobs
-    /// start in the image's working directory.
+    /// start in the image's working directory, and a Python task cannot be rendered.
     pub checkout: Option<Checkout>,
     /// A `Workflow` even for a scheduled pipeline: one tick, started by `serve`.
     pub one_shot: bool,
@@ -489,34 +490,10 @@ fn job_parts(
         index,
     };
     cx.check_parts()?;
-    let python = is_python(job);
-    if python && options.checkout.is_none() {
-        return Err(RenderError::PythonWithoutCheckout {
-            job: job.id.to_string(),
-        });
-    }
+    let py = python_parts(plan, job, config, options)?;
     let (params, mut env) = parameters_and_env(&cx, job, config)?;
-    let install = config.python.install.as_deref().filter(|_| python);
-    let items = items_outputs(plan, job);
-    if !items.is_empty() && !python {
-        return Err(RenderError::Unsupported {
-            job: job.id.to_string(),
-            expr: "toJSON(item)".to_owned(),
-            reason: "a map over another job's output passes JSON items only when that job is a Python task".to_owned(),
-        });
-    }
-    let (command, args, outputs) = command(job, install, &items);
-    let literal = |name: &str, value: String| EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
-    };
-    if install.is_some() {
-        env.push(literal("HOME", PYTHON_HOME.to_owned()));
-    }
-    if !items.is_empty() {
-        env.push(literal("CASCADE_ITEMS_OF", items.join(" ")));
-    }
+    let (command, args, outputs) = command(job, py.install, &py.items);
+    env.extend(py.env);
     env.extend(
         outputs
             .iter()
@@ -548,13 +525,13 @@ fn job_parts(
             artifacts: checkout(options),
         },
         outputs: Io {
-            parameters: output_params(plan, job, &items),
+            parameters: output_params(plan, job, &py.items),
             ..Io::default()
         },
         container: Some(Container {
             name: "main".to_owned(),
             image: Some(job.image.clone().unwrap_or_else(|| {
-                if python {
+                if py.python {
                     config.python.image.clone()
                 } else {
                     options.default_image.clone()
@@ -600,6 +577,60 @@ fn job_parts(
         with_param,
     };
     Ok((task, template))
+}
+
+/// What being a Python task adds to a job.
+struct PythonParts<'a> {
+    python: bool,
+    /// `[python] install`, run before the task.
+    install: Option<&'a str>,
+    /// Outputs also written as their items' JSON texts (`<name>--items`).
+    items: Vec<String>,
+    /// `HOME` for `install`, `CASCADE_ITEMS_OF` for `items`.
+    env: Vec<EnvVar>,
+}
+
+/// A Python task needs the checkout (its pipeline's files); only one can write JSON
+/// items, as its image has `python3`.
+fn python_parts<'a>(
+    plan: &Plan,
+    job: &PlannedJob,
+    config: &'a AdminConfig,
+    options: &RenderOptions,
+) -> Result<PythonParts<'a>, RenderError> {
+    let python = is_python(job);
+    if python && options.checkout.is_none() {
+        return Err(RenderError::PythonWithoutCheckout {
+            job: job.id.to_string(),
+        });
+    }
+    let install = config.python.install.as_deref().filter(|_| python);
+    let items = items_outputs(plan, job);
+    if !items.is_empty() && !python {
+        return Err(RenderError::Unsupported {
+            job: job.id.to_string(),
+            expr: "toJSON(item)".to_owned(),
+            reason: "a map over another job's output passes JSON items only when that job is a Python task".to_owned(),
+        });
+    }
+    let literal = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let mut env = Vec::new();
+    if install.is_some() {
+        env.push(literal("HOME", PYTHON_HOME.to_owned()));
+    }
+    if !items.is_empty() {
+        env.push(literal("CASCADE_ITEMS_OF", items.join(" ")));
+    }
+    Ok(PythonParts {
+        python,
+        install,
+        items,
+        env,
+    })
 }
 
 /// Input parameters of a job template: name and value.

@@ -110,7 +110,7 @@ impl Default for SandboxSettings {
 pub struct ArgoSettings {
     /// The namespace workflows are created in and watched.
     pub namespace: String,
-    /// The image of jobs without `image:`.
+    /// The image of jobs without `image:` (Python tasks: `[python] image`).
     pub default_image: String,
     /// The service account the job pods run as (never taken from ci.yaml).
     pub service_account: String,

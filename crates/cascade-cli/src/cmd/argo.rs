@@ -65,7 +65,7 @@ pub struct RenderArgs {
     /// Namespace of the manifest (submit: where it is created)
     #[arg(long, short = 'n')]
     namespace: Option<String>,
-    /// Image of jobs without `image:`
+    /// Image of jobs without `image:` (Python tasks: `[python] image` of the admin config)
     #[arg(long, default_value = "docker.io/library/alpine:3.20")]
     default_image: String,
     #[arg(long, value_enum, default_value_t)]
