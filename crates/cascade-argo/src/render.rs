@@ -5,6 +5,14 @@
 //! parameters, never inside `command`/`args`; user text that contains Argo's own `{{` is
 //! escaped (`{{='{{'}}`) so it stays literal. Pods run as non-root without privilege
 //! escalation, under a fixed service account, with no `podSpecPatch`.
+//!
+//! A Python task (a job whose env has `CSPY_TASK`, as the Python SDK lowers `@cs.task`
+//! calls) is a job like any other: `python3 -m cascade.runner` in the checkout, in its
+//! `image` or else `[python] image`, after `[python] install` when set. Its `result` is
+//! an output parameter; `toJSON(needs.X.outputs.result)` of a mapped `X` is Argo's
+//! aggregate (the JSON list of each item's text), and a map that reads `toJSON(item)`
+//! iterates over JSON texts (Argo gives a string item raw, which would lose its type):
+//! for a list from a Python task, that task also writes the output `<name>--items`.
 
 use crate::manifest::{
     Arguments, Artifact, Backoff, CronWorkflow, CronWorkflowSpec, DagTask, DagTemplate,
@@ -27,6 +35,12 @@ use std::collections::BTreeMap;
 pub const MAX_TASKS: usize = 200;
 /// Where a job's outputs are collected inside its container.
 const OUTPUT_DIR: &str = "/tmp/cascade/outputs";
+/// The env variable that makes a job a Python task (its task description).
+pub const PYTHON_TASK_VAR: &str = "CSPY_TASK";
+/// The suffix of the output holding a list output's items as JSON texts.
+const ITEMS_SUFFIX: &str = "--items";
+/// The writable `HOME` of a Python task that runs `[python] install`.
+const PYTHON_HOME: &str = "/tmp/cascade/home";
 
 /// Which Argo the manifest is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,7 +56,8 @@ pub enum ArgoVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOptions {
     pub argo_version: ArgoVersion,
-    /// Image of jobs without `image:`.
+    /// Image of jobs without `image:`; Python tasks use `[python] image` of the admin
+    /// config instead.
     pub default_image: String,
     /// The executor service account of the scope (never taken from ci.yaml).
     pub service_account: String,
@@ -52,7 +67,7 @@ pub struct RenderOptions {
     /// Image of the exit handler that sends it.
     pub callback_image: String,
     /// The commit every job starts in (`/src`, fetched by Argo's executor); none: jobs
-    /// start in the image's working directory.
+    /// start in the image's working directory, and a Python task cannot be rendered.
     pub checkout: Option<Checkout>,
     /// A `Workflow` even for a scheduled pipeline: one tick, started by `serve`.
     pub one_shot: bool,
@@ -135,6 +150,15 @@ pub enum RenderError {
         "the workflow needs {count} templates even with job templates inline; Argo allows {MAX_TASKS}"
     )]
     TooManyTemplates { count: usize },
+    #[error(
+        "job `{job}` is a Python task, which imports its pipeline's files from the repository, but no repository is checked out; give the repository and commit (`cascade argo render --repo URL --revision SHA`)"
+    )]
+    PythonWithoutCheckout { job: String },
+}
+
+/// Whether a job is a Python task (`python3 -m cascade.runner` with its `CSPY_TASK`).
+pub fn is_python(job: &PlannedJob) -> bool {
+    job.env.iter().any(|(var, _)| var == PYTHON_TASK_VAR)
 }
 
 /// Renders a plan. A scheduled pipeline becomes a `CronWorkflow` (when rendered for the
@@ -466,8 +490,10 @@ fn job_parts(
         index,
     };
     cx.check_parts()?;
+    let py = python_parts(plan, job, config, options)?;
     let (params, mut env) = parameters_and_env(&cx, job, config)?;
-    let (command, args, outputs) = command(job);
+    let (command, args, outputs) = command(job, py.install, &py.items);
+    env.extend(py.env);
     env.extend(
         outputs
             .iter()
@@ -499,16 +525,18 @@ fn job_parts(
             artifacts: checkout(options),
         },
         outputs: Io {
-            parameters: output_params(plan, job),
+            parameters: output_params(plan, job, &py.items),
             ..Io::default()
         },
         container: Some(Container {
             name: "main".to_owned(),
-            image: Some(
-                job.image
-                    .clone()
-                    .unwrap_or_else(|| options.default_image.clone()),
-            ),
+            image: Some(job.image.clone().unwrap_or_else(|| {
+                if py.python {
+                    config.python.image.clone()
+                } else {
+                    options.default_image.clone()
+                }
+            })),
             command: Some(command),
             args: Some(args),
             env: (!env.is_empty()).then_some(env),
@@ -549,6 +577,60 @@ fn job_parts(
         with_param,
     };
     Ok((task, template))
+}
+
+/// What being a Python task adds to a job.
+struct PythonParts<'a> {
+    python: bool,
+    /// `[python] install`, run before the task.
+    install: Option<&'a str>,
+    /// Outputs also written as their items' JSON texts (`<name>--items`).
+    items: Vec<String>,
+    /// `HOME` for `install`, `CASCADE_ITEMS_OF` for `items`.
+    env: Vec<EnvVar>,
+}
+
+/// A Python task needs the checkout (its pipeline's files); only one can write JSON
+/// items, as its image has `python3`.
+fn python_parts<'a>(
+    plan: &Plan,
+    job: &PlannedJob,
+    config: &'a AdminConfig,
+    options: &RenderOptions,
+) -> Result<PythonParts<'a>, RenderError> {
+    let python = is_python(job);
+    if python && options.checkout.is_none() {
+        return Err(RenderError::PythonWithoutCheckout {
+            job: job.id.to_string(),
+        });
+    }
+    let install = config.python.install.as_deref().filter(|_| python);
+    let items = items_outputs(plan, job);
+    if !items.is_empty() && !python {
+        return Err(RenderError::Unsupported {
+            job: job.id.to_string(),
+            expr: "toJSON(item)".to_owned(),
+            reason: "a map over another job's output passes JSON items only when that job is a Python task".to_owned(),
+        });
+    }
+    let literal = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let mut env = Vec::new();
+    if install.is_some() {
+        env.push(literal("HOME", PYTHON_HOME.to_owned()));
+    }
+    if !items.is_empty() {
+        env.push(literal("CASCADE_ITEMS_OF", items.join(" ")));
+    }
+    Ok(PythonParts {
+        python,
+        install,
+        items,
+        env,
+    })
 }
 
 /// Input parameters of a job template: name and value.
@@ -691,25 +773,93 @@ fn apply_runner(
 
 /// Output parameters, read from the files the wrapper writes; a list that some job fans
 /// out over defaults to `[]` so a skipped producer does not fail its consumer.
-fn output_params(plan: &Plan, job: &PlannedJob) -> Vec<Parameter> {
+/// The items outputs (`<name>--items`) follow, each defaulting to `[]` as well.
+fn output_params(plan: &Plan, job: &PlannedJob, items: &[String]) -> Vec<Parameter> {
+    let param = |name: String, default: &str| Parameter {
+        value: None,
+        value_from: Some(ValueFrom {
+            path: Some(format!("{OUTPUT_DIR}/{name}")),
+            default: Some(default.to_owned()),
+        }),
+        name,
+    };
     job.outputs
         .keys()
-        .map(|o| Parameter {
-            name: o.clone(),
-            value: None,
-            value_from: Some(ValueFrom {
-                path: Some(format!("{OUTPUT_DIR}/{o}")),
-                default: Some(
-                    if feeds_fan_out(plan, &job.id, o) {
-                        "[]"
-                    } else {
-                        ""
-                    }
-                    .to_owned(),
-                ),
-            }),
+        .map(|o| {
+            param(
+                o.clone(),
+                if feeds_fan_out(plan, &job.id, o) {
+                    "[]"
+                } else {
+                    ""
+                },
+            )
         })
+        .chain(
+            items
+                .iter()
+                .map(|o| param(format!("{o}{ITEMS_SUFFIX}"), "[]")),
+        )
         .collect()
+}
+
+/// The outputs of `producer` that a map reading `toJSON(item)` iterates over: the
+/// producer writes each also as the list of its items' JSON texts.
+fn items_outputs(plan: &Plan, producer: &PlannedJob) -> Vec<String> {
+    producer
+        .outputs
+        .keys()
+        .filter(|o| {
+            plan.jobs.iter().any(|j| {
+                json_items(j)
+                    && dynamic_source(j).is_some_and(|r| {
+                        r.job() == Some(producer.id.as_str()) && r.output_name() == Some(o.as_str())
+                    })
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// The `needs.<job>.outputs.<name>` a dynamic fan-out iterates over (bare or in `fromJSON`).
+fn dynamic_source(job: &PlannedJob) -> Option<&expr::Reference> {
+    let FanOut::Dynamic(e) = &job.fan_out else {
+        return None;
+    };
+    let inner = match e {
+        Expr::Call {
+            func: Func::FromJson,
+            args,
+            ..
+        } if args.len() == 1 => &args[0],
+        other => other,
+    };
+    match inner {
+        Expr::Ref(r) if r.root == Root::Needs && r.output_name().is_some() && r.path.len() == 3 => {
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
+/// The expressions a job's env and script read.
+fn job_exprs(job: &PlannedJob) -> impl Iterator<Item = &Expr> {
+    job.script
+        .bindings
+        .iter()
+        .map(|b| &b.expr)
+        .chain(job.env.iter().flat_map(|(_, t)| t.exprs()))
+}
+
+/// `toJSON(item)`: the whole item as JSON text.
+fn is_json_item(e: &Expr) -> bool {
+    matches!(e, Expr::Call { func: Func::ToJson, args, .. }
+        if matches!(args.as_slice(), [Expr::Ref(r)] if r.root == Root::Item && r.path.is_empty()))
+}
+
+/// Whether a job reads its item as `toJSON(item)` (its items are then JSON texts).
+fn json_items(job: &PlannedJob) -> bool {
+    !matches!(job.fan_out, FanOut::Single) && job_exprs(job).any(is_json_item)
 }
 
 fn format_cpu(milli: u32) -> String {
@@ -752,13 +902,36 @@ awk -v dir=/tmp/cascade/outputs '
   /^[A-Za-z_][A-Za-z0-9_-]*=/ { i = index($0, "="); f = dir "/" substr($0, 1, i - 1); printf "%s", substr($0, i + 1) > f; close(f); next }
 ' "$CASCADE_OUTPUT""#;
 
-/// `command` and `args` of a job's container, and its outputs.
-fn command(job: &PlannedJob) -> (Vec<String>, Vec<String>, Vec<(&String, &OutputSource)>) {
+/// Writes each output named in `$CASCADE_ITEMS_OF` (a list) again as the list of its
+/// items' JSON texts, `<name>--items`, for a map that reads `toJSON(item)`. Only in Python
+/// tasks (their image has `python3`); fixed text.
+const ITEMS_STEP: &str = r#"
+for n in ${CASCADE_ITEMS_OF:-}; do
+  python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+json.dump([json.dumps(i) for i in v] if isinstance(v, list) else v, open(sys.argv[2], "w"))' "/tmp/cascade/outputs/$n" "/tmp/cascade/outputs/$n--items"
+done"#;
+
+/// `command` and `args` of a job's container, and its outputs. `install` (a Python task's
+/// `[python] install`) runs first, in a writable `$HOME`; `items` are the outputs also
+/// written as JSON item texts.
+fn command<'a>(
+    job: &'a PlannedJob,
+    install: Option<&str>,
+    items: &[String],
+) -> (
+    Vec<String>,
+    Vec<String>,
+    Vec<(&'a String, &'a OutputSource)>,
+) {
     let shell = match job.shell {
         Shell::Sh => "sh",
         Shell::Bash => "bash",
     };
-    let script = escape(&job.script.text);
+    let script = escape(&match install {
+        Some(install) => format!("mkdir -p \"$HOME\"\n{install}\n{}", job.script.text),
+        None => job.script.text.clone(),
+    });
     let outputs: Vec<(&String, &OutputSource)> = job.outputs.iter().collect();
     if outputs.is_empty() {
         return (
@@ -767,10 +940,15 @@ fn command(job: &PlannedJob) -> (Vec<String>, Vec<String>, Vec<(&String, &Output
             outputs,
         );
     }
+    let wrapper = if items.is_empty() {
+        WRAPPER.to_owned()
+    } else {
+        format!("{WRAPPER}{ITEMS_STEP}")
+    };
     (
         vec!["sh".to_owned(), "-c".to_owned()],
         vec![
-            escape(WRAPPER).replace("\"$CASCADE_SHELL\"", shell),
+            escape(&wrapper).replace("\"$CASCADE_SHELL\"", shell),
             "cascade-job".to_owned(),
             script,
         ],
@@ -866,6 +1044,48 @@ impl Cx<'_> {
     /// One expression as an Argo parameter value: run-time references become Argo
     /// variables; everything known now (inputs, event) is evaluated and escaped.
     fn value(&self, e: &Expr) -> Result<String, RenderError> {
+        if let Expr::Call {
+            func: Func::ToJson,
+            args,
+            ..
+        } = e
+            && let [Expr::Ref(r)] = args.as_slice()
+        {
+            // A mapped job's output: Argo's aggregate is the JSON list of the items' texts.
+            if r.output_name().is_some() && r.path.len() == 3 {
+                let job = r.job().unwrap_or_default();
+                let mapped = self
+                    .plan
+                    .jobs
+                    .iter()
+                    .find(|j| j.id.as_str() == job)
+                    .is_some_and(|j| !matches!(j.fan_out, FanOut::Single));
+                if mapped {
+                    return Ok(format!(
+                        "{{{{tasks.{}.outputs.parameters.{}}}}}",
+                        self.task_of(job),
+                        r.output_name().unwrap_or_default()
+                    ));
+                }
+                return Err(self.unsupported(
+                    e,
+                    "`toJSON` of an output is passed only for a job with `for_each` (the list of its items' outputs)",
+                ));
+            }
+            // The items are JSON texts (see `fan_out`).
+            if r.root == Root::Item && r.path.is_empty() {
+                if matches!(self.job.fan_out, FanOut::Matrix(_)) {
+                    return Err(self.unsupported(e, "a matrix item is passed field by field"));
+                }
+                if job_exprs(self.job).any(|x| matches!(x, Expr::Ref(r) if r.root == Root::Item)) {
+                    return Err(self.unsupported(
+                        e,
+                        "a job reads its item either as `item` or as `toJSON(item)`, not both",
+                    ));
+                }
+                return Ok("{{item}}".to_owned());
+            }
+        }
         if let Expr::Ref(r) = e {
             match r.root {
                 Root::Needs if r.output_name().is_some() && r.path.len() == 3 => {
@@ -914,6 +1134,25 @@ impl Cx<'_> {
     }
 
     fn fan_out(&self) -> Result<(Option<Vec<serde_json::Value>>, Option<String>), RenderError> {
+        // Items as the job reads them: their text, or their JSON text for `toJSON(item)`.
+        let json = json_items(self.job);
+        let text = |v: &serde_json::Value| {
+            serde_json::Value::String(escape(&if json {
+                v.to_string()
+            } else {
+                expr::to_text(v)
+            }))
+        };
+        if json && let Some(r) = dynamic_source(self.job) {
+            return Ok((
+                None,
+                Some(format!(
+                    "{{{{tasks.{}.outputs.parameters.{}{ITEMS_SUFFIX}}}}}",
+                    self.task_of(r.job().unwrap_or_default()),
+                    r.output_name().unwrap_or_default()
+                )),
+            ));
+        }
         Ok(match &self.job.fan_out {
             FanOut::Single => (None, None),
             FanOut::Matrix(combos) => (
@@ -931,15 +1170,7 @@ impl Cx<'_> {
                 ),
                 None,
             ),
-            FanOut::Items(items) => (
-                Some(
-                    items
-                        .iter()
-                        .map(|v| serde_json::Value::String(escape(&expr::to_text(v))))
-                        .collect(),
-                ),
-                None,
-            ),
+            FanOut::Items(items) => (Some(items.iter().map(text).collect()), None),
             FanOut::Dynamic(e) => {
                 let inner = match e {
                     Expr::Call {
@@ -960,14 +1191,7 @@ impl Cx<'_> {
                             }
                             _ => Vec::new(),
                         };
-                        (
-                            Some(
-                                list.iter()
-                                    .map(|v| serde_json::Value::String(escape(&expr::to_text(v))))
-                                    .collect(),
-                            ),
-                            None,
-                        )
+                        (Some(list.iter().map(text).collect()), None)
                     }
                 }
             }

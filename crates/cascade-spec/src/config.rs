@@ -34,6 +34,9 @@ pub struct AdminConfig {
     /// server's kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or its service account.
     #[serde(default)]
     pub argo: ArgoSettings,
+    /// How Python tasks (`@cs.task` functions, `python3 -m cascade.runner`) run on Argo.
+    #[serde(default)]
+    pub python: PythonSettings,
     /// Which repositories and scopes may use each secret on the server (by secret name).
     /// A server run whose job declares a secret not granted to its repository or scope
     /// fails before anything runs; `cascade run` on your own machine needs no grant.
@@ -107,7 +110,7 @@ impl Default for SandboxSettings {
 pub struct ArgoSettings {
     /// The namespace workflows are created in and watched.
     pub namespace: String,
-    /// The image of jobs without `image:`.
+    /// The image of jobs without `image:` (Python tasks: `[python] image`).
     pub default_image: String,
     /// The service account the job pods run as (never taken from ci.yaml).
     pub service_account: String,
@@ -119,6 +122,33 @@ impl Default for ArgoSettings {
             namespace: "default".to_owned(),
             default_image: "docker.io/library/alpine:3.20".to_owned(),
             service_account: "cascade-executor".to_owned(),
+        }
+    }
+}
+
+/// Python tasks on Argo: each runs `python3 -m cascade.runner` in the repository checked
+/// out at the run's commit, so its pipeline's files are there; the `cascade` package is
+/// not in the repository and must come from the image or from `install`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PythonSettings {
+    /// The image of Python tasks without `image=`. It needs `python3` (3.10 or later) and,
+    /// unless `install` is set, the `cascade` package installed (an image built
+    /// `FROM python:3.12-slim` that runs `pip install cascade`); the plain default has
+    /// Python only, so set `install` or give an image that has the package.
+    pub image: String,
+    /// A shell command each Python task runs in the checkout before its function, as the
+    /// pod's non-root user with a writable `HOME`, so `pip install --user` works. Admin
+    /// text, never a pipeline's; unset: nothing is installed.
+    #[schemars(example = "pip install --user cascade==0.1.0")]
+    pub install: Option<String>,
+}
+
+impl Default for PythonSettings {
+    fn default() -> Self {
+        Self {
+            image: "python:3.12-slim".to_owned(),
+            install: None,
         }
     }
 }
@@ -391,6 +421,7 @@ impl Default for AdminConfig {
             repositories: IndexMap::new(),
             orchestrator: Orchestrator::default(),
             argo: ArgoSettings::default(),
+            python: PythonSettings::default(),
             grants: IndexMap::new(),
             callbacks: IndexMap::new(),
             sandbox: SandboxSettings::default(),
@@ -764,6 +795,21 @@ mod tests {
             "{err}"
         );
         assert!(config.check_grants([], web).is_ok());
+    }
+
+    #[test]
+    fn parses_the_python_table() {
+        let c = AdminConfig::default();
+        assert_eq!(c.python.image, "python:3.12-slim");
+        assert_eq!(c.python.install, None);
+        let c = AdminConfig::parse("[python]\ninstall = \"pip install --user cascade\"\n").unwrap();
+        assert_eq!(
+            c.python.install.as_deref(),
+            Some("pip install --user cascade")
+        );
+        assert_eq!(c.python.image, "python:3.12-slim");
+        let e = AdminConfig::parse("[python]\nimage = 3\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
     }
 
     #[test]

@@ -210,3 +210,16 @@ async fn apiserver_terminate_asks_argo_to_stop_the_workflow() {
         .await
         .unwrap();
 }
+
+/// The Workflow of a Python pipeline (`tests/fixtures/python.yaml`, with a checkout) is
+/// accepted by the real API server under strict validation.
+#[tokio::test]
+#[ignore = "needs a real API server; scripts/test builds and starts one and runs this with --ignored"]
+async fn apiserver_strict_dry_run_accepts_a_python_pipeline() {
+    let client = client().await;
+    let manifest =
+        crate::python::render_python(&crate::config(), &crate::python::checkout()).unwrap();
+    cluster::dry_run(&client, "default", &manifest, "dry-python")
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)));
+}

@@ -12,6 +12,7 @@
 mod apiserver;
 mod contract;
 mod equivalence;
+mod python;
 mod rules;
 mod snapshots;
 

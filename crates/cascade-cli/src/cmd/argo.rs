@@ -65,7 +65,7 @@ pub struct RenderArgs {
     /// Namespace of the manifest (submit: where it is created)
     #[arg(long, short = 'n')]
     namespace: Option<String>,
-    /// Image of jobs without `image:`
+    /// Image of jobs without `image:` (Python tasks: `[python] image` of the admin config)
     #[arg(long, default_value = "docker.io/library/alpine:3.20")]
     default_image: String,
     #[arg(long, value_enum, default_value_t)]
@@ -73,6 +73,13 @@ pub struct RenderArgs {
     /// POST `{workflow, status, event}` here when the workflow ends, whatever the outcome
     #[arg(long, value_name = "URL")]
     callback_url: Option<String>,
+    /// Check this repository out in every job (`/src`, its working directory; Python
+    /// tasks need it to import their pipeline's files)
+    #[arg(long, value_name = "URL")]
+    repo: Option<String>,
+    /// The commit (or branch, tag) of `--repo` to check out [default: the remote's HEAD]
+    #[arg(long, value_name = "SHA", requires = "repo")]
+    revision: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     output: ManifestFormat,
 }
@@ -218,6 +225,10 @@ fn manifest(args: &RenderArgs) -> CliResult<cascade_argo::Manifest> {
         default_image: args.default_image.clone(),
         namespace: args.namespace.clone(),
         callback_url: args.callback_url.clone(),
+        checkout: args.repo.as_ref().map(|repo| cascade_argo::Checkout {
+            repo: repo.clone(),
+            revision: args.revision.clone().unwrap_or_else(|| "HEAD".to_owned()),
+        }),
         ..RenderOptions::default()
     };
     cascade_argo::render(&pipeline, &plan, &config, &options)
