@@ -105,6 +105,10 @@ def _decode(param: str, arg: dict[str, Any]) -> Any:
             return json.loads(text)
         except ValueError:
             return text
+    if kind == "fanin" and not text.strip():
+        # A map over an empty list: the local engine gives `null`, Argo may leave the
+        # aggregate of a task with no children empty.
+        return []
     try:
         value = json.loads(text)
     except ValueError as e:

@@ -97,3 +97,20 @@ def test_unannotated_parameters_are_not_checked() -> None:
         return x
 
     assert check(loose, {"x": object(), "y": 1}, "loose")["y"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("null", []),  # the local engine: a map over an empty list
+        ("", []),  # Argo: the aggregate of a task with no children may stay empty
+        ('["1", "[2]"]', [1, [2]]),  # each item's result is a JSON text
+    ],
+)
+def test_a_fan_in_argument_decodes_to_the_list_of_item_results(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: list[Any]
+) -> None:
+    from cascade.runner import _decode
+
+    monkeypatch.setenv("CSPY_ARG_0", text)
+    assert _decode("results", {"env": "CSPY_ARG_0", "kind": "fanin"}) == expected
