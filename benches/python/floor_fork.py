@@ -31,7 +31,7 @@ def _start(fn: Callable[[Any], Any], arg: Any) -> tuple[int, int]:
             data = json.dumps(fn(arg) if arg is not None else fn()).encode()
             os.write(write, data)  # results here are < 64 KiB: one write, never blocks
             os._exit(0)
-        except BaseException:  # noqa: BLE001 - any failure is exit 1
+        except BaseException:  # any failure is exit 1
             os._exit(1)
     os.close(write)
     return pid, read

@@ -33,9 +33,14 @@ def w2() -> object:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("w1", "w2") or sys.argv[2] not in (
-        "threads",
-        "processes",
+    if (
+        len(sys.argv) != 3
+        or sys.argv[1] not in ("w1", "w2")
+        or sys.argv[2]
+        not in (
+            "threads",
+            "processes",
+        )
     ):
         raise SystemExit("usage: peer_dask.py w1|w2 threads|processes")
     graph = w1() if sys.argv[1] == "w1" else w2()

@@ -21,9 +21,9 @@ os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, task
 
-import workload  # noqa: E402
+import workload
 
 produce = task(workload.produce)
 noop = task(workload.noop)
