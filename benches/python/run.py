@@ -16,8 +16,9 @@ the reason.
 usage: run.py [--runs N] [--warmup N] [--timeout S] [--only a,b] [--workloads w1,w2]
               [--json FILE]
 Environment: CASCADE_BIN (the cascade binary), PYTHON (the interpreter of the floors and
-of the Cascade SDK scripts, default python3), PEER_PYTHON (the venv with prefect, dask,
-luigi; default benches/python/.venv/bin/python).
+of the Cascade SDK scripts, default python3), CASCADE_SDK (a folder holding the `cascade`
+package, put on PYTHONPATH of the Cascade SDK systems only; default: the installed one),
+PEER_PYTHON (the venv with prefect, dask, luigi; default benches/python/.venv/bin/python).
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ def systems(work: str, wanted: set[str] | None) -> tuple[list[System], PrefectSe
 
     # The SDK's own form: `python3 cascade_w1.py` (cs.run), run from the repository root.
     sdk_env = {"CASCADE_BIN": cascade} if cascade else {}
+    if os.environ.get("CASCADE_SDK"):  # an SDK source tree not installed (its python/ folder)
+        sdk_env["PYTHONPATH"] = os.path.abspath(os.environ["CASCADE_SDK"])
     sdk = System(
         "cascade-py",
         {w: [python, os.path.join("benches", "python", f"cascade_{w}.py")] for w in ("w1", "w2")},

@@ -4,7 +4,8 @@
 # Usage: benches/python/run.sh [run.py options: --runs N --warmup N --timeout S --only a,b
 #        --workloads w1,w2 --json FILE]
 # Environment: CASCADE_BIN (default: target/release/cascade, then target/debug/cascade,
-# then PATH), PYTHON (floors and the Cascade SDK scripts, default python3).
+# then PATH), PYTHON (floors and the Cascade SDK scripts, default python3), CASCADE_SDK
+# (a folder with the `cascade` package when it is not installed, e.g. a checkout's python/).
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || ./setup.sh
