@@ -6,10 +6,9 @@ median over the system's, and the peak RSS.
 Runs are interleaved: after one warm-up run of each system, round k runs every system
 once, in an order rotated by k, so a machine whose speed drifts moves every system alike.
 Each run is one whole command (start-up included), timed from just before its start to
-just after it is reaped. Peak RSS is the operating system's accounting of the reaped
-command (`wait4`): the largest single process among the command and the processes it
-waited for, which for every system here is the orchestrating process (the interpreter
-that runs the flow, or `cascade run`). A command that fails or passes --timeout is shown
+just after it is reaped. Peak RSS is GNU time's `%M` of the command: the largest single
+process among the command and the processes it waited for, which for every system here
+is the orchestrating process (the interpreter that runs the flow, or `cascade run`). A command that fails or passes --timeout is shown
 as such and not run again; a system that cannot run here (not installed) is skipped with
 the reason.
 
@@ -62,14 +61,25 @@ class Result:
     failure: str = ""
 
 
+TIME = "/usr/bin/time"
+
+
 def measure(
-    argv: list[str], cwd: str, env: dict[str, str], timeout: float
+    argv: list[str], cwd: str, env: dict[str, str], timeout: float, work: str
 ) -> tuple[float, int, str]:
-    """Runs argv once: (wall seconds, peak RSS KiB, failure or "")."""
+    """Runs argv once: (wall seconds, peak RSS KiB, failure or "").
+
+    The command is started by GNU time (`/usr/bin/time -f %M`), whose peak is the largest
+    single process it waited for. Started straight from this interpreter, a child's peak
+    could not read below this interpreter's own size: the child's first image is a copy of
+    its parent's, and the kernel keeps the high-water mark across `exec`."""
     full_env = {**os.environ, **env}
+    rss_file = os.path.join(work, "rss")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(rss_file)
     start = time.perf_counter()
     proc = subprocess.Popen(
-        argv,
+        [TIME, "-f", "%M", "-o", rss_file, *argv],
         cwd=cwd,
         env=full_env,
         stdin=subprocess.DEVNULL,
@@ -85,7 +95,7 @@ def measure(
             os.killpg(proc.pid, signal.SIGKILL)
 
     timer = threading.Timer(timeout, kill)
-    timer.start()
+    timer.daemon = True
     # stderr is drained on a thread so a chatty command never blocks on a full pipe;
     # only its tail is kept, to show why a run failed.
     tail: list[bytes] = []
@@ -96,23 +106,29 @@ def measure(
             tail.append(line)
             del tail[:-20]
 
-    reader = threading.Thread(target=drain)
+    reader = threading.Thread(target=drain, daemon=True)
+    timer.start()
     reader.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # What the command left running in its group (a server it forgot) ends with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        returncode = proc.wait()
+        wall = time.perf_counter() - start
+    finally:
+        timer.cancel()
+        # What the command left running in its group (a server it forgot) ends with it;
+        # so does the command itself when this wait was interrupted.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
     reader.join(timeout=5)
+    peak = 0
+    with contextlib.suppress(OSError, ValueError, IndexError), open(rss_file) as f:
+        peak = int(f.read().split()[-1])
     failure = ""
     if timed_out.is_set():
         failure = f"timed out after {timeout:.0f} s"
-    elif proc.returncode != 0:
+    elif returncode != 0:
         text = b"".join(tail).decode(errors="replace").strip().splitlines()
-        failure = f"exit {proc.returncode}: " + (text[-1] if text else "(no stderr)")
-    return wall, int(usage.ru_maxrss), failure
+        failure = f"exit {returncode}: " + (text[-1] if text else "(no stderr)")
+    return wall, peak, failure
 
 
 def can_import(python: str, code: str, env: dict[str, str]) -> str:
@@ -445,6 +461,8 @@ def main() -> None:
     # Only the "prefect-server" system talks to a server; the rest of Prefect's setup is
     # each system's own environment.
     os.environ.pop("PREFECT_API_URL", None)
+    if not os.access(TIME, os.X_OK):
+        raise SystemExit(f"{TIME} is needed for the peak RSS (Debian: apt-get install time)")
     work = tempfile.mkdtemp(prefix="cascade-bench-py-")
     server = None
     try:
@@ -468,7 +486,7 @@ def main() -> None:
                     r = results[s.name]
                     if r.failure:
                         continue
-                    wall, peak, failure = measure(s.commands[w], s.cwd, s.env, args.timeout)
+                    wall, peak, failure = measure(s.commands[w], s.cwd, s.env, args.timeout, work)
                     counted = k >= args.warmup
                     print(
                         f"{w} {'run' if counted else 'warm-up'} {k + 1 - args.warmup if counted else k + 1}: "
