@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,6 +53,8 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
     skipped: str = ""  # why it cannot run here
+    # Checked after each run, untimed: "" when the run's result is right, else what is wrong.
+    verify: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -327,6 +330,57 @@ def systems(work: str, wanted: set[str] | None) -> tuple[list[System], PrefectSe
         )
     out.append(rendered)
 
+    # The binary's own form: `cascade run benches/python/cascade_wN.py:wN` (it renders
+    # through `python3 -m cascade render`); the target's value is read from --summary.
+    def summary_check(w: str) -> str:
+        target, expected = ("fanin", 1000) if w == "w1" else ("inc_200", 200)
+        try:
+            with open(os.path.join(work, f"cli-summary-{w}.json")) as f:
+                value = json.loads(json.load(f)["jobs"][target]["outputs"]["result"])
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            return f"no result of {target} in the --summary file ({e!r})"
+        return "" if value == expected else f"{target} returned {value!r}, expected {expected}"
+
+    cli = System(
+        "cascade-cli-py",
+        {
+            w: [
+                cascade or "cascade",
+                "run",
+                f"benches/python/cascade_{w}.py:{w}",
+                "--data-dir",
+                os.path.join(work, "cascade-cli-py-data"),
+                "-j2",
+                "--output",
+                "json",
+                "--summary",
+                os.path.join(work, f"cli-summary-{w}.json"),
+            ]
+            for w in ("w1", "w2")
+        },
+        cwd=ROOT,
+        env={**sdk_env, "CASCADE_PYTHON": python},
+        note="`cascade run benches/python/cascade_wN.py:wN -j2 --output json`: the binary renders the Python file itself",
+        verify=summary_check,
+    )
+    if cascade is None:
+        cli.skipped = yaml.skipped
+    elif want(cli.name):
+        probe = subprocess.run(
+            [cascade, "validate", "benches/python/cascade_w2.py:w2"],
+            cwd=ROOT,
+            env={**os.environ, **cli.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if probe.returncode != 0:
+            lines = [line for line in probe.stderr.splitlines() if line.strip()]
+            cli.skipped = "this binary cannot run a .py pipeline: " + (
+                lines[-1].strip() if lines else f"validate exit {probe.returncode}"
+            )
+    out.append(cli)
+
     peer_missing = ""
     if not os.path.exists(peer):
         peer_missing = f"{peer} missing: run benches/python/setup.sh"
@@ -487,6 +541,8 @@ def main() -> None:
                     if r.failure:
                         continue
                     wall, peak, failure = measure(s.commands[w], s.cwd, s.env, args.timeout, work)
+                    if not failure and s.verify is not None:
+                        failure = s.verify(w)
                     counted = k >= args.warmup
                     print(
                         f"{w} {'run' if counted else 'warm-up'} {k + 1 - args.warmup if counted else k + 1}: "
