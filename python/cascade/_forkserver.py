@@ -3,10 +3,12 @@
 `cascade run` starts one per pipeline module (and job environment) its Python tasks use.
 The server imports `cascade.runner` and that module once, then forks a child per task
 attempt. The child becomes the process `python -m cascade.runner` would have been: its
-own process group, the attempt's pipes as standard input, output and error, exactly the
-job's environment and working directory, the interpreter's default signal handlers; it
-runs the runner's `run()` and ends through the interpreter's normal exit (atexit
-handlers, non-daemon threads and buffered output are handled as in a fresh process).
+own process group, the attempt's pipes as standard input, output and error, the job's
+environment (plus what the interpreter's start and the module's import add to it, as in
+a cold task process, and nothing of another task's) and working directory, the
+interpreter's default signal handlers; it
+runs the runner's `run()` and exits as a fresh process would as far as a task can tell
+(non-daemon threads joined, atexit handlers run, buffered output flushed).
 
 The engine talks to the server over its standard input, a Unix stream socket:
 - engine -> server: one JSON line per attempt, `{"id": N, "env": [[name, value], ...],
@@ -38,6 +40,7 @@ from . import runner
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import selectors
+    from typing import NoReturn
 
 _FDS_PER_REQUEST = 4
 _MAX_REQUEST = 64 * 1024 * 1024
@@ -84,13 +87,38 @@ def main(argv: list[str]) -> int:
         return _usage(f"standard input is not a socket ({e})")
     if conn.family != socket.AF_UNIX:
         return _usage("standard input is not a Unix socket")
+    # The environment as the interpreter's start left it (a launcher such as pyenv's
+    # shim, or the C locale coercion of PEP 538, may have added variables), then what
+    # importing the module changed: a cold task process has both on top of the job's.
+    started = dict(os.environ)
     # An import error ends the server; the engine then starts the tasks cold, which
     # shows the error in the task's log.
     runner.load_module(preload, path)
-    return _serve(conn)
+    imported = dict(os.environ)
+    changed = {k: v for k, v in imported.items() if started.get(k) != v}
+    removed = [k for k in started if k not in imported]
+    return _serve(conn, _Environ(started, changed, removed))
 
 
-def _serve(conn: socket.socket) -> int:
+class _Environ:
+    """A child's environment from the job's: what a cold task process would have."""
+
+    def __init__(self, started: dict[str, str], changed: dict[str, str], removed: list[str]):
+        self.started = started
+        self.changed = changed
+        self.removed = removed
+
+    def of(self, job: dict[str, str]) -> dict[str, str]:
+        # The server was started with the job's environment but for the variables of
+        # one task (its ids and arguments): where `started` differs from the job's,
+        # the interpreter's start changed it, as it would a cold task's.
+        env = {**job, **self.started, **self.changed}
+        for name in self.removed:
+            env.pop(name, None)
+        return env
+
+
+def _serve(conn: socket.socket, environ: _Environ) -> int:
     import gc
     import selectors
 
@@ -152,28 +180,25 @@ def _serve(conn: socket.socket) -> int:
                 line, _, remainder = bytes(buffer).partition(b"\n")
                 buffer = bytearray(remainder)
                 mine, fds = fds[:_FDS_PER_REQUEST], fds[_FDS_PER_REQUEST:]
-                code = _fork(line, mine, conn, children, selector, (wake_r, wake_w))
-                if code is not None:
-                    # The child: everything of the server is closed; run the task.
-                    for fd in fds:
-                        os.close(fd)
-                    return code
+                _fork(line, mine, fds, environ, conn, children, selector, (wake_r, wake_w))
 
 
 def _fork(
     line: bytes,
     fds: list[int],
+    queued: list[int],
+    environ: _Environ,
     conn: socket.socket,
     children: dict[int, int],
     selector: selectors.BaseSelector,
     wake: tuple[socket.socket, socket.socket],
-) -> int | None:
-    """Forks the child of one request. In the child, runs the task and returns its exit
-    code; in the server, returns None."""
+) -> None:
+    """Forks the child of one request (which runs the task and exits; `queued` are the
+    descriptors of later requests, which it closes)."""
     try:
         request = json.loads(line)
         ident = int(request["id"])
-        env = {str(k): str(v) for k, v in request["env"]}
+        env = environ.of({str(k): str(v) for k, v in request["env"]})
         cwd = str(request["cwd"])
     except (ValueError, KeyError, TypeError) as e:
         for fd in fds:
@@ -187,7 +212,9 @@ def _fork(
         return None
     pid = os.fork()
     if pid == 0:
-        return _child(env, cwd, fds, conn, selector, wake)
+        for fd in queued:
+            os.close(fd)
+        _child(env, cwd, fds, conn, selector, wake)
     # Also set in the child: whichever runs first, the group exists before the engine
     # hears the pid.
     with contextlib.suppress(OSError):
@@ -206,7 +233,7 @@ def _child(
     conn: socket.socket,
     selector: selectors.BaseSelector,
     wake: tuple[socket.socket, socket.socket],
-) -> int:
+) -> NoReturn:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
@@ -235,7 +262,38 @@ def _child(
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = [os.path.abspath(runner.__file__)]
-    return runner.run()
+    try:
+        code = runner.run()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """Ends the child as a normal exit would, as far as a task can tell: non-daemon
+    threads joined, atexit handlers run, output flushed. Not the interpreter's own
+    teardown: that visits every object the server imported, copying each page a fork
+    shares (tens of milliseconds per task, most of a no-op task's cost)."""
+    threading = sys.modules.get("threading")
+    shutdown = getattr(threading, "_shutdown", None)
+    try:
+        if shutdown is not None:
+            shutdown()
+        import atexit
+
+        atexit._run_exitfuncs()
+    except BaseException as e:
+        if isinstance(e, SystemExit):
+            code = e.code if isinstance(e.code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _reap(conn: socket.socket, children: dict[int, int]) -> None:

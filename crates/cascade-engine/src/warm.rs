@@ -310,7 +310,11 @@ async fn start_server(key: Key) -> Result<Arc<Server>, String> {
         .process_group(0)
         .kill_on_drop(true);
     let child = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id)
-        .map_err(|e| format!("{}: {e}", key.program.to_string_lossy()))?;
+        .map_err(|e| format!("{}: {e}", key.program.to_string_lossy()));
+    // The command holds the server's end of the pair: only the server may, or its end
+    // would never be seen (by us, when it dies; by it, when we do).
+    drop(command);
+    let child = child?;
     let pid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())

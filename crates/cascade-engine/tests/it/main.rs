@@ -17,6 +17,7 @@ mod container;
 mod control;
 mod flow;
 mod safety;
+mod warm;
 
 use cascade_engine::{Bus, Command, Recorder, Secrets, Summary};
 use cascade_plan::{Event, EventKind, Trigger};
