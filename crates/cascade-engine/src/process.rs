@@ -173,66 +173,15 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             duration: Duration::ZERO,
         };
     };
-    let forked = match &launch.warm {
-        Some(pool) => pool.start(&launch, &on_line).await,
-        None => None,
-    };
-    let (mut child, out, err) = if let Some(mut forked) = forked {
-        // Registered with the guard by the pool, before the child was let run.
-        let out = forked.stdout.take().map(|s| {
-            tokio::spawn(pump(
-                s,
-                Stream::Stdout,
-                launch.masker.clone(),
-                Arc::clone(&on_line),
-                launch.capture_stdout,
-            ))
-        });
-        let err = forked.stderr.take().map(|s| {
-            tokio::spawn(pump(
-                s,
-                Stream::Stderr,
-                launch.masker.clone(),
-                Arc::clone(&on_line),
-                0,
-            ))
-        });
-        (Proc::Forked(forked), out, err)
-    } else {
-        let mut command = command(&launch, program, args);
-        let spawned = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id);
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                return Finished {
-                    exit: Exit::SpawnFailed(format!("{}: {e}", program.to_string_lossy())),
-                    stdout: Vec::new(),
-                    duration: started.elapsed(),
-                };
-            }
-        };
-        if let Some(p) = child.id().and_then(|id| i32::try_from(id).ok()) {
-            crate::guard::register(Pid::from_raw(p));
+    let (mut child, (out, err)) = match start(&launch, program, args, &on_line).await {
+        Ok(started) => started,
+        Err(e) => {
+            return Finished {
+                exit: Exit::SpawnFailed(format!("{}: {e}", program.to_string_lossy())),
+                stdout: Vec::new(),
+                duration: started.elapsed(),
+            };
         }
-        let out = child.stdout.take().map(|s| {
-            tokio::spawn(pump(
-                s,
-                Stream::Stdout,
-                launch.masker.clone(),
-                Arc::clone(&on_line),
-                launch.capture_stdout,
-            ))
-        });
-        let err = child.stderr.take().map(|s| {
-            tokio::spawn(pump(
-                s,
-                Stream::Stderr,
-                launch.masker.clone(),
-                Arc::clone(&on_line),
-                0,
-            ))
-        });
-        (Proc::Spawned(child), out, err)
     };
     let pgid = child.group();
 
@@ -272,6 +221,65 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         stdout,
         duration: started.elapsed(),
     }
+}
+
+/// The output readers of an attempt.
+type Readers = (
+    Option<tokio::task::JoinHandle<Vec<u8>>>,
+    Option<tokio::task::JoinHandle<Vec<u8>>>,
+);
+
+/// Starts an attempt in a process group of its own, registered with [`crate::guard`]:
+/// a fork of its module's warm runner for a Python task that can be one, else spawned.
+async fn start(
+    launch: &Launch,
+    program: &OsString,
+    args: &[OsString],
+    on_line: &LineSink,
+) -> std::io::Result<(Proc, Readers)> {
+    let forked = match &launch.warm {
+        Some(pool) => pool.start(launch, on_line).await,
+        None => None,
+    };
+    if let Some(mut forked) = forked {
+        // Registered by the pool, before the child was let run.
+        let readers = readers(forked.stdout.take(), forked.stderr.take(), launch, on_line);
+        return Ok((Proc::Forked(forked), readers));
+    }
+    let mut command = command(launch, program, args);
+    let mut child = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id)?;
+    if let Some(p) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        crate::guard::register(Pid::from_raw(p));
+    }
+    let readers = readers(child.stdout.take(), child.stderr.take(), launch, on_line);
+    Ok((Proc::Spawned(child), readers))
+}
+
+/// Tasks reading an attempt's stdout (kept up to `capture_stdout`) and stderr.
+fn readers<O, E>(out: Option<O>, err: Option<E>, launch: &Launch, on_line: &LineSink) -> Readers
+where
+    O: tokio::io::AsyncRead + Unpin + Send + 'static,
+    E: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let out = out.map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stdout,
+            launch.masker.clone(),
+            Arc::clone(on_line),
+            launch.capture_stdout,
+        ))
+    });
+    let err = err.map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stderr,
+            launch.masker.clone(),
+            Arc::clone(on_line),
+            0,
+        ))
+    });
+    (out, err)
 }
 
 /// Ends what an attempt left behind: its group (background jobs holding the pipes open,
@@ -399,11 +407,7 @@ impl Proc {
         match self {
             Proc::Spawned(child) => match child.wait().await {
                 Ok(s) => s.code().map_or_else(
-                    || {
-                        Exit::Signal(
-                            std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0),
-                        )
-                    },
+                    || Exit::Signal(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
                     Exit::Code,
                 ),
                 Err(e) => Exit::SpawnFailed(e.to_string()),

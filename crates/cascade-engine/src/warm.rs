@@ -15,7 +15,7 @@
 //! another process can connect to). Per attempt the engine makes the output pipes as for
 //! a spawned process, sends the job's complete environment and working directory with
 //! the child's stdin (`/dev/null`), stdout, stderr and the read end of a *go* pipe
-//! (SCM_RIGHTS); the server forks, the child makes its own process group, and the server
+//! (`SCM_RIGHTS`); the server forks, the child makes its own process group, and the server
 //! answers with its pid. The engine registers that group with [`crate::guard`] and only
 //! then writes to the go pipe: no task code runs in a group that would outlive the
 //! engine. From there the attempt is supervised as a spawned one ([`crate::process`]):
@@ -66,7 +66,7 @@ fn per_task(name: &str) -> bool {
 const MAX_SERVERS: usize = 16;
 
 /// How long a server may take to import its module.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Whether a job's script is the Python runner's entry point.
 pub fn is_python_task(script: &str) -> bool {
@@ -83,10 +83,13 @@ struct Key {
     env: Vec<(String, String)>,
 }
 
+/// A server once started, or why it could not be.
+type Starting = OnceCell<Result<Arc<Server>, String>>;
+
 /// The warm runners of one run.
 #[derive(Default)]
 pub struct Pool {
-    servers: Mutex<HashMap<Key, Arc<OnceCell<Result<Arc<Server>, String>>>>>,
+    servers: Mutex<HashMap<Key, Arc<Starting>>>,
     /// Modules whose fallback was noted in a task's log already.
     noted: Mutex<std::collections::HashSet<String>>,
 }
@@ -250,12 +253,11 @@ fn key(launch: &Launch) -> Option<(Key, Vec<(String, String)>)> {
     let mut index: HashMap<String, usize> = HashMap::new();
     for (k, v) in &launch.env {
         let (k, v) = (k.to_str()?.to_owned(), v.to_str()?.to_owned());
-        match index.get(&k) {
-            Some(&i) => env[i].1 = v,
-            None => {
-                index.insert(k.clone(), env.len());
-                env.push((k, v));
-            }
+        if let Some(&i) = index.get(&k) {
+            env[i].1 = v;
+        } else {
+            index.insert(k.clone(), env.len());
+            env.push((k, v));
         }
     }
     let spec = env.iter().find(|(k, _)| k == TASK_VAR)?.1.as_str();
@@ -279,9 +281,7 @@ fn module_of(spec: &str) -> Option<(String, Option<String>)> {
     use base64::Engine as _;
     let mut value: Value = serde_json::from_str(spec).ok()?;
     if let Some(b64) = value.get("b64").and_then(Value::as_str) {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
         value = serde_json::from_slice(&bytes).ok()?;
     }
     let entry = value.get("entry")?.as_str()?;
@@ -509,6 +509,7 @@ mod tests {
 
     #[test]
     fn the_module_comes_from_the_entry_in_either_form() {
+        use base64::Engine as _;
         assert_eq!(
             module_of(r#"{"entry": "ci/pipe.py:lint", "args": {}}"#),
             Some(("ci/pipe.py".to_owned(), None))
@@ -517,14 +518,20 @@ mod tests {
             module_of(r#"{"entry": "pkg.mod:Klass.fn", "path": "src"}"#),
             Some(("pkg.mod".to_owned(), Some("src".to_owned())))
         );
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD
-            .encode(r#"{"entry": "a.py:f", "args": {"x": {"kind": "const", "value": "${{ y }}"}}}"#);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(
+            r#"{"entry": "a.py:f", "args": {"x": {"kind": "const", "value": "${{ y }}"}}}"#,
+        );
         assert_eq!(
             module_of(&format!(r#"{{"b64": "{b64}"}}"#)),
             Some(("a.py".to_owned(), None))
         );
-        for bad in ["", "{}", r#"{"entry": "nocolon"}"#, r#"{"entry": ":f"}"#, "[1]"] {
+        for bad in [
+            "",
+            "{}",
+            r#"{"entry": "nocolon"}"#,
+            r#"{"entry": ":f"}"#,
+            "[1]",
+        ] {
             assert_eq!(module_of(bad), None, "{bad}");
         }
     }

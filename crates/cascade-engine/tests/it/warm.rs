@@ -21,9 +21,8 @@ fn setup(warm: bool) -> Setup {
 /// A Python job as the SDK lowers one: `python3 -m cascade.runner`, the task in
 /// `CSPY_TASK`, its arguments in `CSPY_ARG_n`.
 fn job(id: &str, module: &str, function: &str, args: &str, extra: &str) -> String {
-    let spec = format!(
-        r#"{{"entry": "{module}:{function}", "path": "{FIXTURES}", "args": {{{args}}}}}"#
-    );
+    let spec =
+        format!(r#"{{"entry": "{module}:{function}", "path": "{FIXTURES}", "args": {{{args}}}}}"#);
     format!(
         "  {id}:\n    run: python3 -m cascade.runner\n    outputs: {{ result: file }}\n{extra}    env:\n      CSPY_TASK: '{spec}'\n"
     )
@@ -31,7 +30,13 @@ fn job(id: &str, module: &str, function: &str, args: &str, extra: &str) -> Strin
 
 fn chain_map_fan_in() -> String {
     let mut yaml = "jobs:\n".to_owned();
-    yaml += &job("items", "warm_tasks", "items", r#""n": {"kind": "const", "value": 3}"#, "");
+    yaml += &job(
+        "items",
+        "warm_tasks",
+        "items",
+        r#""n": {"kind": "const", "value": 3}"#,
+        "",
+    );
     yaml += &job(
         "shout",
         "warm_tasks",
@@ -52,18 +57,33 @@ fn chain_map_fan_in() -> String {
 }
 
 fn result(ran: &Ran, task: &str) -> Value {
-    let text = ran.task(task).outputs["result"].as_str().unwrap().to_owned();
+    let text = ran.task(task).outputs["result"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{task}: {e}: {text}"))
 }
 
 #[test]
 fn warm_tasks_give_what_cold_tasks_give_from_one_server_per_module() {
-    let (warm, cold) = (run(&chain_map_fan_in(), setup(true)), run(&chain_map_fan_in(), setup(false)));
+    let (warm, cold) = (
+        run(&chain_map_fan_in(), setup(true)),
+        run(&chain_map_fan_in(), setup(false)),
+    );
     for ran in [&warm, &cold] {
-        assert_eq!(ran.summary.outcome, RunOutcome::Succeeded, "{:?}", ran.logs());
+        assert_eq!(
+            ran.summary.outcome,
+            RunOutcome::Succeeded,
+            "{:?}",
+            ran.logs()
+        );
         assert_eq!(result(ran, "join"), Value::from("I0I1I2"));
         assert_eq!(result(ran, "items"), serde_json::json!(["i0", "i1", "i2"]));
-        assert!(ran.logs().contains(&"shout[1]: shouting i1".to_owned()), "{:?}", ran.logs());
+        assert!(
+            ran.logs().contains(&"shout[1]: shouting i1".to_owned()),
+            "{:?}",
+            ran.logs()
+        );
     }
     let engine = i64::from(std::process::id());
     let mut parents = std::collections::BTreeSet::new();
@@ -106,8 +126,8 @@ fn warm_tasks_give_what_cold_tasks_give_from_one_server_per_module() {
     assert_eq!(parents.len(), 1, "one server for the module: {parents:?}");
     let server = *parents.first().unwrap();
     // The server ended with the run.
-    let alive = std::fs::read_to_string(format!("/proc/{server}/stat"))
-        .is_ok_and(|s| !s.contains(") Z "));
+    let alive =
+        std::fs::read_to_string(format!("/proc/{server}/stat")).is_ok_and(|s| !s.contains(") Z "));
     assert!(!alive, "the fork server {server} outlived the run");
 }
 
@@ -140,5 +160,8 @@ fn a_module_that_does_not_import_runs_cold_and_fails_with_the_import_error() {
         logs.contains("no warm Python runner for broken_tasks"),
         "{logs}"
     );
-    assert!(logs.contains("RuntimeError: broken on purpose at import"), "{logs}");
+    assert!(
+        logs.contains("RuntimeError: broken on purpose at import"),
+        "{logs}"
+    );
 }
