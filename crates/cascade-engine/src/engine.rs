@@ -218,7 +218,7 @@ pub async fn run(
     let mut dispatcher = Dispatcher::new(plan, secrets, options, bus, weights);
     dispatcher.run(cancel).await;
     // No task runs any more: their warm runners end with the run.
-    dispatcher.warm.shutdown();
+    dispatcher.warm.shutdown().await;
     Ok(dispatcher.summary())
 }
 

@@ -234,12 +234,18 @@ impl Pool {
         None
     }
 
-    /// Stops every server (the run has ended: no task of theirs is running).
-    pub fn shutdown(&self) {
+    /// Stops every server and reaps it (the run has ended: no task of theirs is
+    /// running).
+    pub async fn shutdown(&self) {
         let servers: Vec<_> = lock(&self.servers).drain().collect();
         for (_, cell) in servers {
             if let Some(Ok(server)) = cell.get() {
+                let child = lock(&server.child).take();
                 server.stop();
+                if let Some(mut child) = child {
+                    let _ = child.start_kill();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                }
             }
         }
     }
