@@ -253,8 +253,16 @@ impl Pool {
 
 /// The server key of a Python task's launch and its complete environment (the last
 /// value of each name, as a spawned process gets it), or `None` when it cannot run warm
-/// (no task description, or a name or value that is not UTF-8).
+/// (an interpreter not found on `PATH`, no task description, or a name or value that is
+/// not UTF-8).
 fn key(launch: &Launch) -> Option<(Key, Vec<(String, String)>)> {
+    // The interpreter was found on PATH and is started directly (not through a shell).
+    let [program, dash_m, module] = launch.argv.as_slice() else {
+        return None;
+    };
+    if dash_m != "-m" || module != "cascade.runner" {
+        return None;
+    }
     let mut env: Vec<(String, String)> = Vec::with_capacity(launch.env.len());
     let mut index: HashMap<String, usize> = HashMap::new();
     for (k, v) in &launch.env {
@@ -272,7 +280,7 @@ fn key(launch: &Launch) -> Option<(Key, Vec<(String, String)>)> {
         env.iter().filter(|(k, _)| !per_task(k)).cloned().collect();
     shared.sort();
     let key = Key {
-        program: launch.argv.first()?.clone(),
+        program: program.clone(),
         module,
         path,
         cwd: launch.cwd.clone(),
@@ -540,6 +548,78 @@ mod tests {
         ] {
             assert_eq!(module_of(bad), None, "{bad}");
         }
+    }
+
+    fn launch(argv: &[&str], env: &[(&str, &str)]) -> Launch {
+        Launch {
+            argv: argv.iter().map(OsString::from).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            cwd: "/work".into(),
+            timeout: None,
+            grace: Duration::ZERO,
+            masker: crate::mask::Masker::default(),
+            capture_stdout: 0,
+            on_stop: None,
+            tracking: None,
+            sandboxed: false,
+            warm: None,
+        }
+    }
+
+    #[test]
+    fn tasks_differing_only_in_their_own_variables_share_a_server() {
+        let python = ["/usr/bin/python3", "-m", "cascade.runner"];
+        let task = r#"{"entry": "p.py:f", "args": {}}"#;
+        let other = r#"{"entry": "p.py:g", "args": {}}"#;
+        let (a, env) = key(&launch(
+            &python,
+            &[
+                ("PATH", "/bin"),
+                ("CSPY_TASK", task),
+                ("CSPY_ARG_0", "1"),
+                ("CASCADE_TASK", "f"),
+                ("X", "old"),
+                ("X", "new"),
+            ],
+        ))
+        .unwrap();
+        // The last value of a name, as a spawned process gets it.
+        assert_eq!(env.iter().filter(|(k, _)| k == "X").count(), 1);
+        assert!(env.contains(&("X".to_owned(), "new".to_owned())));
+        assert_eq!(a.module, "p.py");
+        assert_eq!(
+            a.env,
+            vec![
+                ("PATH".to_owned(), "/bin".to_owned()),
+                ("X".to_owned(), "new".to_owned())
+            ]
+        );
+        let (b, _) = key(&launch(
+            &python,
+            &[
+                ("PATH", "/bin"),
+                ("CSPY_TASK", other),
+                ("CSPY_ARG_0", "2"),
+                ("CASCADE_TASK", "g"),
+                ("X", "new"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(a, b);
+        // Another value of a shared variable (a secret, say): another server.
+        let (c, _) = key(&launch(
+            &python,
+            &[("PATH", "/bin"), ("CSPY_TASK", task), ("X", "other")],
+        ))
+        .unwrap();
+        assert_ne!(a, c);
+        // Not found on PATH (run through the shell), or no task: cold.
+        let shell = ["/bin/sh", "-ec", "python3 -m cascade.runner"];
+        assert!(key(&launch(&shell, &[("CSPY_TASK", task)])).is_none());
+        assert!(key(&launch(&python, &[("PATH", "/bin")])).is_none());
     }
 
     #[test]
