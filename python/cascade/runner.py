@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 
+# Files already imported by `load_path`, by absolute path: a warm runner
+# (`cascade._forkserver`) imports the pipeline's file once and every task forked from it
+# finds the module here instead of executing the file again.
+_LOADED: dict[str, ModuleType] = {}
+
 
 class TaskError(Exception):
     """The task cannot be started as its document says (exit 1, message on stderr)."""
@@ -37,6 +42,8 @@ def load_path(path: str) -> ModuleType:
     import importlib.util
 
     absolute = os.path.abspath(path)
+    if absolute in _LOADED:
+        return _LOADED[absolute]
     if not os.path.isfile(absolute):
         raise TaskError(f"{path}: no such file (paths are relative to {os.getcwd()})")
     folder = os.path.dirname(absolute)
@@ -59,7 +66,21 @@ def load_path(path: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
+    _LOADED[absolute] = module
     return module
+
+
+def load_module(module_ref: str, path: str | None = None) -> ModuleType:
+    """The module part of an entry imported: a `.py` file by path, else a module by name
+    (with `path`, when the task description gives one, first on `sys.path`)."""
+    if module_ref.endswith(".py"):
+        return load_path(module_ref)
+    if path is not None:
+        folder = os.path.abspath(path)
+        if not sys.path or sys.path[0] != folder:
+            sys.path.insert(0, folder)
+    __import__(module_ref)
+    return sys.modules[module_ref]
 
 
 def resolve(entry: str, path: str | None = None) -> tuple[Any, str]:
@@ -70,14 +91,7 @@ def resolve(entry: str, path: str | None = None) -> tuple[Any, str]:
         raise TaskError(
             f"entry {entry!r} must be 'path/file.py:function' or 'package.module:function'"
         )
-    if module_ref.endswith(".py"):
-        module = load_path(module_ref)
-    else:
-        if path is not None:
-            sys.path.insert(0, os.path.abspath(path))
-        __import__(module_ref)
-        module = sys.modules[module_ref]
-    obj: Any = module
+    obj: Any = load_module(module_ref, path)
     for part in qualname.split("."):
         try:
             obj = getattr(obj, part)
@@ -251,7 +265,9 @@ def _print_exception(e: BaseException) -> None:
     user's frames are what matter."""
     import traceback
 
-    internal = [os.path.abspath(__file__)]
+    # The runner's frames, and the warm runner's that forked this process.
+    here = os.path.abspath(__file__)
+    internal = [here, os.path.join(os.path.dirname(here), "_forkserver.py")]
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None and asyncio.__file__:
         internal.append(os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep)

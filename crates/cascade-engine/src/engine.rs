@@ -61,6 +61,10 @@ pub struct Options {
     /// this run (a worker that died under them): their numbering and retry budget go on
     /// from there.
     pub attempts_used: std::collections::HashMap<String, u32>,
+    /// Start Python tasks (`python3 -m cascade.runner`) outside podman and the sandbox
+    /// as forks of a warm runner per module ([`crate::warm`]) instead of a fresh
+    /// interpreter each.
+    pub warm_python: bool,
 }
 
 /// Where a job's environment comes from.
@@ -213,6 +217,8 @@ pub async fn run(
     }
     let mut dispatcher = Dispatcher::new(plan, secrets, options, bus, weights);
     dispatcher.run(cancel).await;
+    // No task runs any more: their warm runners end with the run.
+    dispatcher.warm.shutdown().await;
     Ok(dispatcher.summary())
 }
 
@@ -289,6 +295,8 @@ struct Dispatcher<'p> {
     programs: std::cell::RefCell<std::collections::HashMap<String, OsString>>,
     /// Which task each running tokio task serves.
     owners: std::collections::HashMap<tokio::task::Id, (usize, usize)>,
+    /// The warm Python runners of this run.
+    warm: Arc<crate::warm::Pool>,
 }
 
 impl<'p> Dispatcher<'p> {
@@ -331,6 +339,7 @@ impl<'p> Dispatcher<'p> {
             secret_names,
             programs: std::cell::RefCell::default(),
             owners: std::collections::HashMap::new(),
+            warm: Arc::new(crate::warm::Pool::new()),
         }
     }
 
@@ -849,6 +858,11 @@ impl<'p> Dispatcher<'p> {
                 on_stop,
                 tracking,
                 sandboxed,
+                warm: (options.warm_python
+                    && container.is_none()
+                    && !sandboxed
+                    && crate::warm::is_python_task(&planned.script.text))
+                .then(|| Arc::clone(&self.warm)),
             },
             output_file,
             outputs: planned.outputs.clone(),

@@ -20,6 +20,7 @@ pub mod reaper;
 pub mod resources;
 pub mod sandbox;
 pub mod secrets;
+pub mod warm;
 
 pub use bus::{Bus, Recorder, Subscriber};
 pub use control::{Command, Commands, Controller};

@@ -42,6 +42,9 @@ pub struct Launch {
     /// `argv` starts `bwrap`: a stop's SIGTERM goes to the job inside (bwrap does not
     /// pass signals on), the SIGKILL to bwrap, whose end ends the sandbox.
     pub sandboxed: bool,
+    /// A Python task that may start as a fork of its module's warm runner
+    /// ([`crate::warm`]); cold (`argv`) when that cannot be done.
+    pub warm: Option<Arc<crate::warm::Pool>>,
 }
 
 /// SIGKILLs every live task's process group (a second Ctrl-C, before exiting).
@@ -170,10 +173,8 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             duration: Duration::ZERO,
         };
     };
-    let mut command = command(&launch, program, args);
-    let spawned = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id);
-    let mut child = match spawned {
-        Ok(c) => c,
+    let (mut child, (out, err)) = match start(&launch, program, args, &on_line).await {
+        Ok(started) => started,
         Err(e) => {
             return Finished {
                 exit: Exit::SpawnFailed(format!("{}: {e}", program.to_string_lossy())),
@@ -182,31 +183,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             };
         }
     };
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    if let Some(p) = pgid {
-        crate::guard::register(p);
-    }
-    let out = child.stdout.take().map(|s| {
-        tokio::spawn(pump(
-            s,
-            Stream::Stdout,
-            launch.masker.clone(),
-            Arc::clone(&on_line),
-            launch.capture_stdout,
-        ))
-    });
-    let err = child.stderr.take().map(|s| {
-        tokio::spawn(pump(
-            s,
-            Stream::Stderr,
-            launch.masker.clone(),
-            Arc::clone(&on_line),
-            0,
-        ))
-    });
+    let pgid = child.group();
 
     let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
     let sleep = async {
@@ -229,10 +206,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             stopped = true;
             Exit::TimedOut(launch.timeout.unwrap_or_default())
         }
-        status = child.wait() => match status {
-            Ok(s) => s.code().map_or_else(|| Exit::Signal(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)), Exit::Code),
-            Err(e) => Exit::SpawnFailed(e.to_string()),
-        },
+        exit = child.wait() => exit,
     };
     if cancel.is_cancelled() && !exit.success() {
         exit = Exit::Cancelled;
@@ -247,6 +221,65 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         stdout,
         duration: started.elapsed(),
     }
+}
+
+/// The output readers of an attempt.
+type Readers = (
+    Option<tokio::task::JoinHandle<Vec<u8>>>,
+    Option<tokio::task::JoinHandle<Vec<u8>>>,
+);
+
+/// Starts an attempt in a process group of its own, registered with [`crate::guard`]:
+/// a fork of its module's warm runner for a Python task that can be one, else spawned.
+async fn start(
+    launch: &Launch,
+    program: &OsString,
+    args: &[OsString],
+    on_line: &LineSink,
+) -> std::io::Result<(Proc, Readers)> {
+    let forked = match &launch.warm {
+        Some(pool) => pool.start(launch, on_line).await,
+        None => None,
+    };
+    if let Some(mut forked) = forked {
+        // Registered by the pool, before the child was let run.
+        let readers = readers(forked.stdout.take(), forked.stderr.take(), launch, on_line);
+        return Ok((Proc::Forked(forked), readers));
+    }
+    let mut command = command(launch, program, args);
+    let mut child = crate::reaper::spawn_own(|| command.spawn(), tokio::process::Child::id)?;
+    if let Some(p) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        crate::guard::register(Pid::from_raw(p));
+    }
+    let readers = readers(child.stdout.take(), child.stderr.take(), launch, on_line);
+    Ok((Proc::Spawned(child), readers))
+}
+
+/// Tasks reading an attempt's stdout (kept up to `capture_stdout`) and stderr.
+fn readers<O, E>(out: Option<O>, err: Option<E>, launch: &Launch, on_line: &LineSink) -> Readers
+where
+    O: tokio::io::AsyncRead + Unpin + Send + 'static,
+    E: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let out = out.map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stdout,
+            launch.masker.clone(),
+            Arc::clone(on_line),
+            launch.capture_stdout,
+        ))
+    });
+    let err = err.map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stderr,
+            launch.masker.clone(),
+            Arc::clone(on_line),
+            0,
+        ))
+    });
+    (out, err)
 }
 
 /// Ends what an attempt left behind: its group (background jobs holding the pipes open,
@@ -351,13 +384,50 @@ async fn stop_hook(argv: &[OsString], grace: Duration) {
     }
 }
 
+/// A running attempt: a process this engine spawned, or a fork of a warm runner.
+enum Proc {
+    Spawned(tokio::process::Child),
+    Forked(crate::warm::Forked),
+}
+
+impl Proc {
+    /// The attempt's process group (its leader's pid).
+    fn group(&self) -> Option<Pid> {
+        match self {
+            Proc::Spawned(child) => child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(Pid::from_raw),
+            Proc::Forked(forked) => Some(forked.pid),
+        }
+    }
+
+    /// How the attempt's leader ended (cancellation-safe).
+    async fn wait(&mut self) -> Exit {
+        match self {
+            Proc::Spawned(child) => match child.wait().await {
+                Ok(s) => s.code().map_or_else(
+                    || Exit::Signal(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
+                    Exit::Code,
+                ),
+                Err(e) => Exit::SpawnFailed(e.to_string()),
+            },
+            Proc::Forked(forked) => forked.wait().await,
+        }
+    }
+
+    async fn kill(&mut self) {
+        match self {
+            Proc::Spawned(child) => {
+                let _ = child.kill().await;
+            }
+            Proc::Forked(forked) => forked.kill().await,
+        }
+    }
+}
+
 /// SIGTERM to the group, SIGKILL after the grace period.
-async fn terminate(
-    pgid: Option<Pid>,
-    child: &mut tokio::process::Child,
-    grace: Duration,
-    sandboxed: bool,
-) {
+async fn terminate(pgid: Option<Pid>, child: &mut Proc, grace: Duration, sandboxed: bool) {
     if let Some(pgid) = pgid {
         if sandboxed {
             // bwrap dies of SIGTERM without passing it on: the job inside gets it first.
@@ -368,7 +438,7 @@ async fn terminate(
                 }
             }
             let _ = killpg(pgid, Signal::SIGKILL);
-            let _ = child.kill().await;
+            child.kill().await;
             return;
         }
         let _ = killpg(pgid, Signal::SIGTERM);
@@ -377,7 +447,7 @@ async fn terminate(
         }
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    let _ = child.kill().await;
+    child.kill().await;
 }
 
 /// The process group of the job inside a sandbox started as `bwrap` (pid `outer`):

@@ -382,6 +382,8 @@ async fn run_claimed(
                 config: options.config.clone(),
                 control: None,
                 attempts_used: claimed.died_in.iter().cloned().collect(),
+                // Workers run tasks cold, as on Argo (a worktree per run).
+                warm_python: false,
             };
             let bus = Bus::new().with(Arc::new(LedgerSink(Arc::clone(&ledger))));
             let (bus, engine_options, attached) = match &link {

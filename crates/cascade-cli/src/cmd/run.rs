@@ -41,6 +41,10 @@ pub struct Args {
     /// with it); `[sandbox]` in cascade.toml adds paths. Needs `bwrap`
     #[arg(long)]
     sandbox: bool,
+    /// Start each Python task (`python3 -m cascade.runner`) as a fresh interpreter, not as
+    /// a fork of a warm runner that already imported its module
+    #[arg(long)]
+    cold: bool,
     /// Secrets, `NAME=value` lines (multi-line: `NAME<<EOF` … `EOF`)
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
@@ -264,6 +268,7 @@ pub fn run(args: &Args) -> crate::CliResult {
         config,
         control: None,
         attempts_used: std::collections::HashMap::new(),
+        warm_python: !args.cold,
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()

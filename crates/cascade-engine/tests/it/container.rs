@@ -129,6 +129,7 @@ fn podman_never_sees_a_value_on_its_command_line() {
         config: cascade_spec::config::AdminConfig::default(),
         control: None,
         attempts_used: std::collections::HashMap::new(),
+        warm_python: false,
     };
     let env = vec![
         ("TOKEN".into(), "s3cret-value".into()),

@@ -17,6 +17,7 @@ mod container;
 mod control;
 mod flow;
 mod safety;
+mod warm;
 
 use cascade_engine::{Bus, Command, Recorder, Secrets, Summary};
 use cascade_plan::{Event, EventKind, Trigger};
@@ -80,6 +81,8 @@ pub struct Setup {
     /// Control commands, each sent that long after the run started (zero: before it
     /// starts); the sender is dropped after the last one.
     pub commands: Vec<(Duration, Command)>,
+    /// Start Python tasks as forks of warm runners.
+    pub warm_python: bool,
 }
 
 impl Default for Setup {
@@ -94,6 +97,7 @@ impl Default for Setup {
             env: Vec::new(),
             containers: false,
             commands: Vec::new(),
+            warm_python: false,
         }
     }
 }
@@ -124,6 +128,7 @@ pub fn run(yaml: &str, setup: Setup) -> Ran {
         config: cascade_spec::config::AdminConfig::default(),
         control: None,
         attempts_used: std::collections::HashMap::new(),
+        warm_python: setup.warm_python,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
