@@ -92,8 +92,14 @@ def main(argv: list[str]) -> int:
     # importing the module changed: a cold task process has both on top of the job's.
     started = dict(os.environ)
     # An import error ends the server; the engine then starts the tasks cold, which
-    # shows the error in the task's log.
-    runner.load_module(preload, path)
+    # shows the error in the task's log. The import runs marked as a task process (as a
+    # cold task's does), so a module that calls cs.run() unguarded is refused here too
+    # instead of starting a run from the server.
+    os.environ["CSPY_TASK"] = f"(warm runner of {preload})"
+    try:
+        runner.load_module(preload, path)
+    finally:
+        del os.environ["CSPY_TASK"]
     imported = dict(os.environ)
     changed = {k: v for k, v in imported.items() if started.get(k) != v}
     removed = [k for k in started if k not in imported]
