@@ -22,6 +22,10 @@ pub enum RunOutput {
 }
 
 #[derive(Debug, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "clap flags: each bool is one independent on/off `--flag` of the command line"
+)]
 pub struct Args {
     /// Pipeline file (ci.yaml), DAG JSON, or Python pipeline (`file.py:function`)
     file: PathBuf,
