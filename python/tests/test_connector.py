@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,9 +107,11 @@ if __name__ == "__main__":
         connector = Recorder(cancel_on="long")
     elif kind == "nats":
         connector = cs.connectors.Nats(sys.argv[3])
+    elif kind == "mqtt":
+        connector = cs.connectors.Mqtt(sys.argv[3])
     else:
         connector = {"raises": Raises, "sleeps-sync": SleepsSync, "sleeps-async": SleepsAsync}[kind]()
-    assert kind == "nats" or isinstance(connector, cs.Connector)
+    assert kind in ("nats", "mqtt") or isinstance(connector, cs.Connector)
     start = time.monotonic()
     try:
         value = cs.run(globals()[pipeline](), connector=connector)
@@ -277,6 +280,110 @@ def test_nats_connector_is_the_engines_own(project: Project) -> None:
         assert events == ["ENGINE_STARTED", "ENGINE_STOPPED"], got
         run_id = got[0][1]["header"]["run_id"]
         assert {s for s, _ in got} == {f"cascade.telemetry.local.default.{run_id}.events"}
+        states = {
+            (p["body"]["task_id"], p["body"]["state"]) for _, p in got if "state" in p["body"]
+        }
+        assert {("build", "COMPLETED"), ("test", "COMPLETED")} <= states, states
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _mqtt_packet(kind: int, body: bytes) -> bytes:
+    """An MQTT 3.1.1 packet: the fixed header (type and flags, remaining length) and body."""
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([kind]) + bytes(encoded) + body
+
+
+def _mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _mqtt_read(sock: socket.socket) -> tuple[int, bytes]:
+    """One packet: its first byte and its body."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError("the broker closed the connection")
+            data += chunk
+        return data
+
+    first = exactly(1)[0]
+    length, shift = 0, 0
+    while True:
+        byte = exactly(1)[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return first, exactly(length)
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+    reason="needs mosquitto",
+)
+def test_mqtt_connector_is_the_engines_own(project: Project, tmp_path: Path) -> None:
+    """`cs.connectors.Mqtt(url)`: the engine publishes to a real mosquitto, read here by a
+    raw MQTT 3.1.1 subscriber (no client library: the bytes of the protocol)."""
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    server = subprocess.Popen(
+        [broker, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mosquitto did not start"
+                time.sleep(0.05)
+        client.settimeout(30)
+        connect = _mqtt_string("MQTT") + bytes([4, 2, 0, 60]) + _mqtt_string("cascade-test")
+        client.sendall(_mqtt_packet(0x10, connect))
+        assert _mqtt_read(client) == (0x20, bytes([0, 0])), "CONNACK refused"
+        client.sendall(
+            _mqtt_packet(0x82, b"\x00\x01" + _mqtt_string("cascade/telemetry/#") + b"\x00")
+        )
+        assert _mqtt_read(client)[0] == 0x90, "no SUBACK"
+        got: list[tuple[str, dict[str, Any]]] = []
+
+        def read() -> None:
+            try:
+                while True:
+                    first, body = _mqtt_read(client)
+                    if first >> 4 != 3:  # PUBLISH
+                        continue
+                    size = int.from_bytes(body[:2], "big")
+                    start = 2 + size + (2 if first & 0x06 else 0)  # a packet id at QoS > 0
+                    payload = json.loads(body[start:])
+                    got.append((body[2 : 2 + size].decode(), payload))
+                    if payload["body"].get("event") == "ENGINE_STOPPED":
+                        return
+            except (OSError, EOFError):
+                return
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        outcome, stderr = program(project, "chain", "mqtt", f"mqtt://127.0.0.1:{port}")
+        assert outcome["value"] == "built+tested", stderr
+        thread.join(20)
+        events = [p["body"].get("event") for _, p in got if "event" in p["body"]]
+        assert events == ["ENGINE_STARTED", "ENGINE_STOPPED"], got
+        run_id = got[0][1]["header"]["run_id"]
+        assert {t for t, _ in got} == {f"cascade/telemetry/local/default/{run_id}/events"}
         states = {
             (p["body"]["task_id"], p["body"]["state"]) for _, p in got if "state" in p["body"]
         }
