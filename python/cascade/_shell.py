@@ -206,8 +206,12 @@ def shell(
     `cmd` is either a string, run with `/bin/sh -c` (pipes, `&&`, globs work), or a list,
     run as argv without a shell. In a string, `{name}` is filled from the keyword
     argument `name=`, quoted with `shlex.quote` (str, int, float or a path; a list or
-    tuple becomes several quoted words), so a value is always data, never shell text:
-    `cs.shell("ruff check packages/{p}", p=name)`. Literal braces are written `{{` and
+    tuple becomes several quoted words), so the shell that runs `cmd` reads a value as
+    one word of data: `cs.shell("ruff check packages/{p}", p=name)`. Quoting cannot
+    protect a value that a command parses as code again: after `sh -c`, `bash -c`,
+    `eval`, `ssh host …` or `su -c`, and in bash arithmetic (`[[ {n} -gt 0 ]]`, `let`)
+    where `/bin/sh` is bash. Pass such values through `env=` and reference the variable
+    in the command instead (or use the list form). Literal braces are written `{{` and
     `}}`, as with `str.format` (`awk '{{print $1}}'`, `${{HOME}}`). A placeholder with no
     value, a value with no placeholder, and a placeholder where quoting would not
     protect it (inside quotes, after `$` or `\\`, in a here-document) are errors naming

@@ -107,7 +107,8 @@ def _check_tree(lowered: Any, top: str, commit: str | None) -> None:
                 "or pass commit= to run a commit as it is"
             )
         return
-    code, _, _ = _git(["diff", "--quiet", commit, "--", *files], top)
+    # `--end-of-options`: a commit= such as `--output=FILE` is a revision, never an option.
+    code, _, _ = _git(["diff", "--quiet", "--end-of-options", commit, "--", *files], top)
     if code != 0:
         warnings.warn(
             f"the pipeline's files here differ from commit {commit}; the server runs them "
@@ -123,7 +124,8 @@ def _request(server: str, path: str, token: str | None) -> Any:
 
     request = urllib.request.Request(server.rstrip("/") + path)
     if token:
-        request.add_header("Authorization", f"Bearer {token}")
+        # Not copied onto a redirect: a 30x to another host must not receive the token.
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())

@@ -281,12 +281,21 @@ struct Finished {
 }
 
 /// Runs the renderer with a time limit, keeping at most [`MAX_RENDER_BYTES`] of stdout.
+/// It runs in a process group of its own, killed whole when it ends, times out or says
+/// too much: a helper the pipeline module started at import (holding the pipes open)
+/// must not keep `cascade` waiting for their end.
 fn capture(program: &std::ffi::OsStr, spec: &str) -> std::io::Result<Finished> {
+    use std::os::unix::process::CommandExt as _;
     let mut child = cascade_engine::process::new_std_command(program)
         .args(["-m", "cascade", "render", spec])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()?;
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    };
     let over = Arc::new(AtomicBool::new(false));
     let stdout = child.stdout.take().map(|pipe| {
         let over = Arc::clone(&over);
@@ -299,6 +308,8 @@ fn capture(program: &std::ffi::OsStr, spec: &str) -> std::io::Result<Finished> {
     let deadline = Instant::now() + RENDER_TIMEOUT;
     let ending = loop {
         if let Some(status) = child.try_wait()? {
+            // What it left running in its group ends with it.
+            kill_group();
             break Ending::Exited(status);
         }
         let ending = if over.load(Ordering::Relaxed) {
@@ -309,17 +320,23 @@ fn capture(program: &std::ffi::OsStr, spec: &str) -> std::io::Result<Finished> {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         };
-        let _ = child.kill();
+        kill_group();
         let _ = child.wait();
         break ending;
     };
     let join = |handle: Option<std::thread::JoinHandle<Vec<u8>>>| {
         handle.and_then(|h| h.join().ok()).unwrap_or_default()
     };
+    let (stdout, stderr) = (join(stdout), join(stderr));
+    // It may have exited as its output ran over (the reader says so only at the end).
+    let ending = match ending {
+        Ending::Exited(_) if over.load(Ordering::Relaxed) => Ending::TooLarge,
+        other => other,
+    };
     Ok(Finished {
         ending,
-        stdout: join(stdout),
-        stderr: join(stderr),
+        stdout,
+        stderr,
     })
 }
 

@@ -16,8 +16,11 @@
 //! and a PID namespace) has the same guarantee on its own; the guard costs it nothing.
 //!
 //! Not covered: a daemon that left its group (`setsid`) while the engine was killed (the
-//! end-of-attempt sweep of [`crate::reaper`] stops those on every other path), and a
-//! container, which podman runs outside our groups.
+//! end-of-attempt sweep of [`crate::reaper`] stops those on every other path), a
+//! container, which podman runs outside our groups, and a daemon a *warm* Python task
+//! forks without exec'ing (`os.fork(); os.setsid()`): the sweep finds an attempt's
+//! processes by the tracking marker in `/proc/PID/environ`, which a forked interpreter
+//! does not have (its `os.environ` changes are not there); `cascade run --cold` covers it.
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;

@@ -516,11 +516,13 @@ fn at_commit(args: &SubmitArgs, python: bool) -> Result<Value, CliError> {
     })?;
     let repository = match &args.repository {
         Some(r) => r.clone(),
-        None => git(&["remote", "get-url", "origin"]).map_err(|said| {
+        // Without its user info: an `origin` such as `https://ci-token:SECRET@host/o/r`
+        // must not send the credential to the server (it matches URLs without it).
+        None => without_userinfo(&git(&["remote", "get-url", "origin"]).map_err(|said| {
             CliError::usage(format!(
                 "no --repository, and no `origin` remote to take it from ({said}); name the server's repository with --repository NAME"
             ))
-        })?,
+        })?),
     };
     if let Ok(top) = git(&["rev-parse", "--show-toplevel"]) {
         let here = std::env::current_dir()
@@ -921,4 +923,34 @@ fn worker(args: &IdArgs) -> CliResult {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// `url` without the user info of a `scheme://user:password@host/…` URL (scp-like
+/// `git@host:o/r` has no password and stays as it is).
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn a_remote_url_loses_its_credentials_and_nothing_else() {
+        assert_eq!(
+            without_userinfo("https://gitlab-ci-token:s3cr3t@gitlab.example/o/r.git"),
+            "https://gitlab.example/o/r.git"
+        );
+        assert_eq!(without_userinfo("ssh://git@host/o/r"), "ssh://host/o/r");
+        assert_eq!(without_userinfo("git@host:o/r.git"), "git@host:o/r.git");
+        assert_eq!(without_userinfo("https://host/a@b"), "https://host/a@b");
+        assert_eq!(without_userinfo("/srv/repo"), "/srv/repo");
+    }
 }

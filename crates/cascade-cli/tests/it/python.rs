@@ -198,6 +198,30 @@ fn python_render_output_over_the_limit_is_refused() {
     assert!(out.contains("printed more than 8388608 bytes"), "{out}");
 }
 
+/// A pipeline module that starts a helper at import (which keeps the render's stdout
+/// open): the render's whole process group ends with it, so `validate` returns as soon as
+/// the render is done, not when the helper would end (300 s).
+#[test]
+fn python_render_leaves_no_helper_holding_cascade() {
+    let dir = workspace();
+    std::fs::write(
+        dir.path().join("helper.py"),
+        format!(
+            "import subprocess\nimport cascade as cs\n\nsubprocess.Popen(['sleep', '300'])\n\n\n{}",
+            PIPELINE.trim_start_matches("import cascade as cs\n")
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = transcript(&mut in_dir(dir.path(), &["validate", "helper.py:ok"]));
+    assert!(out.starts_with("exit: 0\n"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "validate waited for the helper: {:?}",
+        started.elapsed()
+    );
+}
+
 /// A problem outside the jobs is put at the pipeline function's `def` line.
 #[test]
 fn python_problem_outside_the_jobs_is_at_the_pipeline_function() {
