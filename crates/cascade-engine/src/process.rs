@@ -173,7 +173,33 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
             duration: Duration::ZERO,
         };
     };
-    let (mut child, (out, err)) = match start(&launch, program, args, &on_line).await {
+    // The deadline counts from here: a warm start may wait for its fork server to import
+    // the module, and neither a cancel nor the timeout waits for that (dropping the start
+    // drops the child's go pipe, so a child forked meanwhile exits before running).
+    let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
+    let until = |deadline: Option<tokio::time::Instant>| async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let begun = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(Exit::Cancelled),
+        () = until(deadline) => Err(Exit::TimedOut(launch.timeout.unwrap_or_default())),
+        begun = start(&launch, program, args, &on_line) => Ok(begun),
+    };
+    let begun = match begun {
+        Ok(begun) => begun,
+        Err(exit) => {
+            return Finished {
+                exit,
+                stdout: Vec::new(),
+                duration: started.elapsed(),
+            };
+        }
+    };
+    let (mut child, (out, err)) = match begun {
         Ok(started) => started,
         Err(e) => {
             return Finished {
@@ -184,14 +210,7 @@ pub async fn run(launch: Launch, on_line: LineSink, cancel: CancellationToken) -
         }
     };
     let pgid = child.group();
-
-    let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let sleep = until(deadline);
     let mut stopped = false;
     let mut exit = tokio::select! {
         // A stop request wins over an exit that happens at the same moment.

@@ -165,3 +165,22 @@ fn a_module_that_does_not_import_runs_cold_and_fails_with_the_import_error() {
         "{logs}"
     );
 }
+
+/// A module that takes 30 s to import: the task's 2 s timeout counts from the attempt's
+/// start, so it ends the task while its fork server is still importing (before, the
+/// attempt waited for the server, then started cold with a fresh timeout).
+#[test]
+fn a_timeout_does_not_wait_for_the_fork_server_to_import() {
+    let mut yaml = "jobs:\n".to_owned();
+    yaml += &job("slow", "slow_import", "never", "", "    timeout: 2s\n");
+    let began = std::time::Instant::now();
+    let ran = run(&yaml, setup(true));
+    let slow = ran.task("slow");
+    assert_eq!(slow.state, TaskState::Failed, "{:?}", ran.logs());
+    assert_eq!(slow.error.as_deref(), Some("timed out after 2s"));
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(20), // clippy: 20 s is not a whole minute
+        "the timeout waited for the import: {:?}",
+        began.elapsed()
+    );
+}
