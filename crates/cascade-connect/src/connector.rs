@@ -227,7 +227,7 @@ impl fmt::Display for BrokerUrl {
     }
 }
 
-/// Tuning shared by both connectors; the defaults suit telemetry on a LAN.
+/// Tuning shared by the connectors; the defaults suit telemetry on a LAN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Delay before the first reconnect attempt; doubles per failed attempt.
@@ -259,6 +259,18 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The refusal of a payload larger than [`Settings::max_payload`], the first check of
+    /// every connector's `publish`.
+    pub fn check_payload(&self, payload: &[u8]) -> Result<(), ConnectError> {
+        if payload.len() > self.max_payload {
+            return Err(ConnectError::PayloadTooLarge {
+                size: payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        Ok(())
+    }
+
     /// The delay before reconnect attempt `attempt` (1-based): `min_backoff` doubled per
     /// earlier failure, never more than `max_backoff`.
     pub fn backoff(&self, attempt: u32) -> Duration {

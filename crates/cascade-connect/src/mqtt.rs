@@ -448,12 +448,7 @@ impl Connector for MqttConnector {
         qos: Qos,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async move {
-            if payload.len() > self.settings.max_payload {
-                return Err(ConnectError::PayloadTooLarge {
-                    size: payload.len(),
-                    limit: self.settings.max_payload,
-                });
-            }
+            self.settings.check_payload(&payload)?;
             let not_connected = || ConnectError::NotConnected {
                 url: self.shared.url.clone(),
             };

@@ -271,12 +271,7 @@ impl Connector for NatsConnector {
         _qos: Qos,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async move {
-            if payload.len() > self.settings.max_payload {
-                return Err(ConnectError::PayloadTooLarge {
-                    size: payload.len(),
-                    limit: self.settings.max_payload,
-                });
-            }
+            self.settings.check_payload(&payload)?;
             let subject = subject_of_topic(topic)?;
             let client = match self.current() {
                 Some(client) if client.connection_state() == State::Connected => client,

@@ -311,12 +311,7 @@ impl Connector for UnixConnector {
         _qos: Qos,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async move {
-            if payload.len() > self.settings.max_payload {
-                return Err(ConnectError::PayloadTooLarge {
-                    size: payload.len(),
-                    limit: self.settings.max_payload,
-                });
-            }
+            self.settings.check_payload(&payload)?;
             let not_connected = || ConnectError::NotConnected {
                 url: self.url.to_string(),
             };
