@@ -271,23 +271,38 @@ def test_nats_connector_is_the_engines_own(project: Project) -> None:
             except OSError:
                 return
 
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        outcome, stderr = program(project, "chain", "nats", f"nats://127.0.0.1:{port}")
-        assert outcome["value"] == "built+tested", stderr
-        thread.join(20)
-        events = [p["body"].get("event") for _, p in got if "event" in p["body"]]
-        assert events == ["ENGINE_STARTED", "ENGINE_STOPPED"], got
-        run_id = got[0][1]["header"]["run_id"]
-        assert {s for s, _ in got} == {f"cascade.telemetry.local.default.{run_id}.events"}
-        states = {
-            (p["body"]["task_id"], p["body"]["state"]) for _, p in got if "state" in p["body"]
-        }
-        assert {("build", "COMPLETED"), ("test", "COMPLETED")} <= states, states
+        _run_while_reading(project, "nats", f"nats://127.0.0.1:{port}", read, got, "{}.events")
         client.close()
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _run_while_reading(
+    project: Project,
+    kind: str,
+    url: str,
+    read: Any,
+    got: list[tuple[str, dict[str, Any]]],
+    topic: str,
+) -> None:
+    """Runs the chain pipeline with the engine's own `kind` connector to `url` while
+    `read` (in a thread) collects what a raw subscriber got as (topic, payload); then
+    checks the lifecycle, the one topic (`topic` with the run's
+    `cascade{sep}telemetry{sep}{org}{sep}{project}{sep}{run_id}` in place of `{}`) and the tasks' final states."""
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    outcome, stderr = program(project, "chain", kind, url)
+    assert outcome["value"] == "built+tested", stderr
+    thread.join(20)
+    events = [p["body"].get("event") for _, p in got if "event" in p["body"]]
+    assert events == ["ENGINE_STARTED", "ENGINE_STOPPED"], got
+    run_id = got[0][1]["header"]["run_id"]
+    sep = "." if kind == "nats" else "/"
+    run = sep.join(["cascade", "telemetry", "local", "default", run_id])
+    assert {t for t, _ in got} == {topic.format(run)}, got
+    states = {(p["body"]["task_id"], p["body"]["state"]) for _, p in got if "state" in p["body"]}
+    assert {("build", "COMPLETED"), ("test", "COMPLETED")} <= states, states
 
 
 def _mqtt_packet(kind: int, body: bytes) -> bytes:
@@ -375,19 +390,7 @@ def test_mqtt_connector_is_the_engines_own(project: Project, tmp_path: Path) -> 
             except (OSError, EOFError):
                 return
 
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        outcome, stderr = program(project, "chain", "mqtt", f"mqtt://127.0.0.1:{port}")
-        assert outcome["value"] == "built+tested", stderr
-        thread.join(20)
-        events = [p["body"].get("event") for _, p in got if "event" in p["body"]]
-        assert events == ["ENGINE_STARTED", "ENGINE_STOPPED"], got
-        run_id = got[0][1]["header"]["run_id"]
-        assert {t for t, _ in got} == {f"cascade/telemetry/local/default/{run_id}/events"}
-        states = {
-            (p["body"]["task_id"], p["body"]["state"]) for _, p in got if "state" in p["body"]
-        }
-        assert {("build", "COMPLETED"), ("test", "COMPLETED")} <= states, states
+        _run_while_reading(project, "mqtt", f"mqtt://127.0.0.1:{port}", read, got, "{}/events")
         client.close()
     finally:
         server.terminate()
