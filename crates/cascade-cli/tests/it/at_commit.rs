@@ -5,6 +5,7 @@
 
 use crate::cascade;
 use crate::gitops::{commit, repo, serve};
+use crate::isolation::log_lines;
 use crate::serve::{Server, http, http_as};
 use crate::workers::{ended, wait_run};
 use cascade_test::git;
@@ -48,22 +49,6 @@ fn submit(server: &Server, auth: Option<&str>, body: &Value) -> (u16, Value) {
         "/api/v1/dag/execute",
         &body.to_string(),
     )
-}
-
-fn log_lines(server: &Server, run_id: &str) -> Vec<String> {
-    let (status, body) = http(
-        &server.addr,
-        "GET",
-        &format!("/api/v1/runs/{run_id}/logs"),
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
-    body["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["line"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[test]

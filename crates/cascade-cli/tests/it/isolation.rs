@@ -59,7 +59,8 @@ fn wait_ended(server: &Server, run_id: &str, limit: Duration) -> Value {
     }
 }
 
-fn log_lines(server: &Server, run_id: &str) -> Vec<String> {
+/// The text of a server run's log lines, in order.
+pub(crate) fn log_lines(server: &Server, run_id: &str) -> Vec<String> {
     let (status, body) = http(
         &server.addr,
         "GET",
