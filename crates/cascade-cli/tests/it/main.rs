@@ -49,6 +49,33 @@ pub fn cascade() -> Command {
     cmd
 }
 
+/// Reads `stream` (a child's stdout or stderr) line by line until a line contains
+/// `marker`, then sends the child SIGINT, as Ctrl-C would; returns what it read.
+pub fn interrupt_at(
+    child: &std::process::Child,
+    stream: &mut impl std::io::BufRead,
+    marker: &str,
+) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stream.read_line(&mut line).unwrap() > 0,
+            "the run ended before `{marker}`: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains(marker) {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    seen
+}
+
 /// Runs `cmd` and asserts it succeeded, showing its stderr when it did not.
 pub fn succeeded(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();

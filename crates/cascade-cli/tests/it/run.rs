@@ -103,22 +103,7 @@ fn ctrl_c_cancels_cleanly_runs_always_jobs_and_exits_130() {
         .unwrap();
     // Wait until the long job has started (its first log line), then press Ctrl-C.
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
-            "run ended before the job started"
-        );
-        if line.contains("\"started\"") {
-            break;
-        }
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    crate::interrupt_at(&child, &mut stdout, "\"started\"");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let status = child.wait().unwrap();
@@ -630,23 +615,7 @@ fn after_ctrl_c_what_never_started_counts_as_cancelled_not_failed() {
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
-            "run ended before the job started: {seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("long │ started") {
-            break;
-        }
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    crate::interrupt_at(&child, &mut stderr, "long │ started");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();

@@ -143,22 +143,7 @@ fn summary_is_written_when_the_run_is_cancelled() {
         .spawn()
         .unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
-            "run ended before the job started"
-        );
-        if line.contains("\"started\"") {
-            break;
-        }
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    crate::interrupt_at(&child, &mut stdout, "\"started\"");
     std::io::Read::read_to_string(&mut stdout, &mut String::new()).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let summary: serde_json::Value =
