@@ -660,17 +660,7 @@ mod tests {
             (&*REQUEUE, "events_open"),
             (&*PENDING_ORIGINS, "run_origins_pending"),
         ] {
-            let mut stmt = o
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
-                .unwrap();
-            // The plan does not depend on the values: none of them meets the index.
-            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = crate::db::query_plan(&o.conn, query);
             assert!(
                 plan.iter()
                     .any(|step| step.contains(&format!("INDEX {index}"))),

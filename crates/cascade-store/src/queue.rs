@@ -854,17 +854,7 @@ mod tests {
     fn open_queue_rows_are_found_through_their_index() {
         let (_dir, q) = queue();
         for query in [&*DEPTH, &*WAITING, &*NEXT] {
-            let mut stmt = q
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
-                .unwrap();
-            // The plan does not depend on the values: none of them meets the index.
-            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = crate::db::query_plan(&q.conn, query);
             assert!(
                 plan.iter()
                     .any(|step| step.contains("INDEX worker_queue_open")),
