@@ -821,20 +821,25 @@ fn items_outputs(plan: &Plan, producer: &PlannedJob) -> Vec<String> {
         .collect()
 }
 
-/// The `needs.<job>.outputs.<name>` a dynamic fan-out iterates over (bare or in `fromJSON`).
-fn dynamic_source(job: &PlannedJob) -> Option<&expr::Reference> {
-    let FanOut::Dynamic(e) = &job.fan_out else {
-        return None;
-    };
-    let inner = match e {
+/// The list a dynamic fan-out's expression names: `x` of `fromJSON(x)`, else itself
+/// (Argo's `withParam` parses the JSON text either way).
+fn unwrap_from_json(e: &Expr) -> &Expr {
+    match e {
         Expr::Call {
             func: Func::FromJson,
             args,
             ..
         } if args.len() == 1 => &args[0],
         other => other,
+    }
+}
+
+/// The `needs.<job>.outputs.<name>` a dynamic fan-out iterates over (bare or in `fromJSON`).
+fn dynamic_source(job: &PlannedJob) -> Option<&expr::Reference> {
+    let FanOut::Dynamic(e) = &job.fan_out else {
+        return None;
     };
-    match inner {
+    match unwrap_from_json(e) {
         Expr::Ref(r) if r.root == Root::Needs && r.output_name().is_some() && r.path.len() == 3 => {
             Some(r)
         }
@@ -1172,14 +1177,7 @@ impl Cx<'_> {
             ),
             FanOut::Items(items) => (Some(items.iter().map(text).collect()), None),
             FanOut::Dynamic(e) => {
-                let inner = match e {
-                    Expr::Call {
-                        func: Func::FromJson,
-                        args,
-                        ..
-                    } if args.len() == 1 => &args[0],
-                    other => other,
-                };
+                let inner = unwrap_from_json(e);
                 match inner {
                     Expr::Ref(r) if r.root == Root::Needs => (None, Some(self.value(inner)?)),
                     _ => {
