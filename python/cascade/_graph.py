@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import sys
 
+from ._duration import seconds
+
 # `typing` costs more to import than the rest of a task process's start together, so
 # it is only seen by type checkers; at run time `Generic[...]` is a stand-in and
 # `overload` the identity (annotations are strings: `from __future__ import annotations`).
@@ -51,7 +53,6 @@ _HINT = (
 )
 # A job id and a `workflow_dispatch` input name of the pipeline file.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
-_DURATION = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d))+")
 # Code flags of a function (`inspect.CO_*`, without importing inspect).
 _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
@@ -110,7 +111,7 @@ def _duration(value: object, what: str, site: _Site) -> str:
             f"{what} must be a duration such as '30s' or '10m', or seconds as a number, found {type(value).__name__}"
         )
     if isinstance(value, str):
-        if not _DURATION.fullmatch(value):
+        if seconds(value) is None:
             raise site.error(
                 f"{what} must be a duration such as '500ms', '30s', '10m' or '1h30m', found {value!r}"
             )

@@ -340,27 +340,19 @@ def _parse_timeout(timeout: float | str | None) -> float | None:
     return seconds
 
 
-_DURATION_PART = r"(\d+)(ms|s|m|h|d)"
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def _parse_duration(text: str) -> float:
     """The engine's duration syntax: `500ms`, `30s`, `10m`, `1h30m`, `2d`."""
-    import re
+    from ._duration import seconds
 
     rest = text.strip()
-    total = 0.0
     if not rest:
         raise ValueError("cs.shell: timeout= is an empty string; write seconds or e.g. '30s'")
-    while rest:
-        m = re.match(_DURATION_PART, rest)
-        if m is None:
-            raise ValueError(
-                f"cs.shell: timeout={text!r} is not a duration; expected numbers with "
-                "units ms, s, m, h or d, such as '30s', '5m' or '1h30m'"
-            )
-        total += int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        rest = rest[m.end() :]
+    total = seconds(rest)
+    if total is None:
+        raise ValueError(
+            f"cs.shell: timeout={text!r} is not a duration; expected numbers with "
+            "units ms, s, m, h or d, such as '30s', '5m' or '1h30m'"
+        )
     return total
 
 
