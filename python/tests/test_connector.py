@@ -228,6 +228,17 @@ def free_port() -> int:
         return port
 
 
+def _connect_when_listening(port: int, what: str) -> socket.socket:
+    """A connection to `what` on loopback `port`, once it listens (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.05)
+
+
 @pytest.mark.skipif(shutil.which("nats-server") is None, reason="needs nats-server")
 def test_nats_connector_is_the_engines_own(project: Project) -> None:
     port = free_port()
@@ -237,14 +248,7 @@ def test_nats_connector_is_the_engines_own(project: Project) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "nats-server did not start"
-                time.sleep(0.05)
+        client = _connect_when_listening(port, "nats-server")
         client.settimeout(30)
         # A raw core-NATS subscriber: every telemetry subject.
         client.sendall(b'CONNECT {"verbose":false}\r\nSUB cascade.telemetry.> 1\r\nPING\r\n')
@@ -357,14 +361,7 @@ def test_mqtt_connector_is_the_engines_own(project: Project, tmp_path: Path) -> 
         [broker, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
+        client = _connect_when_listening(port, "mosquitto")
         client.settimeout(30)
         connect = _mqtt_string("MQTT") + bytes([4, 2, 0, 60]) + _mqtt_string("cascade-test")
         client.sendall(_mqtt_packet(0x10, connect))
