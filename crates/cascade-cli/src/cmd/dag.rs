@@ -925,16 +925,18 @@ fn worker(args: &IdArgs) -> CliResult {
     Ok(Outcome::Success)
 }
 
-/// `url` without the user info of a `scheme://user:password@host/…` URL (scp-like
-/// `git@host:o/r` has no password and stays as it is).
+/// `url` without the user info of a `scheme://user:password@host/…` URL (parsed by the
+/// `url` crate, through reqwest); anything that is not such a URL (scp-like
+/// `git@host:o/r`, a path) stays as it is.
 fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // Both fail only for URLs that cannot have user info (no host): not these.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
+        _ => url.to_owned(),
     }
 }
 
