@@ -219,6 +219,9 @@ fn a_scheduled_pipeline_renders_as_a_schedule_event() {
         "{yaml}"
     );
     assert!(!yaml.contains("value: manual"), "{yaml}");
+    // Rendering is not submitting, and does not talk about it (it once said "nothing was
+    // submitted"): the manifest on stdout, nothing on stderr.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
 #[test]
