@@ -22,20 +22,24 @@ from ._env import Env
 from ._graph import BuildError, LazyResult, Param, Retry, Task, task, unmapped
 from ._lower import render
 from ._shell import ShellError, shell
-from ._submit import SubmitError, SubmitFailed, submit
 
 # Keep the imports of these modules cheap (no asyncio, typing or inspect at module level):
 # every task process imports this package. What only the caller of a run needs (`run`,
-# `RunFailed`, `Connector`, `connectors`: subprocess, asyncio, typing) loads on first use.
+# `RunFailed`, `submit`, `Connector`, `connectors`: subprocess, asyncio, typing) loads on
+# first use.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from . import connectors
     from ._connect import Connector
     from ._run import RunFailed, run
+    from ._submit import SubmitError, SubmitFailed, submit
 
 _LAZY = {
     "run": ("._run", "run"),
     "RunFailed": ("._run", "RunFailed"),
+    "submit": ("._submit", "submit"),
+    "SubmitError": ("._submit", "SubmitError"),
+    "SubmitFailed": ("._submit", "SubmitFailed"),
     "Connector": ("._connect", "Connector"),
     "connectors": (".connectors", None),
 }
